@@ -1,0 +1,667 @@
+"""
+bam_minimal.py: BaM, balanced interest learning for multi-interest recommendation, in one file.
+
+  [KDD24] Lee, Yun and Kang. Balanced Interest Learning for Multi-interest Recommendation. KDD '24.
+  [BD24]  Lee, Yun and Kang. Towards True Multi-interest Recommendation. IEEE BigData '24.
+
+A multi-interest encoder (ComiRec-SA, or MIND/ComiRec-DR) turns a user's history into N interest
+vectors. Training scores the target with ONE of them. The old rule takes the argmax interest
+(`hard`) and one interest ends up taking all the training; BaM samples the interest from
+softmax(tau * M_u^T e_target) (`bam`), so every interest is trained. The loss is a sampled softmax
+over uniform negatives; evaluation ranks every item by its best interest (leave-one-out).
+
+Needs torch and numpy only. Runs on CUDA when there is one, else on the CPU:
+    python bam_minimal.py data.txt                       # official format: one `user item` per line
+    python bam_minimal.py data.txt --selection=hard --max_iters=20000 --out=runs/hard
+Every Config field below can be set as --field=value. `python cli.py train` wraps this file with a
+progress bar, plots, more data formats and a synthetic dataset.
+"""
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+# -----------------------------------------------------------------------------
+# Config. Defaults are the official ones (github.com/jlunits2/BaM, src/main.py), except `selection`.
+
+
+@dataclass
+class Config:
+    model: str = "comirec"        # comirec (ComiRec-SA) | mind (MIND / ComiRec-DR) | sasrec (one interest)
+    dim: int = 64                 # d, the embedding size (official: hidden_size)
+    n_interests: int = 4          # N
+    seq_len: int = 50             # L, the history window
+    selection: str = "bam"        # hard | bam | bam-l | expected   (official default: hard)
+    tau: float = 1.0              # temperature of the selection softmax
+    tau_schedule: str = "constant"  # constant | hard-to-soft | soft-to-hard (linear in tau)
+    tau_hard: float = 10.0        # the "hard" end of a tau schedule
+    tau_anneal_iters: int = 10000
+    linear_size: int = 16         # d' of bam-l
+    multi_loss: bool = False      # [BD24] multi-interest loss
+    loss: str = "sampled"         # sampled | full
+    n_negatives: int = 1280       # uniform negatives, drawn once per batch and shared by it
+    remi_beta: float = 0.0        # REMI interest-aware hard negatives (0: off)
+    remi_lambda: float = 0.0      # REMI routing regularisation (0: off)
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    max_iters: int = 1_000_000
+    eval_every: int = 1000
+    patience: int = 15            # stop after more than `patience` validations without a better Recall@10
+    valid_users: int = 0          # 0: all users (deterministic); 1000: the official random sample
+    history_mask: str = "exclude"  # exclude | official | none
+    routing_iters: int = 3        # MIND
+    n_blocks: int = 2             # SASRec
+    dropout: float = 0.2          # SASRec
+    seed: int = 2021
+    device: str = "auto"          # auto | cpu | cuda
+
+
+CHOICES = dict(model=("comirec", "mind", "sasrec"), selection=("hard", "bam", "bam-l", "expected"),
+               tau_schedule=("constant", "hard-to-soft", "soft-to-hard"), loss=("sampled", "full"),
+               history_mask=("exclude", "official", "none"), device=("auto", "cpu", "cuda"))
+
+
+class InputError(ValueError):
+    """Bad input. The message is one line that names the file, the line and the fix."""
+
+
+def check_config(cfg):
+    for name, allowed in CHOICES.items():
+        if getattr(cfg, name) not in allowed:
+            raise InputError(f"--{name}={getattr(cfg, name)}: not one of {', '.join(allowed)}")
+    if cfg.remi_lambda and cfg.model != "comirec":
+        raise InputError("--remi_lambda needs --model=comirec: the regulariser acts on ComiRec-SA's attention")
+    if cfg.remi_beta and cfg.loss == "full":
+        raise InputError("--remi_beta reweights sampled negatives: use it with --loss=sampled")
+    if cfg.model == "sasrec" and cfg.n_interests != 1:
+        raise InputError("--model=sasrec has one interest: pass --n_interests=1")
+
+# -----------------------------------------------------------------------------
+# Data: per-user sequences, the leave-one-out split, and vectorised batches.
+
+
+def read_official(path):
+    """The official format: one `user item` pair per line, 1-indexed, each user's items in time order.
+    Extra fields are ignored, as the official reader does. Returns {user: [items]} in file order."""
+    if not os.path.isfile(path):
+        raise InputError(f"{path}: no such file (fix: check the path)")
+    with open(path, "rb") as f:
+        raw = f.read()
+    if not raw.strip():
+        raise InputError(f"{path}: the file is empty (fix: pass a file with one `user item` pair per line)")
+    if b"\0" in raw[:65536]:
+        raise InputError(f"{path}:1: binary data, not text (fix: pass a text file with one `user item` pair per line)")
+    seqs = {}
+    for n, line in enumerate(raw.decode("utf-8", errors="replace").splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) < 2:
+            raise InputError(f"{path}:{n}: one field, expected `user item` (fix: write one pair per line)")
+        try:
+            user, item = int(parts[0]), int(parts[1])
+        except ValueError:
+            raise InputError(f"{path}:{n}: `{line.strip()[:40]}` is not two integer ids "
+                             "(fix: map string ids to integers, e.g. with `cli.py prepare`)") from None
+        if user < 0 or item < 0:
+            raise InputError(f"{path}:{n}: negative id in `{line.strip()}` (fix: ids are 1-indexed, 0 and up)")
+        if item == 0:
+            raise InputError(f"{path}:{n}: item id 0 is reserved for padding (fix: items are 1-indexed; "
+                             "add 1 to every item id)")
+        seqs.setdefault(user, []).append(item)
+    return seqs
+
+
+class Dataset:
+    """All sequences in one flat array: user row r owns items[start[r]:start[r + 1]], in time order.
+    Item ids are kept as they are; 0 is padding. Users with fewer than 3 items are skipped."""
+
+    def __init__(self, seqs, n_items=None, name="data"):
+        kept = {u: s for u, s in seqs.items() if len(s) >= 3}
+        if not kept:
+            raise InputError(f"{name}: no user has 3 or more interactions (fix: leave-one-out needs a train, "
+                             "a validation and a test item per user)")
+        self.name, self.skipped = name, len(seqs) - len(kept)
+        self.users = np.array(sorted(kept), dtype=np.int64)                     # (U,)
+        self.lengths = np.array([len(kept[u]) for u in self.users], dtype=np.int64)  # (U,)
+        self.start = np.concatenate([[0], np.cumsum(self.lengths)])            # (U + 1,)
+        self.items = np.concatenate([kept[u] for u in self.users]).astype(np.int64)
+        self.n_items = int(n_items or max(max(s) for s in seqs.values()))      # the official item_count
+        self.trainable = np.flatnonzero(self.lengths - 2 >= 2)                # rows with a train target k >= 1
+        self.n_interactions = int(self.lengths.sum())
+
+
+def load_data(path):
+    return Dataset(read_official(path), name=str(path))
+
+
+def windows(data, rows, k, width):
+    """Examples (row, k): target items[k]; history the last `width` items before k, right-padded with 0."""
+    lo = np.maximum(k - width, 0)                                              # (B,)
+    pos = lo[:, None] + np.arange(width)                                       # (B, W)
+    mask = pos < k[:, None]                                                    # (B, W)
+    flat = data.start[rows][:, None] + np.minimum(pos, k[:, None] - 1)         # (B, W)
+    history = np.where(mask, data.items[flat], 0)                              # (B, W)
+    target = data.items[data.start[rows] + k]                                  # (B,)
+    return history, mask.astype(np.float32), target
+
+
+def train_batch(data, rng, batch_size, seq_len):
+    """The official sampler: a user uniformly with replacement, then a target k >= 1 in seq[:-2]."""
+    rows = data.trainable[rng.integers(0, len(data.trainable), batch_size)]   # (B,)
+    k = rng.integers(1, data.lengths[rows] - 2)                                # (B,) in [1, len - 3]
+    return windows(data, rows, k, seq_len)
+
+
+def split_targets(data, split):
+    """Leave-one-out: validation predicts seq[-2] from seq[:-2], test predicts seq[-1] from seq[:-1]."""
+    return data.lengths - (2 if split == "valid" else 1)                       # (U,) target positions
+
+
+def train_counts(data):
+    """How often each item occurs in the training part (seq[:-2]) of every sequence."""
+    position = np.arange(len(data.items)) - np.repeat(data.start[:-1], data.lengths)   # (T,)
+    keep = position < np.repeat(data.lengths - 2, data.lengths)                         # (T,)
+    return np.bincount(data.items[keep], minlength=data.n_items + 1)                    # (I + 1,)
+
+# -----------------------------------------------------------------------------
+# Models. Parameter names and shapes are the official ones, so released checkpoints load strictly.
+
+MASK = -2.0 ** 32 + 1  # the official masking constant: padded positions get this attention logit
+
+
+class Encoder(nn.Module):
+    """Item embeddings (row 0 is padding), plus the two small maps of BaM_l when they are used."""
+
+    def __init__(self, cfg, n_items):
+        super().__init__()
+        self.cfg = cfg
+        self.embeddings = nn.Embedding(n_items + 1, cfg.dim, padding_idx=0)    # (I + 1, d)
+        if cfg.selection == "bam-l":  # [BD24] Eq. (9): l1, l2 map interests and target to d'
+            self.l1 = nn.Linear(cfg.dim, cfg.linear_size)
+            self.l2 = nn.Linear(cfg.dim, cfg.linear_size)
+
+    def reset_parameters(self):
+        # Official init: kaiming-normal on every matrix, the padding row 0 too (it is then trained as a
+        # sampled negative and can be ranked, as in the official code); biases (BaM_l only) at zero.
+        for p in self.parameters():
+            nn.init.kaiming_normal_(p) if p.dim() > 1 else nn.init.zeros_(p)
+
+
+class ComiRecSA(Encoder):
+    """ComiRec-SA (Cen et al., KDD '20): N attention heads over the history, one per interest."""
+
+    def __init__(self, cfg, n_items):
+        super().__init__(cfg, n_items)
+        d, N = cfg.dim, cfg.n_interests
+        self.position_embedding = nn.Parameter(torch.empty(1, cfg.seq_len, d))    # (1, L, d)
+        self.linear1 = nn.Sequential(nn.Linear(d, 4 * d, bias=False), nn.Tanh())
+        self.linear2 = nn.Linear(4 * d, N, bias=False)
+        self.reset_parameters()
+
+    def forward(self, history, mask, noise=None):
+        h = self.embeddings(history) * mask[..., None]                        # (B, L, d)
+        # The official code runs the MLP on every position, then overwrites the padded ones with MASK.
+        # Running it on the real positions only gives the same values and gradients, for less work.
+        real = mask > 0                                                        # (B, L)
+        logits = h.new_full((*mask.shape, self.cfg.n_interests), MASK)       # (B, L, N)
+        logits[real] = self.linear2(self.linear1((h + self.position_embedding)[real]))  # (P, N)
+        attention = logits.transpose(1, 2).softmax(-1)                        # (B, N, L), over the sequence
+        return attention @ h, attention                                       # (B, N, d), (B, N, L)
+
+
+class CapsuleNetwork(nn.Module):
+    """MIND's dynamic routing (Li et al., CIKM '19), as in the official code."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        d = cfg.dim
+        # `relu` is unused (the official runs pass relu_layer=False) but its weight is in their checkpoints.
+        self.relu = nn.Sequential(nn.Linear(d, d, bias=False), nn.ReLU())
+        self.linear = nn.Linear(d, d, bias=False)
+        self.iters = cfg.routing_iters
+
+    def forward(self, h, mask, logits):
+        u = self.linear(h)                                                     # (B, L, d), shared by all N capsules
+        u_frozen = u.detach()
+        keep = mask[:, None] > 0                                               # (B, 1, L)
+        for i in range(self.iters):
+            # Softmax over the sequence, then zero at padding without renormalising (official).
+            w = torch.where(keep, logits.softmax(-1), 0.0)                    # (B, N, L)
+            last = i == self.iters - 1
+            z = squash(w @ (u if last else u_frozen))                         # (B, N, d)
+            if not last:  # stop-gradient through all routing updates but the last pass
+                logits = logits + z @ u_frozen.transpose(1, 2)                # (B, N, L)
+        return z, w
+
+
+def squash(z):
+    norm2 = (z * z).sum(-1, keepdim=True)                                      # (B, N, 1)
+    return norm2 / (1 + norm2) / torch.sqrt(norm2 + 1e-9) * z
+
+
+class MIND(Encoder):
+    def __init__(self, cfg, n_items):
+        super().__init__(cfg, n_items)
+        self.capsule_network = CapsuleNetwork(cfg)
+        self.reset_parameters()
+
+    def forward(self, history, mask, noise=None):
+        h = self.embeddings(history) * mask[..., None]                        # (B, L, d)
+        if noise is None or isinstance(noise, torch.Generator):
+            # Official: fresh random routing logits on every forward pass, at test time too.
+            noise = torch.randn(h.shape[0], self.cfg.n_interests, h.shape[1], device=h.device, generator=noise)
+        return self.capsule_network(h, mask, noise)                          # (B, N, d), (B, N, L)
+
+
+class SASRec(Encoder):
+    """SASRec (Kang and McAuley, ICDM '18): causal self-attention, one interest from the last position.
+    Layout after pmixer/SASRec.pytorch; histories are right-padded here, so positions count from the
+    window's start."""
+
+    def __init__(self, cfg, n_items):
+        super().__init__(cfg, n_items)
+        d = cfg.dim
+        self.position_embedding = nn.Parameter(torch.empty(1, cfg.seq_len, d))
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(SASRecBlock(d, cfg.dropout) for _ in range(cfg.n_blocks))
+        self.last_norm = nn.LayerNorm(d)
+        for p in self.parameters():
+            nn.init.xavier_normal_(p) if p.dim() > 1 else None
+
+    def sequence(self, history, mask):
+        L = history.shape[1]
+        x = self.embeddings(history) * self.cfg.dim ** 0.5 + self.position_embedding[:, :L]  # (B, L, d)
+        x = self.drop(x) * mask[..., None]
+        causal = torch.ones(L, L, dtype=torch.bool, device=x.device).triu(1)   # True: may not attend
+        for block in self.blocks:
+            x = block(x, causal) * mask[..., None]
+        return self.last_norm(x)                                               # (B, L, d)
+
+    def forward(self, history, mask, noise=None):
+        x = self.sequence(history, mask)                                       # (B, L, d)
+        last = mask.sum(1).long() - 1                                          # (B,)
+        return x[torch.arange(len(x), device=x.device), last][:, None], None   # (B, 1, d)
+
+
+class SASRecBlock(nn.Module):
+    def __init__(self, d, dropout):
+        super().__init__()
+        self.attn_norm, self.ffn_norm = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.attn = nn.MultiheadAttention(d, 1, dropout=dropout, batch_first=True)
+        self.ffn = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Dropout(dropout), nn.Linear(d, d), nn.Dropout(dropout))
+
+    def forward(self, x, causal):
+        q = self.attn_norm(x)                                                  # (B, L, d)
+        x = q + self.attn(q, x, x, attn_mask=causal, need_weights=False)[0]
+        x = self.ffn_norm(x)
+        return x + self.ffn(x)                                                 # (B, L, d)
+
+
+def build_model(cfg, n_items):
+    return dict(comirec=ComiRecSA, mind=MIND, sasrec=SASRec)[cfg.model](cfg, n_items)
+
+# -----------------------------------------------------------------------------
+# Interest selection: which interest scores the target.
+
+
+def interest_logits(model, interests, target_emb):
+    """Correlation of each interest with the target. [KDD24] Eq. (1): M_u^T e_target.
+    [BD24] Eq. (9), BaM_l: the same product after two learned maps to d'."""
+    if model.cfg.selection == "bam-l":
+        return (model.l1(interests) @ model.l2(target_emb)[..., None])[..., 0]   # (B, N)
+    return (interests @ target_emb[..., None])[..., 0]                         # (B, N)
+
+
+def select_interest(logits, selection, tau, u):
+    """Returns the selected index (B,) and the selection probabilities (B, N).
+    `hard`: [KDD24] Eq. (1), argmax_n m_u^n . e_target (the first on ties).
+    `bam`, `bam-l`: [KDD24] Eq. (3), n ~ P(m_u^n | i+) = softmax(tau * M_u^T e_target), drawn by
+    inverting the CDF at u ~ U[0, 1), so that a given u gives the same draw in any framework."""
+    probs = torch.softmax(tau * logits, -1)                                    # (B, N)
+    if selection == "hard":
+        return logits.argmax(-1), probs
+    index = (probs.cumsum(-1) <= u[:, None]).sum(-1)                           # (B,)
+    return index.clamp(max=logits.shape[-1] - 1), probs
+
+
+def tau_at(cfg, it):
+    """The temperature at iteration `it`: constant, or a linear anneal between tau_hard and tau."""
+    if cfg.tau_schedule == "constant":
+        return cfg.tau
+    a, b = (cfg.tau_hard, cfg.tau) if cfg.tau_schedule == "hard-to-soft" else (cfg.tau, cfg.tau_hard)
+    return a + (b - a) * min(1.0, it / max(1, cfg.tau_anneal_iters))
+
+# -----------------------------------------------------------------------------
+# Loss: sampled softmax over shared uniform negatives (official), or a full softmax.
+
+
+def item_scores(user, target, negatives, item_emb, loss):
+    """user (B, K, d) -> target scores (B, K) and negative scores (B, K, S).
+    `full` uses every item but the target and the padding item 0 as a negative."""
+    pos = (user * item_emb[target][:, None]).sum(-1)                          # (B, K)
+    if loss == "sampled":
+        return pos, user @ item_emb[negatives].T                               # (B, K, S)
+    neg = user @ item_emb.T                                                    # (B, K, I + 1)
+    drop = F.one_hot(target, neg.shape[-1]).bool()[:, None]                   # (B, 1, I + 1)
+    drop[..., 0] = True
+    return pos, neg.masked_fill(drop, -math.inf)
+
+
+def softmax_loss(pos, neg, beta=0.0):
+    """-log softmax of the target among [target, negatives]; no accidental-hit removal (official).
+    The uniform proposal's log q is the same for every item, so its correction cancels.
+    REMI (Xie et al., RecSys '23) with beta > 0: negative j is reweighted by w_j = S softmax(beta * s)_j,
+    mean 1, and the weights stay in the graph, as in the REMI and BaM code."""
+    if beta:
+        neg = neg + math.log(neg.shape[-1]) + torch.log_softmax(beta * neg, -1)   # (..., S)
+    return torch.logsumexp(torch.cat([pos[..., None], neg], -1), -1) - pos        # (...)
+
+
+def routing_regulariser(attention, dim):
+    """REMI's routing regularisation: sum_b ||diag(Cov(A_b))||^2 with A_b (N, L) centred over the
+    sequence and Cov = A A^T / d (as the REMI code divides by the hidden size)."""
+    centred = attention - attention.mean(-1, keepdim=True)                    # (B, N, L)
+    return (((centred * centred).sum(-1) / dim) ** 2).sum()
+
+
+def bam_loss(model, cfg, interests, attention, target, negatives, u, tau):
+    """The training loss of one batch: select an interest, score the target against the negatives."""
+    item_emb = model.embeddings.weight                                         # (I + 1, d)
+    logits = interest_logits(model, interests, item_emb[target].detach())     # (B, N)
+    index, probs = select_interest(logits, cfg.selection, tau, u)             # (B,), (B, N)
+    if cfg.selection == "expected":
+        # Beyond the papers: the loss of every interest, weighted by its (constant) selection probability.
+        pos, neg = item_scores(interests, target, negatives, item_emb, cfg.loss)
+        loss = (probs.detach() * softmax_loss(pos, neg, cfg.remi_beta)).sum(-1)    # (B,)
+    else:
+        selection = interests[torch.arange(len(index), device=index.device), index]  # (B, d)
+        pos, neg = item_scores(selection[:, None], target, negatives, item_emb, cfg.loss)
+        loss = softmax_loss(pos, neg, cfg.remi_beta)[:, 0]                   # (B,)
+    if cfg.multi_loss:
+        # [BD24] Eq. (10)-(13): an item's score over all interests is logsumexp_n m_u^n . e_i.
+        pos, neg = item_scores(interests, target, negatives, item_emb, cfg.loss)
+        loss = loss + softmax_loss(pos.logsumexp(1), neg.logsumexp(1), cfg.remi_beta)
+    loss = loss.mean()
+    if cfg.remi_lambda:
+        loss = loss + cfg.remi_lambda * routing_regulariser(attention, cfg.dim)
+    return loss
+
+# -----------------------------------------------------------------------------
+# Evaluation: full-item ranking, leave-one-out, one target per user.
+
+
+def model_scorer(model):
+    """Scores of every item for a block of histories: an item's best score over the interests."""
+    item_emb = model.embeddings.weight                                         # (I + 1, d)
+
+    def score(history, mask, noise):
+        interests = model(history, mask, noise)[0]                             # (b, N, d)
+        return (interests @ item_emb.T).amax(1)                               # (b, I + 1)
+    return score
+
+
+def popularity_scorer(data, device):
+    counts = torch.as_tensor(train_counts(data), dtype=torch.float32, device=device)  # (I + 1,)
+    return lambda history, mask, noise: counts.repeat(len(history), 1)       # (b, I + 1)
+
+
+def mask_history(scores, full_history, window, mode):
+    """`exclude`: every item before the target gets -inf. `official`: the items of the model's window,
+    padding 0 included, get score 0, as the official code does. Padding 0 is never ranked in
+    `exclude` or `none`. Works in place on `scores`."""
+    if mode == "official":
+        return scores.scatter_(1, window, 0.0)
+    if mode == "exclude":
+        scores.scatter_(1, full_history, -math.inf)  # full_history is 0-padded: item 0 is masked too
+    scores[:, 0] = -math.inf
+    return scores
+
+
+def target_rank(scores, target):
+    """0-based rank of each target. An item ranks above another when its score is higher, or equal and
+    its id lower, so ranks and top-K lists are deterministic. A masked (-inf) target is never a hit."""
+    s = scores.gather(1, target[:, None])                                      # (b, 1)
+    rank = (scores > s).sum(1)                                                 # (b,)
+    tied = (scores == s).sum(1) > 1
+    if tied.any():  # rare: count the equal items with a lower id
+        ids = torch.arange(scores.shape[1], device=scores.device)
+        rank[tied] += ((scores[tied] == s[tied]) & (ids < target[tied, None])).sum(1)
+    return torch.where(s[:, 0] == -math.inf, scores.shape[1], rank)
+
+
+def top_k(scores, k):
+    """The top-k item ids per row under the same tie rule, via one sortable int64 key per item."""
+    if scores.dtype != torch.float32:  # a stable sort keeps the lower id first among ties
+        return torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k]
+    bits = (scores + 0.0).view(torch.int32).long()                            # +0.0 folds -0.0 into 0.0
+    key = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits)                       # int order == float order
+    ids = torch.arange(scores.shape[1], device=scores.device)
+    return torch.topk((key << 32) - ids, k, dim=1).indices                    # (b, k)
+
+
+def metrics_from_ranks(rank, ks=(10, 20)):
+    """Recall@K (hit rate, one target per user) and nDCG@K = 1 / log2(rank + 2) for a hit."""
+    rank = np.asarray(rank, dtype=np.float64)
+    out = {}
+    for k in ks:
+        hit = rank < k
+        out[f"recall@{k}"] = float(hit.mean())
+        out[f"ndcg@{k}"] = float(np.where(hit, 1.0 / np.log2(rank + 2), 0.0).mean())
+    return out
+
+
+@torch.no_grad()
+def evaluate(scorer, data, split, cfg, rows=None, k_top=0, block=None):
+    """Ranks of the `split` targets of `rows` (default: every user), in blocks of users.
+    Returns (metrics, ranks (U,), top-k ids (U, k_top) or None)."""
+    device = resolve_device(cfg)
+    rows = np.arange(len(data.users)) if rows is None else np.asarray(rows)
+    k = split_targets(data, split)[rows]                                       # (U,)
+    noise = torch.Generator(device).manual_seed(cfg.seed)  # MIND's routing noise: same in every evaluation
+    block = block or max(16, min(1024, (1 << 24) // max(1, cfg.n_interests * (data.n_items + 1))))
+    ranks, tops = [], []
+    for i in range(0, len(rows), block):
+        r, kb = rows[i:i + block], k[i:i + block]
+        history, mask, target = (torch.as_tensor(a, device=device) for a in windows(data, r, kb, cfg.seq_len))
+        full = torch.as_tensor(windows(data, r, kb, int(kb.max()))[0], device=device)  # (b, max k)
+        scores = mask_history(scorer(history, mask, noise), full, history, cfg.history_mask)  # (b, I + 1)
+        ranks.append(target_rank(scores, target).cpu())   # (b,)
+        if k_top:
+            tops.append(top_k(scores, k_top).cpu())
+    ranks = torch.cat(ranks).numpy()
+    return metrics_from_ranks(ranks), ranks, torch.cat(tops).numpy() if k_top else None
+
+# -----------------------------------------------------------------------------
+# Training: iterations, validation, early stopping, best-checkpoint restore, resume.
+
+
+def resolve_device(cfg):
+    if cfg.device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return cfg.device
+
+
+def atomic_save(obj, path):
+    """Write to a temporary file in the same folder, then rename: a crash never leaves half a file."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if str(path).endswith(".json"):
+                f.write(json.dumps(obj, indent=2).encode())
+            else:
+                torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def resume_state(path, cfg):
+    """The saved training state in `path`, or None. Refuses a state made with another config."""
+    if not os.path.exists(path):
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    ignore = {"max_iters", "patience", "device"}
+    diff = [f"{k}={v} (saved {state['config'][k]})" for k, v in asdict(cfg).items()
+            if k not in ignore and state["config"].get(k) != v]
+    if diff:
+        raise InputError(f"{path}: this run was started with another config: {', '.join(diff[:3])} "
+                         "(fix: pass a new --out, or --fresh to start over)")
+    return state
+
+
+def train(cfg, data, out_dir=None, log=print, on_step=None, extra=None):
+    """Train, validate every `eval_every` iterations, stop early, restore the best model and test it.
+    With `out_dir`, writes checkpoint.pt (best model), last.pt (resumable state) and metrics.json."""
+    check_config(cfg)
+    if not len(data.trainable):
+        raise InputError(f"{data.name}: no user has 4 or more interactions, so there is nothing to train on")
+    device = resolve_device(cfg)
+    torch.manual_seed(cfg.seed)  # the model's initialisation, as the official setup_seed does first
+    np.random.seed(cfg.seed)
+    model = build_model(cfg, data.n_items).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+    rng = np.random.default_rng(cfg.seed)                                     # batches, validation users
+    gen = torch.Generator(device).manual_seed(cfg.seed)                       # negatives, BaM draws, routing
+    st = dict(it=0, best=-1.0, best_iter=0, trials=0, history=[], seconds=0.0, loss_sum=0.0, loss_n=0)
+    paths = {n: os.path.join(out_dir, n) for n in ("checkpoint.pt", "last.pt", "metrics.json")} if out_dir else {}
+    if out_dir:
+        os.makedirs(out_dir, exist_ok=True)
+        saved = resume_state(paths["last.pt"], cfg)
+        if saved:
+            model.load_state_dict(saved["model"])
+            opt.load_state_dict(saved["optimizer"])
+            rng.bit_generator.state = saved["rng"]
+            gen.set_state(saved["gen"])
+            st = saved["state"]
+            log(f"resuming {out_dir} at iteration {st['it']}")
+    t0 = time.time() - st["seconds"]
+    stop = st["trials"] > cfg.patience
+    try:
+        while st["it"] < cfg.max_iters and not stop:
+            history, mask, target = (torch.as_tensor(a, device=device)
+                                     for a in train_batch(data, rng, cfg.batch_size, cfg.seq_len))
+            negatives = torch.randint(0, data.n_items + 1, (cfg.n_negatives,), device=device, generator=gen)
+            u = torch.rand(len(target), device=device, generator=gen)         # (B,) BaM's uniform draws
+            interests, attention = model(history, mask, gen)                  # (B, N, d), (B, N, L)
+            loss = bam_loss(model, cfg, interests, attention, target, negatives, u, tau_at(cfg, st["it"]))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            st["it"] += 1
+            st["loss_sum"] += loss.detach()  # a tensor: no device sync every step, and no graph kept
+            st["loss_n"] += 1
+            if on_step:
+                on_step(st["it"])
+            if st["it"] % cfg.eval_every == 0 or st["it"] == cfg.max_iters:
+                stop = validate(model, data, cfg, rng, st, t0, log)
+                if out_dir:
+                    if st["best_iter"] == st["it"]:
+                        atomic_save(checkpoint(model, cfg, data, st), paths["checkpoint.pt"])
+                    atomic_save(dict(model=model.state_dict(), optimizer=opt.state_dict(), rng=rng.bit_generator.state,
+                                     gen=gen.get_state(), state=st, config=asdict(cfg)), paths["last.pt"])
+                elif st["best_iter"] == st["it"]:
+                    best_state = {k: v.clone() for k, v in model.state_dict().items()}
+    except KeyboardInterrupt:
+        where = f"; best checkpoint: {paths['checkpoint.pt']}; rerun the same command to resume" if out_dir else ""
+        log(f"interrupted at iteration {st['it']}{where}")
+        raise
+    if out_dir and os.path.exists(paths["checkpoint.pt"]):
+        model.load_state_dict(torch.load(paths["checkpoint.pt"], map_location=device)["model"])
+    elif not out_dir and st["history"]:
+        model.load_state_dict(best_state)
+    test = evaluate(model_scorer(model.eval()), data, "test", cfg)[0]
+    best = next((h for h in st["history"] if h["iter"] == st["best_iter"]), {})
+    result = dict(test=test, valid={k: best.get(k) for k in test}, iters=st["it"], best_iter=st["best_iter"],
+                  seconds=round(time.time() - t0, 2), config=asdict(cfg), history=st["history"],
+                  data=dict(name=data.name, users=len(data.users), items=data.n_items,
+                            interactions=data.n_interactions, skipped_users=data.skipped),
+                  device=device, torch=torch.__version__, finished=True, **(extra or {}))
+    if out_dir:
+        atomic_save(result, paths["metrics.json"])
+    return model, result
+
+
+def validate(model, data, cfg, rng, st, t0, log):
+    """One validation: record it, keep the best Recall@10, count the patience. Returns True to stop."""
+    rows = rng.integers(0, len(data.users), cfg.valid_users) if cfg.valid_users else None
+    valid = evaluate(model_scorer(model.eval()), data, "valid", cfg, rows)[0]
+    model.train()
+    loss = float(st["loss_sum"]) / max(1, st["loss_n"])
+    st["loss_sum"], st["loss_n"], st["seconds"] = 0.0, 0, time.time() - t0
+    better = valid["recall@10"] > st["best"]
+    if better:
+        st["best"], st["best_iter"], st["trials"] = valid["recall@10"], st["it"], 0
+    else:
+        st["trials"] += 1
+    st["history"].append(dict(iter=st["it"], loss=loss, seconds=round(st["seconds"], 2), **valid))
+    log(f"iter {st['it']}: loss {loss:.4f}, valid recall@10 {valid['recall@10']:.4f}, "
+        f"ndcg@10 {valid['ndcg@10']:.4f}{' (best)' if better else ''}")
+    return st["trials"] > cfg.patience
+
+
+def checkpoint(model, cfg, data, st):
+    return dict(format="bam-1", config=asdict(cfg), n_items=data.n_items, iter=st["it"], data=data.name,
+                model={k: v.detach().cpu() for k, v in model.state_dict().items()})
+
+
+def load_checkpoint(path, device="cpu"):
+    """Our checkpoint -> (model, cfg)."""
+    ck = torch.load(path, map_location=device, weights_only=False)
+    cfg = Config(**ck["config"])
+    model = build_model(cfg, ck["n_items"]).to(device)
+    model.load_state_dict(ck["model"])
+    return model.eval(), cfg
+
+# -----------------------------------------------------------------------------
+# Standalone: python bam_minimal.py DATA [--field=value ...] [--out=DIR]
+
+
+def parse_args(argv):
+    cfg, names, paths = Config(), [f.name for f in fields(Config)], {}
+    for arg in argv:
+        key, _, value = arg.lstrip("-").partition("=")
+        if not arg.startswith("--"):
+            paths["data"] = arg
+        elif key == "out":
+            paths["out"] = value
+        elif key in names:
+            kind = type(getattr(cfg, key))
+            try:
+                setattr(cfg, key, value.lower() in ("1", "true", "yes") if kind is bool else kind(value))
+            except ValueError:
+                raise InputError(f"{arg}: not a valid {kind.__name__}") from None
+        else:
+            raise InputError(f"{arg}: unknown option (fix: one of --out, --{', --'.join(names)})")
+    if "data" not in paths:
+        raise InputError("no data file (fix: python bam_minimal.py DATA [--field=value ...])")
+    return cfg, paths["data"], paths.get("out", f"runs/{os.path.basename(paths['data']).split('.')[0]}"
+                                             f"-{cfg.model}-{cfg.selection}")
+
+
+if __name__ == "__main__":
+    try:
+        cfg, data_path, out = parse_args(sys.argv[1:])
+        data = load_data(data_path)
+        if data.skipped:
+            print(f"warning: skipped {data.skipped} users with fewer than 3 interactions")
+        print(f"{len(data.users)} users, {data.n_items} items, {data.n_interactions} interactions; "
+              f"device {resolve_device(cfg)}; writing {out}")
+        _, result = train(cfg, data, out)
+    except InputError as e:
+        sys.exit(print(f"error: {e}", file=sys.stderr) or 2)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    print("test " + ", ".join(f"{k} {v:.4f}" for k, v in result["test"].items()))

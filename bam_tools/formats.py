@@ -1,0 +1,194 @@
+"""
+Readers for the interaction formats that people bring, all turned into {user: [items in time order]}.
+
+  official    one `user item` pair per line, 1-indexed, each user's items in time order
+              (the BaM code's format; bam_minimal.read_official reads it)
+  per-user    one line per user: `user item1 item2 ...` in time order (S3-Rec, ICLRec, ContrastVAE);
+              0-indexed files (an item id 0) are shifted by one, since 0 is padding
+  recbole     a RecBole atomic `.inter` file with a typed header (user_id:token item_id:token ...
+              timestamp:float); rows are sorted by (user, timestamp), ties kept in file order
+  amazon      Amazon Reviews 2023: the 5-core CSV (user_id,parent_asin,rating,timestamp) or a raw
+              review .jsonl / .jsonl.gz; sorted by (user, timestamp), ties kept in file order
+
+String ids are mapped to integers 1..n in order of first appearance after sorting; `read` returns
+the maps so that prepared files can be traced back. numpy and the standard library only.
+"""
+import csv
+import gzip
+import io
+import json
+import os
+
+from bam_minimal import InputError, read_official
+
+FORMATS = ("auto", "official", "per-user", "recbole", "amazon")
+
+
+def check_text_file(path):
+    """The first bytes of `path`, after the checks that every reader needs."""
+    if not os.path.exists(path):
+        raise InputError(f"{path}: no such file (fix: check the path; `python cli.py data synth --out "
+                         "synth.txt` writes an example)")
+    if os.path.isdir(path):
+        raise InputError(f"{path}: is a folder, not a file (fix: pass the data file inside it)")
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rb") as f:
+        head = f.read(65536)
+    if not head.strip():
+        raise InputError(f"{path}: the file is empty (fix: pass a file with interactions)")
+    if b"\0" in head:
+        raise InputError(f"{path}:1: binary data, not text (fix: pass a text file; see README, Data formats)")
+    return head
+
+
+def detect(path):
+    """Guess the format from the name and the first lines."""
+    head = check_text_file(path)
+    name = str(path).lower()
+    if name.endswith(".inter"):
+        return "recbole"
+    if name.endswith((".csv", ".jsonl", ".jsonl.gz", ".json")):
+        return "amazon"
+    lines = [ln.split() for ln in head.decode("utf-8", "replace").splitlines()[:-1] if ln.strip()]
+    lines = lines or [head.split()]
+    if any(len(ln) > 3 for ln in lines):
+        return "per-user"
+    if all(len(ln) == 3 for ln in lines):
+        # Three fields: `user item label` (official) or `user item item` (per-user)? The official
+        # format repeats a user on consecutive lines; a per-user file never does.
+        users = [ln[0] for ln in lines]
+        return "official" if len(set(users)) < len(users) else "per-user"
+    return "official"
+
+
+def read(path, fmt="auto"):
+    """Returns (seqs, info): seqs {int user: [int items]}, info {format, item_map, user_map, notes}."""
+    fmt = detect(path) if fmt == "auto" else fmt
+    if fmt == "official":
+        check_text_file(path)
+        return read_official(path), dict(format=fmt, notes=[])
+    reader = dict(**{"per-user": read_per_user}, recbole=read_recbole, amazon=read_amazon)[fmt]
+    seqs, info = reader(path)
+    info["format"] = fmt
+    return seqs, info
+
+
+def read_per_user(path):
+    check_text_file(path)
+    seqs, notes = {}, []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for n, line in enumerate(f, 1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) < 2:
+                raise InputError(f"{path}:{n}: a user with no items (fix: one line per user, `user item1 item2 ...`)")
+            try:
+                ids = [int(x) for x in parts]
+            except ValueError:
+                raise InputError(f"{path}:{n}: `{line.strip()[:40]}` holds a non-integer id "
+                                 "(fix: map string ids to integers)") from None
+            if min(ids) < 0:
+                raise InputError(f"{path}:{n}: negative id (fix: ids start at 0 or 1)")
+            if ids[0] in seqs:
+                raise InputError(f"{path}:{n}: user {ids[0]} has a second line (fix: one line per user)")
+            seqs[ids[0]] = ids[1:]
+    if any(0 in s for s in seqs.values()):
+        # 0-indexed items (e.g. ContrastVAE's Office_Products): shift them, keeping 0 for padding.
+        seqs = {u: [i + 1 for i in s] for u, s in seqs.items()}
+        notes.append("item ids are 0-indexed: shifted by +1, since 0 is padding")
+    return seqs, dict(notes=notes)
+
+
+def _index(values, table):
+    """Map each value to 1, 2, ... in order of first appearance."""
+    return [table.setdefault(v, len(table) + 1) for v in values]
+
+
+def group_sorted(rows, path):
+    """rows: (user, item, time, file order) -> {user id: [item ids]} sorted by (user, time, file order).
+    Returns (seqs, user_map, item_map) with 1-indexed integer ids."""
+    rows.sort(key=lambda r: (r[0], r[2], r[3]))
+    user_map, item_map, seqs = {}, {}, {}
+    for user, item, _, _ in rows:
+        seqs.setdefault(_index([user], user_map)[0], []).append(_index([item], item_map)[0])
+    return seqs, user_map, item_map
+
+
+def read_recbole(path):
+    check_text_file(path)
+    with open(path, encoding="utf-8", errors="replace") as f:
+        header = f.readline().rstrip("\n").split("\t")
+        names = [h.split(":")[0] for h in header]
+        for col in ("user_id", "item_id"):
+            if col not in names:
+                raise InputError(f"{path}:1: no `{col}` column in the header (fix: a RecBole .inter file "
+                                 "has a typed header such as `user_id:token item_id:token timestamp:float`)")
+        u, i = names.index("user_id"), names.index("item_id")
+        t = names.index("timestamp") if "timestamp" in names else None
+        rows = []
+        for n, line in enumerate(f, 2):
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) != len(names):
+                if not line.strip():
+                    continue
+                raise InputError(f"{path}:{n}: {len(parts)} fields, the header has {len(names)} "
+                                 "(fix: tab-separated columns as in the header)")
+            try:
+                time = float(parts[t]) if t is not None else 0.0
+            except ValueError:
+                raise InputError(f"{path}:{n}: timestamp `{parts[t]}` is not a number") from None
+            rows.append((parts[u], parts[i], time, n))
+    seqs, user_map, item_map = group_sorted(rows, path)
+    return seqs, dict(user_map=user_map, item_map=item_map, notes=[])
+
+
+def amazon_rows(path):
+    """(user_id, parent_asin, timestamp, file order) from the 5-core CSV or a review .jsonl(.gz)."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    rows = []
+    with opener(path, "rt", encoding="utf-8", errors="replace") as f:
+        if str(path).endswith(".csv"):
+            reader = csv.reader(f)
+            header = next(reader)
+            need = ("user_id", "parent_asin", "timestamp")
+            if not all(c in header for c in need):
+                raise InputError(f"{path}:1: the header lacks {', '.join(c for c in need if c not in header)} "
+                                 "(fix: the 5-core CSV has user_id,parent_asin,rating,timestamp)")
+            cu, ci, ct = (header.index(c) for c in need)
+            for n, parts in enumerate(reader, 2):
+                if not parts:
+                    continue
+                try:
+                    rows.append((parts[cu], parts[ci], int(float(parts[ct])), n))
+                except (ValueError, IndexError):
+                    raise InputError(f"{path}:{n}: expected user_id,parent_asin,rating,timestamp, "
+                                     f"found `{','.join(parts)[:60]}`") from None
+        else:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    r = json.loads(line)
+                    rows.append((r["user_id"], r["parent_asin"], int(r["timestamp"]), n))
+                except (ValueError, KeyError, TypeError):
+                    raise InputError(f"{path}:{n}: not a review record with user_id, parent_asin and timestamp "
+                                     "(fix: pass the raw Amazon Reviews 2023 .jsonl)") from None
+    return rows
+
+
+def read_amazon(path):
+    check_text_file(path)
+    seqs, user_map, item_map = group_sorted(amazon_rows(path), path)
+    return seqs, dict(user_map=user_map, item_map=item_map, notes=[])
+
+
+def write_official(seqs, path):
+    """Write {user: [items]} in the official format, atomically."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        buf = io.StringIO()
+        for user, items in seqs.items():
+            buf.writelines(f"{user} {i}\n" for i in items)
+        f.write(buf.getvalue())
+    os.replace(tmp, path)
