@@ -16,6 +16,7 @@ Needs torch and numpy only. Runs on CUDA when there is one, else on the CPU:
 Every Config field below can be set as --field=value. `python cli.py train` wraps this file with a
 progress bar, plots, more data formats and a synthetic dataset.
 """
+import ctypes
 import json
 import math
 import os
@@ -465,6 +466,7 @@ def evaluate(scorer, data, split, cfg, rows=None, k_top=0, block=None):
     """Ranks of the `split` targets of `rows` (default: every user), in blocks of users.
     Returns (metrics, ranks (U,), top-k ids (U, k_top) or None)."""
     device = resolve_device(cfg)
+    keep_freed_memory()
     rows = np.arange(len(data.users)) if rows is None else np.asarray(rows)
     k = split_targets(data, split)[rows]                                       # (U,)
     noise = torch.Generator(device).manual_seed(cfg.seed)  # MIND's routing noise: same in every evaluation
@@ -483,6 +485,18 @@ def evaluate(scorer, data, split, cfg, rows=None, k_top=0, block=None):
 
 # -----------------------------------------------------------------------------
 # Training: iterations, validation, early stopping, best-checkpoint restore, resume.
+
+
+def keep_freed_memory():
+    """glibc hands large freed blocks back to the OS, so every CPU training step and evaluation block
+    page-faults fresh memory for its gradients and scores: a quarter of the CPU time here. Raising
+    the mmap and trim thresholds keeps freed blocks for reuse; peak memory is unchanged."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 1 << 30)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):  # not glibc: nothing to tune
+        pass
 
 
 def resolve_device(cfg):
@@ -529,6 +543,7 @@ def train(cfg, data, out_dir=None, log=print, on_step=None, extra=None):
     if not len(data.trainable):
         raise InputError(f"{data.name}: no user has 4 or more interactions, so there is nothing to train on")
     device = resolve_device(cfg)
+    keep_freed_memory()
     torch.manual_seed(cfg.seed)  # the model's initialisation, as the official setup_seed does first
     np.random.seed(cfg.seed)
     model = build_model(cfg, data.n_items).to(device)

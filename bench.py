@@ -1,0 +1,235 @@
+"""
+bench.py: how fast bam_minimal trains and evaluates, as ratios measured in one run.
+
+    python bench.py                                   # ../shared/data/amazon-beauty-2014/Beauty.txt
+    python bench.py --data movies.txt --json bench.json
+
+Every figure is a ratio to something timed in the same process, so that it means the same on a
+fast or a slow machine:
+  * a bare torch.mm that does the same matrix FLOPs (the official model's dense FLOPs: the MLP on
+    every position, padded ones too), and
+  * an "official-style" loop written here that has the official code's costs: a Python loop that
+    builds each batch, the dense MLP, a per-parameter Adam, and evaluation one user at a time.
+Timings are medians of repeated runs after a warm-up. Public tools only: torch, numpy, time.
+"""
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import bam_minimal as bm
+from bam_tools import formats
+
+DEFAULT_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "shared", "data",
+                            "amazon-beauty-2014", "Beauty.txt")
+
+# -----------------------------------------------------------------------------
+# Timing helpers
+
+
+def median_time(fn, repeat=5, warmup=1):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def matmul_seconds(flops, m, k, n, repeat=5):
+    """Seconds a bare torch.mm of shape (m, k) @ (k, n), output preallocated, needs for `flops`."""
+    a, b, out = torch.randn(m, k), torch.randn(k, n), torch.empty(m, n)
+    per = median_time(lambda: torch.mm(a, b, out=out), repeat=repeat * 4, warmup=3)
+    return per * flops / (2.0 * m * k * n)
+
+
+def train_flops(cfg):
+    """Matrix FLOPs of one official (dense) ComiRec-SA step: forward, and twice that backward."""
+    B, L, d, N, S = cfg.batch_size, cfg.seq_len, cfg.dim, cfg.n_interests, cfg.n_negatives
+    forward = 2 * B * (L * (d * 4 * d + 4 * d * N) + N * L * d + S * d + d)
+    return 3 * forward
+
+
+def eval_flops(cfg, users, n_items):
+    """Matrix FLOPs of evaluating `users` users: the dense encoder and the full-item scores."""
+    L, d, N = cfg.seq_len, cfg.dim, cfg.n_interests
+    return 2 * users * (L * (d * 4 * d + 4 * d * N) + N * L * d + N * (n_items + 1) * d)
+
+# -----------------------------------------------------------------------------
+# Ours: bam_minimal's training step and batched evaluation
+
+
+def our_train_step(cfg, data, model, opt, rng, gen):
+    def step():
+        history, mask, target = (torch.as_tensor(a) for a in bm.train_batch(data, rng, cfg.batch_size, cfg.seq_len))
+        negatives = torch.randint(0, data.n_items + 1, (cfg.n_negatives,), generator=gen)
+        u = torch.rand(len(target), generator=gen)
+        interests, attention = model(history, mask, gen)
+        loss = bm.bam_loss(model, cfg, interests, attention, target, negatives, u, cfg.tau)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return step
+
+# -----------------------------------------------------------------------------
+# Official-style: the same model and loss with the official code's costs (written here, not copied)
+
+
+def official_style_batch(seqs, users, rng, B, L):
+    """A Python loop over the batch, one list slice per user, as the official DataIterator does."""
+    targets, histories, masks = [], [], []
+    for u in users[rng.integers(0, len(users), B)]:
+        items = seqs[u][:-2]
+        while len(items) < 2:
+            items = seqs[users[rng.integers(0, len(users))]][:-2]
+        k = int(rng.integers(1, len(items)))
+        targets.append(items[k])
+        lo = max(0, k - L)
+        histories.append(items[lo:k] + [0] * (L - (k - lo)))
+        masks.append([1.0] * (k - lo) + [0.0] * (L - (k - lo)))
+    return torch.Tensor(histories).long(), torch.Tensor(masks), torch.Tensor(targets).long()
+
+
+def official_style_forward(model, history, mask, cfg):
+    """The dense MLP on every position, then the masking constant on padded ones."""
+    h = model.embeddings(history) * mask[..., None]
+    logits = model.linear2(model.linear1(h + model.position_embedding.repeat(len(h), 1, 1))).transpose(2, 1)
+    pad = torch.ones_like(logits) * bm.MASK
+    attention = F.softmax(torch.where(mask[:, None].repeat(1, cfg.n_interests, 1) == 0, pad, logits), -1)
+    return attention @ h
+
+
+def official_style_train_step(cfg, data, seqs, users, model, opt, rng):
+    probs = torch.full((data.n_items + 1,), 1.0 / (data.n_items + 1))
+
+    def step():
+        history, mask, target = official_style_batch(seqs, users, rng, cfg.batch_size, cfg.seq_len)
+        interests = official_style_forward(model, history, mask, cfg)
+        e = model.embeddings(target)
+        index = torch.multinomial(torch.softmax((interests @ e[..., None])[..., 0], -1), 1)[:, 0]
+        selection = interests.reshape(-1, cfg.dim)[index + torch.arange(len(index)) * cfg.n_interests]
+        negatives = torch.multinomial(probs, cfg.n_negatives, replacement=True)
+        E = model.embeddings.weight
+        logits = torch.cat([(selection * E[target]).sum(1, keepdim=True), selection @ E[negatives].T], 1)
+        loss = F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return step
+
+
+@torch.no_grad()
+def official_style_eval(model, seqs, users, cfg):
+    """One user at a time: scores, the window set to 0, max over interests, top-k twice."""
+    hits = 0
+    for u in users:
+        items = seqs[u][:-1]
+        k = len(items)
+        lo = max(0, k - cfg.seq_len)
+        window = items[lo:] + [0] * (cfg.seq_len - (k - lo))
+        mask = [1.0] * (k - lo) + [0.0] * (cfg.seq_len - (k - lo))
+        interests = official_style_forward(model, torch.Tensor([window]).long(), torch.Tensor([mask]), cfg)
+        score = (interests @ model.embeddings.weight.T)[0]
+        score[:, window] = 0
+        s = score.max(0).values
+        for kk in (10, 20):
+            top = torch.topk(s, kk).indices
+            hits += int(seqs[u][-1] in top)
+    return hits
+
+# -----------------------------------------------------------------------------
+# The benchmark
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", default=DEFAULT_DATA, help="interaction file (any format cli.py reads)")
+    ap.add_argument("--json", default=None, help="write the figures to this JSON file")
+    ap.add_argument("--steps", type=int, default=200, help="training steps per timing")
+    ap.add_argument("--official-users", type=int, default=2000, help="users for the one-at-a-time evaluation")
+    ap.add_argument("--no-numpy", action="store_true", help="skip the bam_numpy engine")
+    args = ap.parse_args()
+    try:
+        seqs, _ = formats.read(args.data)
+    except bm.InputError as e:
+        sys.exit(print(f"error: {e}", file=sys.stderr) or 2)
+    data = bm.Dataset(seqs, name=args.data)
+    seqs = {u: seqs[u] for u in data.users}
+    users = data.users
+    cfg = bm.Config(device="cpu")
+    print(f"{args.data}: {len(users)} users, {data.n_items} items; torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads")
+    out = dict(data=args.data, users=int(len(users)), items=data.n_items, threads=torch.get_num_threads())
+
+    # training ------------------------------------------------------------------------------
+    torch.manual_seed(0)
+    model = bm.build_model(cfg, data.n_items)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=True)
+    ours = median_time(lambda s=our_train_step(cfg, data, model, opt, np.random.default_rng(0),
+                                               torch.Generator().manual_seed(0)): [s() for _ in range(args.steps)],
+                       repeat=3) / args.steps
+    torch.manual_seed(0)
+    ref = bm.build_model(cfg, data.n_items)
+    ref_opt = torch.optim.Adam(ref.parameters(), lr=cfg.lr)
+    official = median_time(lambda s=official_style_train_step(cfg, data, seqs, users, ref, ref_opt,
+                                                               np.random.default_rng(0)): [s() for _ in range(50)],
+                           repeat=3) / 50
+    bare_train = matmul_seconds(train_flops(cfg), cfg.batch_size * cfg.seq_len, cfg.dim, 4 * cfg.dim)
+    out.update(train_step_ms=ours * 1e3, train_samples_per_s=cfg.batch_size / ours,
+               train_step_ms_official_style=official * 1e3, train_matmul_ms=bare_train * 1e3,
+               train_gflop_per_step=train_flops(cfg) / 1e9)
+
+    # evaluation ----------------------------------------------------------------------------
+    model.eval()
+    eval_s = median_time(lambda: bm.evaluate(bm.model_scorer(model), data, "test", cfg), repeat=3)
+    some = users[np.random.default_rng(0).permutation(len(users))[:args.official_users]]
+    official_eval = median_time(lambda: official_style_eval(model, seqs, some, cfg), repeat=1) / len(some)
+    block = 256
+    bare_eval = matmul_seconds(eval_flops(cfg, len(users), data.n_items), block * cfg.n_interests, cfg.dim,
+                               data.n_items + 1)
+    bare_scoring = bare_eval * (cfg.n_interests * (data.n_items + 1)) / (
+        eval_flops(cfg, 1, data.n_items) / (2 * cfg.dim))
+    out.update(eval_seconds=eval_s, eval_users_per_s=len(users) / eval_s, matmul_seconds=bare_eval,
+               matmul_seconds_scoring_only=bare_scoring, eval_users_per_s_official_style=1 / official_eval,
+               eval_gflop=eval_flops(cfg, len(users), data.n_items) / 1e9)
+
+    if not args.no_numpy:
+        try:
+            from bam_numpy import bench as numpy_bench
+        except ImportError:
+            numpy_bench = None
+        if numpy_bench is not None:
+            out.update(numpy_bench.run(args.data))
+
+    # report --------------------------------------------------------------------------------
+    r = out
+    print(f"train  ours {r['train_step_ms']:.2f} ms/step ({r['train_samples_per_s']:.0f} samples/s); "
+          f"official-style {r['train_step_ms_official_style']:.2f} ms; bare mm for the same "
+          f"{r['train_gflop_per_step']:.2f} GFLOP {r['train_matmul_ms']:.2f} ms")
+    print(f"       ratio to bare mm: ours {r['train_step_ms'] / r['train_matmul_ms']:.2f}, official-style "
+          f"{r['train_step_ms_official_style'] / r['train_matmul_ms']:.2f}; speed-up over official-style "
+          f"{r['train_step_ms_official_style'] / r['train_step_ms']:.2f}x")
+    print(f"eval   ours {r['eval_seconds']:.2f} s for {len(users)} users ({r['eval_users_per_s']:.0f} users/s); "
+          f"official-style {r['eval_users_per_s_official_style']:.0f} users/s; bare mm for the same "
+          f"{r['eval_gflop']:.1f} GFLOP {r['matmul_seconds']:.2f} s (scoring only {r['matmul_seconds_scoring_only']:.2f} s)")
+    print(f"       ratio to bare mm: ours {r['eval_seconds'] / r['matmul_seconds']:.2f} "
+          f"(scoring only {r['eval_seconds'] / r['matmul_seconds_scoring_only']:.2f}); speed-up over "
+          f"official-style {r['eval_users_per_s'] / r['eval_users_per_s_official_style']:.1f}x")
+    if "eval_users_per_s_numpy" in r:
+        print(f"numpy  {r['eval_seconds_numpy']:.2f} s ({r['eval_users_per_s_numpy']:.0f} users/s); ratio to "
+              f"torch {r['eval_users_per_s_numpy'] / r['eval_users_per_s']:.2f}x faster; ratio to bare mm "
+              f"{r['eval_seconds_numpy'] / r['matmul_seconds']:.2f}; peak {r['numpy_peak_mb']:.0f} MB")
+    if args.json:
+        bm.atomic_save({k: (round(v, 4) if isinstance(v, float) else v) for k, v in out.items()}, args.json)
+
+
+if __name__ == "__main__":
+    main()

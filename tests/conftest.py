@@ -1,0 +1,23 @@
+"""Shared test helpers: where the real datasets are, and small synthetic data."""
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def shared(relative):
+    """A file under ../shared/data, or a clean skip where that folder is absent (outside CI)."""
+    path = SHARED / relative
+    if not path.exists():
+        pytest.skip(f"{path} is absent (the real datasets live in ../shared/data)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def synthetic_small():
+    """A small planted-topic dataset as {user: [items]}; fast enough for training tests."""
+    from bam_tools.synth import SynthConfig, generate
+    seqs, truth = generate(SynthConfig(users=800, items=300, topics=10, mean_len=20, seed=1))
+    return seqs, truth

@@ -1,0 +1,122 @@
+"""The command line: bad input gives one line and exit code 2; the commands run end to end."""
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+import bam_minimal as bm
+from cli import cli
+
+TINY = ["--dim", "16", "--seq-len", "10", "--n-negatives", "50", "--batch-size", "32",
+        "--max-iters", "40", "--eval-every", "20"]
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def one_line_error(result, *needles):
+    assert result.exit_code == 2, result.output
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+@pytest.fixture
+def good(tmp_path):
+    """A valid official-format file, 30 users."""
+    path = tmp_path / "good.txt"
+    path.write_text("".join(f"{u} {1 + (u * 7 + j) % 40}\n" for u in range(1, 31) for j in range(6)))
+    return path
+
+
+@pytest.mark.parametrize("content, needles", [
+    (b"", ("empty",)),
+    (b"\x00\x01\x02binary\x00", (":1:", "binary")),
+    (b"1 2\n1 3\n7\n", (":3:", "one field")),
+    (b"1 2\n1 x\n", (":2:", "not two integer ids")),
+    (b"1 2\n-1 3\n", (":2:", "negative id")),
+    (b"1 2\n1 0\n", (":2:", "reserved for padding")),
+])
+def test_bad_data_files(tmp_path, content, needles):
+    path = tmp_path / "bad.txt"
+    path.write_bytes(content)
+    line = one_line_error(run("train", "--data", path, *TINY), str(path), *needles)
+    assert "fix" in line or "binary" in line or "empty" in line
+    one_line_error(run("data", "stats", path), str(path))
+
+
+def test_missing_file():
+    one_line_error(run("train", "--data", "no/such/file.txt"), "no/such/file.txt", "no such file")
+    one_line_error(run("evaluate", "--checkpoint", "nope.pt", "--data", "x.txt"), "nope.pt", "no such")
+
+
+def test_users_under_three_interactions_are_skipped_with_a_count(tmp_path, good):
+    path = tmp_path / "some_short.txt"
+    path.write_text(good.read_text() + "99 3\n99 4\n98 5\n")
+    result = run("train", "--data", path, "--out", tmp_path / "run", *TINY)
+    assert result.exit_code == 0, result.output
+    assert "skipped 2 users with fewer than 3 interactions" in result.output
+
+
+def test_train_then_evaluate_and_a_mismatched_checkpoint(tmp_path, good):
+    out = tmp_path / "run"
+    result = run("train", "--data", good, "--out", out, *TINY)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("test", "valid", "iters", "seconds", "config", "mostpop"):
+        assert key in metrics
+    assert set(metrics["test"]) == set(metrics["valid"]) == {"recall@10", "recall@20", "ndcg@10", "ndcg@20"}
+    assert (out / "checkpoint.pt").exists() and (out / "curve.png").stat().st_size > 1000
+    # evaluate reproduces the test metrics, and writes JSON
+    result = run("evaluate", "--checkpoint", out / "checkpoint.pt", "--json", tmp_path / "e.json")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "e.json").read_text())["metrics"] == metrics["test"]
+    # a rerun of a finished run does not train again
+    result = run("train", "--data", good, "--out", out, *TINY)
+    assert "finished already" in result.output
+    # the checkpoint against data with another item count
+    other = tmp_path / "other.txt"
+    other.write_text(good.read_text() + "31 77\n31 78\n31 79\n")
+    one_line_error(run("evaluate", "--checkpoint", out / "checkpoint.pt", "--data", other),
+                   "checkpoint.pt", "40 items", "has 79", "fix")
+
+
+def test_evaluate_an_official_bare_state_dict(tmp_path, good):
+    """The official code saves model.state_dict(): the architecture comes from the shapes."""
+    cfg = bm.Config(dim=16, n_interests=2, seq_len=10)
+    torch.manual_seed(0)
+    model = bm.build_model(cfg, 40)
+    torch.save(model.state_dict(), tmp_path / "model.pt")
+    result = run("evaluate", "--checkpoint", tmp_path / "model.pt", "--data", good, "--history-mask", "official")
+    assert result.exit_code == 0, result.output
+    data = bm.load_data(good)
+    expected = bm.evaluate(bm.model_scorer(model.eval()), data, "test", bm.Config(
+        dim=16, n_interests=2, seq_len=10, history_mask="official"))[0]
+    assert f"recall@20 {expected['recall@20']:.4f}" in result.output
+    one_line_error(run("evaluate", "--checkpoint", tmp_path / "model.pt"), "model.pt", "--data")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    one_line_error(run("evaluate", "--checkpoint", tmp_path / "junk.pt", "--data", good), "junk.pt",
+                   "not a PyTorch checkpoint")
+
+
+def test_data_synth_and_stats(tmp_path):
+    out = tmp_path / "s.txt"
+    assert run("data", "synth", "--out", out, "--users", 50, "--items", 40, "--topics", 4).exit_code == 0
+    truth = json.loads((tmp_path / "s.truth.json").read_text())
+    assert len(truth["item_topic"]) == 40 and len(truth["user_topics"]) == 50
+    result = run("data", "stats", out, "--json", tmp_path / "st.json")
+    assert result.exit_code == 0 and json.loads((tmp_path / "st.json").read_text())["users"] == 50
+    # the generator is deterministic given its seed
+    again = tmp_path / "t.txt"
+    run("data", "synth", "--out", again, "--users", 50, "--items", 40, "--topics", 4)
+    assert again.read_text() == out.read_text()
+
+
+def test_bad_option_values_exit_2():
+    assert run("train", "--selection", "soft").exit_code == 2
+    one_line_error(run("train", "--model", "sasrec"), "n_interests")

@@ -1,0 +1,165 @@
+"""The losses: sampled / full softmax, REMI, the multi-interest loss, and `expected` selection."""
+import math
+
+import pytest
+import torch
+
+import bam_minimal as bm
+
+
+def setup(selection="bam", **kw):
+    cfg = bm.Config(dim=8, n_interests=3, seq_len=6, selection=selection, n_negatives=12, **kw)
+    torch.manual_seed(0)
+    model = bm.build_model(cfg, 20).double()
+    gen = torch.Generator().manual_seed(1)
+    mask = (torch.arange(6)[None] < torch.tensor([6, 2, 4, 1])[:, None]).double()
+    history = torch.randint(1, 21, (4, 6), generator=gen) * mask.long()
+    target = torch.randint(1, 21, (4,), generator=gen)
+    negatives = torch.randint(0, 21, (12,), generator=gen)
+    u = torch.rand(4, generator=gen, dtype=torch.float64)
+    return cfg, model, history, mask, target, negatives, u
+
+
+def loss_of(cfg, model, history, mask, target, negatives, u, tau=1.0):
+    interests, attention = model(history, mask)
+    return bm.bam_loss(model, cfg, interests, attention, target, negatives, u, tau)
+
+
+def test_sampled_softmax_by_hand():
+    cfg, model, history, mask, target, negatives, u = setup("hard")
+    interests, _ = model(history, mask)
+    E = model.embeddings.weight
+    total = 0.0
+    for b in range(4):
+        n = int(torch.argmax(interests[b] @ E[target[b]]))
+        s = interests[b, n]
+        logits = torch.cat([(s @ E[target[b]])[None], E[negatives] @ s])
+        total += -torch.log_softmax(logits, 0)[0]
+    assert loss_of(cfg, model, history, mask, target, negatives, u).item() == pytest.approx(total.item() / 4)
+
+
+def test_full_softmax_excludes_padding_and_counts_the_target_once():
+    cfg, model, history, mask, target, negatives, u = setup("hard", loss="full")
+    interests, _ = model(history, mask)
+    E = model.embeddings.weight
+    total = 0.0
+    for b in range(4):
+        s = interests[b, int(torch.argmax(interests[b] @ E[target[b]]))]
+        total += -torch.log_softmax(E[1:] @ s, 0)[target[b] - 1]
+    assert loss_of(cfg, model, history, mask, target, negatives, u).item() == pytest.approx(total.item() / 4)
+
+
+def test_remi_weights_by_hand_and_beta_zero_is_plain():
+    gen = torch.Generator().manual_seed(0)
+    pos, neg = torch.randn(5, generator=gen, dtype=torch.float64), torch.randn(5, 7, generator=gen, dtype=torch.float64)
+    beta = 0.7
+    w = torch.exp(beta * neg) / torch.exp(beta * neg).mean(-1, keepdim=True)  # mean-one weights
+    expected = -torch.log(torch.exp(pos) / (torch.exp(pos) + (w * torch.exp(neg)).sum(-1)))
+    assert torch.allclose(bm.softmax_loss(pos, neg, beta), expected)
+    plain = -torch.log_softmax(torch.cat([pos[:, None], neg], 1), 1)[:, 0]
+    assert torch.allclose(bm.softmax_loss(pos, neg, 0.0), plain)
+    assert not torch.allclose(bm.softmax_loss(pos, neg, beta), plain)
+
+
+def test_remi_reweighting_keeps_its_gradient():
+    """As in the REMI and BaM code, the weights are not detached: the gradient differs from the one
+    with frozen weights, and equals the gradient of the by-hand formula."""
+    neg = torch.randn(1, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    pos = torch.zeros(1, dtype=torch.float64)
+    g = torch.autograd.grad(bm.softmax_loss(pos, neg, 2.0).sum(), neg)[0]
+    frozen = torch.log(6 * torch.softmax(2.0 * neg, -1)).detach()
+    assert bm.softmax_loss(pos, neg + frozen).item() == pytest.approx(bm.softmax_loss(pos, neg, 2.0).item())
+    g_frozen = torch.autograd.grad(bm.softmax_loss(pos, neg + frozen).sum(), neg)[0]
+    assert not torch.allclose(g, g_frozen)
+    w = torch.exp(2.0 * neg) / torch.exp(2.0 * neg).mean()
+    by_hand = torch.log(1 + (w * torch.exp(neg)).sum())
+    assert torch.allclose(g, torch.autograd.grad(by_hand, neg)[0])
+
+
+def test_routing_regulariser_by_hand_and_lambda_zero():
+    A = torch.softmax(torch.randn(2, 3, 5, generator=torch.Generator().manual_seed(0)), -1)
+    expected = 0.0
+    for b in range(2):
+        C = A[b] - A[b].mean(1, keepdim=True)
+        expected += (torch.diagonal(C @ C.T / 8) ** 2).sum()
+    assert bm.routing_regulariser(A, 8).item() == pytest.approx(expected.item())
+    cfg, model, history, mask, target, negatives, u = setup("hard")
+    base = loss_of(cfg, model, history, mask, target, negatives, u)
+    cfg.remi_lambda = 0.0
+    assert loss_of(cfg, model, history, mask, target, negatives, u).item() == base.item()
+    cfg.remi_lambda = 100.0
+    interests, attention = model(history, mask)
+    reg = bm.routing_regulariser(attention, cfg.dim)
+    assert loss_of(cfg, model, history, mask, target, negatives, u).item() == pytest.approx(
+        base.item() + 100 * reg.item())
+
+
+def test_multi_interest_loss_by_hand():
+    """[BD24] Eq. (10)-(13): score(i) = logsumexp_n m_u^n . e_i, added to the selected-interest loss."""
+    cfg, model, history, mask, target, negatives, u = setup("hard")
+    single = loss_of(cfg, model, history, mask, target, negatives, u)
+    cfg.multi_loss = True
+    interests, _ = model(history, mask)
+    E = model.embeddings.weight
+    extra = 0.0
+    for b in range(4):
+        score = lambda i: torch.logsumexp(interests[b] @ E[i], 0)
+        logits = torch.stack([score(target[b])] + [score(j) for j in negatives])
+        extra += -torch.log_softmax(logits, 0)[0]
+    assert loss_of(cfg, model, history, mask, target, negatives, u).item() == pytest.approx(
+        single.item() + extra.item() / 4)
+
+
+def test_expected_selection_gradient_is_the_probability_weighted_mix():
+    cfg, model, history, mask, target, negatives, u = setup("expected")
+    params = [p for p in model.parameters()]
+    grads = torch.autograd.grad(loss_of(cfg, model, history, mask, target, negatives, u), params)
+    interests, _ = model(history, mask)
+    E = model.embeddings.weight
+    probs = torch.softmax(interests @ E[target][..., None], 1)[..., 0].detach()   # (B, N)
+    mix = [torch.zeros_like(p) for p in params]
+    for n in range(3):
+        interests, _ = model(history, mask)
+        pos, neg = bm.item_scores(interests[:, n:n + 1], target, negatives, E, "sampled")
+        per = bm.softmax_loss(pos, neg)[:, 0]                                      # (B,)
+        g = torch.autograd.grad((probs[:, n] * per).mean(), params)
+        mix = [m + gi for m, gi in zip(mix, g)]
+    for a, b in zip(grads, mix):
+        assert torch.allclose(a, b, atol=1e-12)
+
+
+def test_bam_l_correlation_goes_through_the_maps():
+    cfg, model, history, mask, target, negatives, u = setup("bam-l")
+    interests, _ = model(history, mask)
+    e = model.embeddings.weight[target]
+    logits = bm.interest_logits(model, interests, e)
+    by_hand = torch.stack([model.l1(interests[b]) @ model.l2(e[b]) for b in range(4)])
+    assert torch.allclose(logits, by_hand)
+    # the sample is not differentiable: l1 and l2 get no gradient, as in the official code
+    loss = loss_of(cfg, model, history, mask, target, negatives, u)
+    loss.backward()
+    assert model.l1.weight.grad is None and model.l2.weight.grad is None
+
+
+def test_sasrec_is_causal():
+    cfg = bm.Config(model="sasrec", n_interests=1, dim=16, seq_len=7, dropout=0.0)
+    torch.manual_seed(0)
+    model = bm.build_model(cfg, 40).eval()
+    history = torch.tensor([[3, 5, 7, 9, 11, 13, 15]])
+    mask = torch.ones(1, 7)
+    before = model.sequence(history, mask)
+    changed = history.clone()
+    changed[0, 4:] = torch.tensor([1, 2, 4])
+    after = model.sequence(changed, mask)
+    assert torch.allclose(before[0, :4], after[0, :4], atol=1e-6)
+    assert not torch.allclose(before[0, 4:], after[0, 4:])
+    interest, _ = model(history, torch.tensor([[1.0] * 5 + [0.0] * 2]))
+    assert interest.shape == (1, 1, 16)
+
+
+def test_full_softmax_never_puts_mass_on_padding():
+    cfg, model, history, mask, target, negatives, u = setup("hard", loss="full")
+    interests, _ = model(history, mask)
+    pos, neg = bm.item_scores(interests[:, :1], target, negatives, model.embeddings.weight, "full")
+    assert (neg[..., 0] == -math.inf).all()
+    assert (neg.gather(-1, target[:, None, None]) == -math.inf).all()

@@ -1,0 +1,85 @@
+"""Training end to end: it learns, it is deterministic on the CPU, and a resumed run loses nothing."""
+import json
+import os
+
+import pytest
+import torch
+
+import bam_minimal as bm
+
+
+def small_cfg(**kw):
+    base = dict(dim=32, seq_len=20, batch_size=64, n_negatives=200, eval_every=100, max_iters=300, device="cpu")
+    base.update(kw)
+    return bm.Config(**base)
+
+
+def test_a_short_run_beats_most_popular_by_a_clear_margin():
+    """About a minute on 2 cores: the built-in synthetic data, BaM, the default model size."""
+    from bam_tools.synth import generate
+    data = bm.Dataset(generate()[0], name="synthetic")
+    cfg = bm.Config(max_iters=1500, eval_every=500, device="cpu")
+    pop = bm.evaluate(bm.popularity_scorer(data, "cpu"), data, "test", cfg)[0]
+    _, result = bm.train(cfg, data, log=lambda s: None)
+    assert result["test"]["recall@20"] > 2.5 * pop["recall@20"]
+    assert result["test"]["ndcg@20"] > 2.5 * pop["ndcg@20"]
+    assert result["iters"] == 1500 and [h["iter"] for h in result["history"]] == [500, 1000, 1500]
+
+
+def test_same_seed_same_numbers(synthetic_small):
+    data = bm.Dataset(synthetic_small[0])
+    runs = [bm.train(small_cfg(selection="bam"), data, log=lambda s: None)[1] for _ in range(2)]
+    timeless = [[{k: v for k, v in h.items() if k != "seconds"} for h in r["history"]] for r in runs]
+    assert runs[0]["test"] == runs[1]["test"] and timeless[0] == timeless[1]
+    other = bm.train(small_cfg(selection="bam", seed=1), data, log=lambda s: None)[1]
+    assert other["test"] != runs[0]["test"]
+
+
+def test_a_resumed_run_equals_an_uninterrupted_one(synthetic_small, tmp_path):
+    """Stop after 200 iterations (as a crash after the second validation would), then resume."""
+    data = bm.Dataset(synthetic_small[0])
+    cfg = small_cfg(model="mind", selection="bam")
+    _, whole = bm.train(cfg, data, str(tmp_path / "whole"), log=lambda s: None)
+    bm.train(small_cfg(model="mind", selection="bam", max_iters=200), data, str(tmp_path / "cut"), log=lambda s: None)
+    os.remove(tmp_path / "cut" / "metrics.json")
+    lines = []
+    _, resumed = bm.train(cfg, data, str(tmp_path / "cut"), log=lines.append)
+    assert lines[0].startswith("resuming") and "iteration 200" in lines[0]
+    assert resumed["test"] == whole["test"]
+    assert [h["recall@10"] for h in resumed["history"]] == [h["recall@10"] for h in whole["history"]]
+    with open(tmp_path / "cut" / "metrics.json") as f:
+        assert json.load(f)["test"] == whole["test"]
+    best = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)
+    assert best["iter"] == whole["best_iter"]
+
+
+def test_resume_refuses_another_config(synthetic_small, tmp_path):
+    data = bm.Dataset(synthetic_small[0])
+    bm.train(small_cfg(max_iters=100), data, str(tmp_path), log=lambda s: None)
+    with pytest.raises(bm.InputError, match="another config"):
+        bm.train(small_cfg(max_iters=100, lr=0.01), data, str(tmp_path), log=lambda s: None)
+
+
+def test_early_stopping_and_best_checkpoint(synthetic_small, tmp_path):
+    """patience=0 stops at the first validation that does not improve; the test uses the best model."""
+    data = bm.Dataset(synthetic_small[0])
+    cfg = small_cfg(patience=0, eval_every=20, max_iters=2000, lr=0.05)
+    _, result = bm.train(cfg, data, str(tmp_path), log=lambda s: None)
+    history = result["history"]
+    assert result["iters"] < 2000 and history[-1]["recall@10"] <= max(h["recall@10"] for h in history[:-1])
+    best = max(history, key=lambda h: h["recall@10"])
+    assert result["best_iter"] == best["iter"]
+    model, _ = bm.load_checkpoint(tmp_path / "checkpoint.pt")
+    valid = bm.evaluate(bm.model_scorer(model), data, "valid", cfg)[0]
+    assert valid["recall@10"] == best["recall@10"]
+
+
+@pytest.mark.parametrize("variant", [dict(model="sasrec", n_interests=1, selection="hard"),
+                                     dict(selection="bam-l", multi_loss=True),
+                                     dict(selection="expected", loss="full"),
+                                     dict(selection="hard", remi_beta=0.1, remi_lambda=100.0),
+                                     dict(selection="bam", tau_schedule="hard-to-soft", tau_anneal_iters=100)])
+def test_every_variant_trains(synthetic_small, variant):
+    data = bm.Dataset(synthetic_small[0])
+    _, result = bm.train(small_cfg(max_iters=100, **variant), data, log=lambda s: None)
+    assert result["test"]["recall@20"] > 0 and all(h["loss"] == h["loss"] for h in result["history"])
