@@ -280,7 +280,10 @@ class SASRec(Encoder):
             nn.init.xavier_normal_(p) if p.dim() > 1 else None
 
     def sequence(self, history, mask):
-        L = history.shape[1]
+        # Right padding + causal attention: columns past the longest history are padding in every
+        # row and cannot change earlier positions, so they are cut (exact, and most of a batch).
+        L = int(mask.sum(1).max())
+        history, mask = history[:, :L], mask[:, :L]
         x = self.embeddings(history) * self.cfg.dim ** 0.5 + self.position_embedding[:, :L]  # (B, L, d)
         x = self.drop(x) * mask[..., None]
         causal = torch.ones(L, L, dtype=torch.bool, device=x.device).triu(1)   # True: may not attend

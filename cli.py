@@ -22,6 +22,7 @@ import numpy as np
 
 import bam_minimal as bm
 from bam_tools import checkpoints, formats, synth
+from bam_tools import table as table_mod
 
 # -----------------------------------------------------------------------------
 # Errors: one line and exit code 2, never a traceback.
@@ -197,6 +198,108 @@ def evaluate(ckpt, data, fmt, history_mask, split, json_out, model, n_interests,
     if json_out:
         bm.atomic_save(dict(metrics=metrics, split=split, history_mask=cfg.history_mask, checkpoint=ckpt,
                             data=dataset.name, config=asdict(cfg)), json_out)
+
+# -----------------------------------------------------------------------------
+# table
+
+
+@cli.command()
+@data_options
+@click.option("--seeds", type=int, default=3, show_default=True, help="seeds per method (seed, seed+1, ...)")
+@click.option("--methods", default=",".join(table_mod.DEFAULT_METHODS), show_default=True,
+              help=f"comma-separated, from: {', '.join(table_mod.METHODS)}")
+@click.option("--out", default=None, help="folder for the runs and the table [default: runs/table-<data>]")
+@config_options
+@click.pass_context
+def table(ctx, data, fmt, seeds, methods, out, **kwargs):
+    """The paper's Table 2: SASRec, ComiRec, REMI and BaM under one protocol, mean ± std over seeds.
+
+    Every (method, seed) run is resumable and a finished one is reused, so rerunning the command
+    after an interruption only runs what is missing. Method settings override the flags."""
+    base = bm.Config(**kwargs)
+    if data is None:
+        base = replace(base, **{k: v for k, v in SYNTHETIC_PRESET.items() if not explicit(ctx, k)})
+    name = "synthetic" if data is None else os.path.basename(data).split(".")[0]
+    out = out or os.path.join("runs", f"table-{name}")
+    dataset = load_dataset(synthetic(out) if data is None else data, fmt)
+    chosen = [m.strip() for m in methods.split(",") if m.strip()]
+    from tqdm import tqdm
+    bar = tqdm(total=len(chosen) * seeds, desc="runs", unit="run", dynamic_ncols=True)
+    text, _, reused = table_mod.run_table(base, dataset, chosen, seeds, out, log=bar.write,
+                                          on_run=lambda: bar.update(1))
+    bar.close()
+    click.echo(text)
+    click.echo(f"{reused} of {len(chosen) * seeds} runs reused; wrote {os.path.join(out, 'table.md')} and table.json")
+
+# -----------------------------------------------------------------------------
+# balance
+
+
+@cli.command()
+@click.option("--checkpoint", "ckpt", required=True, help="a run's checkpoint.pt (or an official model.pt with --data)")
+@click.option("--compare", default=None, help="a second checkpoint, drawn beside the first (hard against BaM)")
+@data_options
+@click.option("--out", required=True, help="the PNG to write")
+@click.option("--users", "n_rows", type=int, default=60, show_default=True, help="users (rows) in the heatmap")
+@click.option("--json", "json_out", default=None, help="also write the summary figures to this JSON file")
+def balance(ckpt, compare, data, fmt, out, n_rows, json_out):
+    """The paper's Figure 1: which interest serves each user's top-10, as a heatmap, with summary
+    figures (mean entropy, single-interest users, Gini of the interests' shares). On the synthetic
+    data it also reports how well the interests recover the planted topics."""
+    from bam_tools import balance as bal
+    panels, report = [], {}
+    for path in [ckpt] + ([compare] if compare else []):
+        net, cfg, n_items, info = checkpoints.load(path)
+        data_path = data or info.get("data")
+        if not data_path:
+            raise bm.InputError(f"{path}: an official state_dict does not say its data (fix: pass --data)")
+        dataset = load_dataset(data_path, fmt, quiet=True)
+        checkpoints.check_items(path, n_items, dataset)
+        cfg = replace(cfg, device="auto")
+        share, top, source, metrics = bal.interest_usage(net.to(bm.resolve_device(cfg)), dataset, cfg)
+        s = bal.summary(share)
+        truth = bal.truth_beside(data_path)
+        if truth:
+            s.update(bal.topic_recovery(top, source, dataset, truth))
+        s["test"] = metrics
+        name = f"{cfg.model} + {cfg.selection}"
+        panels.append((name, share, s))
+        report[path] = dict(method=name, **s)
+        click.echo(f"{name} ({path}):")
+        for k, v in s.items():
+            click.echo(f"  {k:<26}{json.dumps(v) if not isinstance(v, float) else f'{v:.4f}'}")
+    click.echo(f"figure: {bal.draw(panels, out, n_rows)}")
+    if json_out:
+        bm.atomic_save(report, json_out)
+
+# -----------------------------------------------------------------------------
+# prepare
+
+
+@cli.group(cls=Group)
+def prepare():
+    """Prepare raw public data in the official format."""
+
+
+@prepare.command("amazon2023")
+@click.argument("path")
+@click.option("--out", required=True, help="the official-format file to write (id maps go beside it)")
+@click.option("--kcore", type=int, default=5, show_default=True, help="iterative k-core on users and items")
+@click.option("--dedup/--keep-repeats", default=True, show_default=True,
+              help="keep only a user's first interaction with an item")
+def amazon2023(path, out, kcore, dedup):
+    """Amazon Reviews 2023: the 5-core CSV (user_id,parent_asin,rating,timestamp) or a raw review
+    .jsonl / .jsonl.gz -> the official format, with Table 1's statistics."""
+    from bam_tools.prepare import prepare_amazon2023
+    if kcore < 1:
+        raise bm.InputError(f"--kcore {kcore}: must be 1 or more")
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    stats, maps = prepare_amazon2023(path, out, kcore, dedup)
+    click.echo(f"{'users':<14}{stats['users']:,}\n{'items':<14}{stats['items']:,}\n"
+               f"{'interactions':<14}{stats['interactions']:,}\n{'density':<14}{stats['density']:.4%}\n"
+               f"{'avg length':<14}{stats['avg_len']:.2f}\n"
+               f"(read {stats['raw_interactions']:,} rows, {stats['after_dedup']:,} after dedup, {kcore}-core)")
+    click.echo(f"wrote {out} and {maps}")
 
 # -----------------------------------------------------------------------------
 # data
