@@ -473,7 +473,8 @@ def evaluate(scorer, data, split, cfg, rows=None, k_top=0, block=None):
     rows = np.arange(len(data.users)) if rows is None else np.asarray(rows)
     k = split_targets(data, split)[rows]                                       # (U,)
     noise = torch.Generator(device).manual_seed(cfg.seed)  # MIND's routing noise: same in every evaluation
-    block = block or max(16, min(1024, (1 << 24) // max(1, cfg.n_interests * (data.n_items + 1))))
+    budget = 1 << (28 if device == "cuda" else 24)  # elements of one block's (b, N, I + 1) scores
+    block = block or max(16, min(8192, budget // (cfg.n_interests * (data.n_items + 1))))
     ranks, tops = [], []
     for i in range(0, len(rows), block):
         r, kb = rows[i:i + block], k[i:i + block]
