@@ -80,11 +80,11 @@ def check_config(cfg):
         if getattr(cfg, name) not in allowed:
             raise InputError(f"--{name}={getattr(cfg, name)}: not one of {', '.join(allowed)}")
     if cfg.remi_lambda and cfg.model != "comirec":
-        raise InputError("--remi_lambda needs --model=comirec: the regulariser acts on ComiRec-SA's attention")
+        raise InputError("remi_lambda > 0 needs model comirec: the regulariser acts on ComiRec-SA's attention")
     if cfg.remi_beta and cfg.loss == "full":
-        raise InputError("--remi_beta reweights sampled negatives: use it with --loss=sampled")
+        raise InputError("remi_beta > 0 reweights sampled negatives: use it with loss sampled")
     if cfg.model == "sasrec" and cfg.n_interests != 1:
-        raise InputError("--model=sasrec has one interest: pass --n_interests=1")
+        raise InputError("model sasrec has one interest: set n_interests to 1")
 
 # -----------------------------------------------------------------------------
 # Data: per-user sequences, the leave-one-out split, and vectorised batches.
@@ -114,7 +114,7 @@ def read_official(path):
             raise InputError(f"{path}:{n}: `{line.strip()[:40]}` is not two integer ids "
                              "(fix: map string ids to integers, e.g. with `cli.py prepare`)") from None
         if user < 0 or item < 0:
-            raise InputError(f"{path}:{n}: negative id in `{line.strip()}` (fix: ids are 1-indexed, 0 and up)")
+            raise InputError(f"{path}:{n}: negative id in `{line.strip()}` (fix: user ids are 0 or more, item ids 1 or more)")
         if item == 0:
             raise InputError(f"{path}:{n}: item id 0 is reserved for padding (fix: items are 1-indexed; "
                              "add 1 to every item id)")
@@ -564,6 +564,8 @@ def train(cfg, data, out_dir=None, log=print, on_step=None, extra=None):
             opt.load_state_dict(saved["optimizer"])
             rng.bit_generator.state = saved["rng"]
             gen.set_state(saved["gen"])
+            if "torch_rng" in saved:  # SASRec's dropout draws from torch's global generator
+                torch.set_rng_state(saved["torch_rng"])
             st = saved["state"]
             log(f"resuming {out_dir} at iteration {st['it']}")
     t0 = time.time() - st["seconds"]
@@ -590,7 +592,8 @@ def train(cfg, data, out_dir=None, log=print, on_step=None, extra=None):
                     if st["best_iter"] == st["it"]:
                         atomic_save(checkpoint(model, cfg, data, st), paths["checkpoint.pt"])
                     atomic_save(dict(model=model.state_dict(), optimizer=opt.state_dict(), rng=rng.bit_generator.state,
-                                     gen=gen.get_state(), state=st, config=asdict(cfg)), paths["last.pt"])
+                                     gen=gen.get_state(), torch_rng=torch.get_rng_state(), state=st,
+                                     config=asdict(cfg)), paths["last.pt"])
                 elif st["best_iter"] == st["it"]:
                     best_state = {k: v.clone() for k, v in model.state_dict().items()}
     except KeyboardInterrupt:

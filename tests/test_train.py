@@ -35,12 +35,14 @@ def test_same_seed_same_numbers(synthetic_small):
     assert other["test"] != runs[0]["test"]
 
 
-def test_a_resumed_run_equals_an_uninterrupted_one(synthetic_small, tmp_path):
-    """Stop after 200 iterations (as a crash after the second validation would), then resume."""
+@pytest.mark.parametrize("model", [dict(model="mind"), dict(model="sasrec", n_interests=1)])
+def test_a_resumed_run_equals_an_uninterrupted_one(synthetic_small, tmp_path, model):
+    """Stop after 200 iterations (as a crash after the second validation would), then resume.
+    MIND draws routing noise and SASRec dropout masks: both streams must resume where they were."""
     data = bm.Dataset(synthetic_small[0])
-    cfg = small_cfg(model="mind", selection="bam")
+    cfg = small_cfg(selection="bam", **model)
     _, whole = bm.train(cfg, data, str(tmp_path / "whole"), log=lambda s: None)
-    bm.train(small_cfg(model="mind", selection="bam", max_iters=200), data, str(tmp_path / "cut"), log=lambda s: None)
+    bm.train(small_cfg(selection="bam", max_iters=200, **model), data, str(tmp_path / "cut"), log=lambda s: None)
     os.remove(tmp_path / "cut" / "metrics.json")
     lines = []
     _, resumed = bm.train(cfg, data, str(tmp_path / "cut"), log=lines.append)
