@@ -597,8 +597,12 @@ def train(cfg, data, out_dir=None, log=print, on_step=None, extra=None):
                 elif st["best_iter"] == st["it"]:
                     best_state = {k: v.clone() for k, v in model.state_dict().items()}
     except KeyboardInterrupt:
-        where = f"; best checkpoint: {paths['checkpoint.pt']}; rerun the same command to resume" if out_dir else ""
-        log(f"interrupted at iteration {st['it']}{where}")
+        if out_dir and os.path.exists(paths["checkpoint.pt"]):
+            log(f"interrupted at iteration {st['it']}; the best checkpoint so far (iteration {st['best_iter']}) "
+                f"is {paths['checkpoint.pt']}; rerun the same command to resume from the last validation")
+        else:
+            log(f"interrupted at iteration {st['it']}, before the first validation (iteration {cfg.eval_every}): "
+                "no checkpoint yet")
         raise
     if out_dir and os.path.exists(paths["checkpoint.pt"]):
         model.load_state_dict(torch.load(paths["checkpoint.pt"], map_location=device)["model"])

@@ -150,12 +150,31 @@ def train(ctx, data, fmt, out, fresh, **kwargs):
                f"{dataset.n_interactions} interactions; {cfg.model} + {cfg.selection}, "
                f"device {bm.resolve_device(cfg)}; writing {out}")
     mostpop = bm.evaluate(bm.popularity_scorer(dataset, bm.resolve_device(cfg)), dataset, "test", cfg)[0]
-    from tqdm import tqdm
-    bar = tqdm(total=cfg.max_iters, desc="train", unit="it", dynamic_ncols=True, mininterval=0.5)
-    _, result = bm.train(cfg, dataset, out, log=bar.write, extra=dict(mostpop=mostpop),
-                         on_step=lambda it: bar.update(it - bar.n))
+    bar = Progress(cfg.max_iters)
+    _, result = bm.train(cfg, dataset, out, log=bar.write, extra=dict(mostpop=mostpop), on_step=bar.step)
     bar.close()
     report(result, out)
+
+
+class Progress:
+    """A tqdm bar over iterations that starts where a resumed run starts, so its rate is right."""
+
+    def __init__(self, total):
+        self.total, self.bar = total, None
+
+    def step(self, it):
+        if self.bar is None:
+            from tqdm import tqdm
+            self.bar = tqdm(total=self.total, initial=it - 1, desc="train", unit="it", dynamic_ncols=True,
+                            mininterval=0.5)
+        self.bar.update(1)
+
+    def write(self, line):
+        self.bar.write(line) if self.bar else click.echo(line)
+
+    def close(self):
+        if self.bar:
+            self.bar.close()
 
 
 def report(result, out):
@@ -182,7 +201,9 @@ def report(result, out):
 @click.option("--model", type=click.Choice(["comirec", "mind"]), default=None, help="official state_dicts: the model")
 @click.option("--n-interests", type=int, default=4, show_default=True, help="official MIND state_dicts: N")
 @click.option("--seq-len", type=int, default=50, show_default=True, help="official MIND state_dicts: L")
-def evaluate(ckpt, data, fmt, history_mask, split, json_out, model, n_interests, seq_len):
+@click.option("--engine", type=click.Choice(["torch", "numpy"]), default="torch", show_default=True,
+              help="numpy: the same metrics from bam_numpy's numba engine")
+def evaluate(ckpt, data, fmt, history_mask, split, json_out, model, n_interests, seq_len, engine):
     """Full-item ranking of a checkpoint: Recall and nDCG at 10 and 20."""
     base = replace(bm.Config(), n_interests=n_interests, seq_len=seq_len, model=model or "comirec")
     net, cfg, n_items, info = checkpoints.load(ckpt, base)
@@ -192,12 +213,16 @@ def evaluate(ckpt, data, fmt, history_mask, split, json_out, model, n_interests,
     dataset = load_dataset(data, fmt)
     checkpoints.check_items(ckpt, n_items, dataset)
     cfg = replace(cfg, history_mask=history_mask or cfg.history_mask, device="auto")
-    net = net.to(bm.resolve_device(cfg))
-    metrics = bm.evaluate(bm.model_scorer(net), dataset, split, cfg)[0]
+    if engine == "numpy":
+        from bam_tools import twin
+        metrics = twin.evaluate_numpy(net, cfg, dataset, split)[0]
+    else:
+        net = net.to(bm.resolve_device(cfg))
+        metrics = bm.evaluate(bm.model_scorer(net), dataset, split, cfg)[0]
     echo_metrics(f"{split} ({cfg.history_mask})", metrics)
     if json_out:
         bm.atomic_save(dict(metrics=metrics, split=split, history_mask=cfg.history_mask, checkpoint=ckpt,
-                            data=dataset.name, config=asdict(cfg)), json_out)
+                            data=dataset.name, config=asdict(cfg), engine=engine), json_out)
 
 # -----------------------------------------------------------------------------
 # table
@@ -348,6 +373,11 @@ def synth_cmd(out, users, items, topics, mean_len, seed):
     truth_path = synth.write(seqs, truth, out)
     click.echo(f"wrote {out} ({sum(map(len, seqs.values()))} interactions) and {truth_path}")
 
+
+from bam_tools import cli_twin  # noqa: E402  (export, crosscheck, golden: the NumPy twin)
+
+for c in cli_twin.COMMANDS:
+    cli.add_command(c)
 
 if __name__ == "__main__":
     cli(prog_name="cli.py")
