@@ -257,11 +257,13 @@ class MIND(Encoder):
         self.reset_parameters()
 
     def forward(self, history, mask, noise=None):
+        """`noise`: the initial routing logits (B, N, L), or a generator to draw them from."""
         h = self.embeddings(history) * mask[..., None]                        # (B, L, d)
         if noise is None or isinstance(noise, torch.Generator):
             # Official: fresh random routing logits on every forward pass, at test time too.
-            noise = torch.randn(h.shape[0], self.cfg.n_interests, h.shape[1], device=h.device, generator=noise)
-        return self.capsule_network(h, mask, noise)                          # (B, N, d), (B, N, L)
+            noise = torch.randn(h.shape[0], self.cfg.n_interests, h.shape[1], device=h.device, dtype=h.dtype,
+                                generator=noise)
+        return self.capsule_network(h, mask, noise.to(h))                    # (B, N, d), (B, N, L)
 
 
 class SASRec(Encoder):
@@ -464,6 +466,14 @@ def metrics_from_ranks(rank, ks=(10, 20)):
     return out
 
 
+def routing_noise(cfg, n_rows):
+    """MIND's routing logits for every evaluated user, drawn at once from a CPU generator seeded with
+    `seed`: every evaluation, block size and device sees the same numbers."""
+    if cfg.model != "mind":
+        return None
+    return torch.randn(n_rows, cfg.n_interests, cfg.seq_len, generator=torch.Generator().manual_seed(cfg.seed))
+
+
 @torch.no_grad()
 def evaluate(scorer, data, split, cfg, rows=None, k_top=0, block=None):
     """Ranks of the `split` targets of `rows` (default: every user), in blocks of users.
@@ -472,7 +482,7 @@ def evaluate(scorer, data, split, cfg, rows=None, k_top=0, block=None):
     keep_freed_memory()
     rows = np.arange(len(data.users)) if rows is None else np.asarray(rows)
     k = split_targets(data, split)[rows]                                       # (U,)
-    noise = torch.Generator(device).manual_seed(cfg.seed)  # MIND's routing noise: same in every evaluation
+    noise = routing_noise(cfg, len(rows))                                      # (U, N, L) or None
     budget = 1 << (28 if device == "cuda" else 24)  # elements of one block's (b, N, I + 1) scores
     block = block or max(16, min(8192, budget // (cfg.n_interests * (data.n_items + 1))))
     ranks, tops = [], []
@@ -480,7 +490,8 @@ def evaluate(scorer, data, split, cfg, rows=None, k_top=0, block=None):
         r, kb = rows[i:i + block], k[i:i + block]
         history, mask, target = (torch.as_tensor(a, device=device) for a in windows(data, r, kb, cfg.seq_len))
         full = torch.as_tensor(windows(data, r, kb, int(kb.max()))[0], device=device)  # (b, max k)
-        scores = mask_history(scorer(history, mask, noise), full, history, cfg.history_mask)  # (b, I + 1)
+        nb = None if noise is None else noise[i:i + block].to(device)
+        scores = mask_history(scorer(history, mask, nb), full, history, cfg.history_mask)  # (b, I + 1)
         ranks.append(target_rank(scores, target).cpu())   # (b,)
         if k_top:
             tops.append(top_k(scores, k_top).cpu())

@@ -159,3 +159,17 @@ def test_mind_gradient_flows_only_through_the_last_routing_pass():
     y = bm.squash(w_const @ u)
     grad = torch.autograd.grad(y.sum(), h)[0]
     assert torch.allclose(h.grad, grad, atol=1e-6)
+
+
+def test_mind_evaluation_does_not_depend_on_the_block_size():
+    """MIND's routing noise is drawn once for all users, so blocks (and devices) see the same numbers."""
+    rng = np.random.default_rng(0)
+    seqs = {u: list(rng.choice(np.arange(1, 50), rng.integers(3, 20), replace=False)) for u in range(1, 60)}
+    data = bm.Dataset(seqs)
+    cfg = bm.Config(model="mind", dim=8, n_interests=3, seq_len=10)
+    torch.manual_seed(0)
+    net = bm.build_model(cfg, data.n_items).eval()
+    ranks = [bm.evaluate(bm.model_scorer(net), data, "test", cfg, block=b)[1] for b in (7, 59)]
+    assert np.array_equal(*ranks)
+    double = bm.evaluate(bm.model_scorer(net.double()), data, "test", cfg, block=11)[1]  # float64 MIND works
+    assert (double == ranks[0]).mean() > 0.9

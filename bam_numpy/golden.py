@@ -1,0 +1,191 @@
+"""
+bam_numpy/golden.py: check any BaM implementation against golden test vectors, without torch.
+
+`python cli.py golden --out vectors.npz` writes the vectors from the PyTorch reference (one small
+model, one batch, fixed negatives, a fixed uniform draw for BaM's sampler, a small full-ranking
+evaluation, and every expected output). An implementation is a function `fn(inputs) -> outputs`:
+
+  inputs  {"config": dict, "weights": {name: array}, "batch": {name: array}, "eval": {name: array},
+           "ties": {"scores": array, "target": array}}
+  outputs {"interests": ..., "attention": ..., "logits": ..., "probs": ..., "index": ..., "loss": ...,
+           "grad/<parameter name>": ..., "eval/scores": ..., "eval/ranks": ..., "eval/top20": ...,
+           "eval/recall@10": ..., ..., "ties/ranks": ..., "ties/top20": ...}
+          -- one entry per `expected/...` key of the file
+
+README.md (Golden vectors) documents every key. Check one with either of
+    python cli.py golden --check vectors.npz --impl my_bam:golden
+    python -m bam_numpy.golden vectors.npz my_bam.py:golden          # numpy only
+`reference` below is bam_numpy's own implementation, in that form.
+"""
+import importlib
+import importlib.util
+import json
+import os
+import sys
+from dataclasses import fields
+
+import numpy as np
+
+from bam_numpy.config import Config, InputError
+from bam_numpy.ranking import mask_history, metrics_from_ranks, model_scorer, target_rank, top_k
+from bam_numpy.loss import loss_and_grads
+from bam_numpy.weights import read_npz
+
+FORMAT = "bam-golden-1"
+EXACT = ("index", "eval/ranks", "eval/top20", "ties/ranks", "ties/top20")  # integers: must be equal
+HINTS = {
+    "interests": "the encoder's output differs: check the masking (padded positions get 0 attention) and "
+                 "that the position embedding enters the attention MLP only",
+    "logits": "M_u^T e_target differs ([KDD24] Eq. (1))",
+    "probs": "softmax(tau * logits) over the interests differs: is tau applied?",
+    "index": "the selected interests differ: BaM samples by inverting the CDF at u, "
+             "index = #{n : cumsum(probs)_n <= u}; `hard` takes the first argmax",
+    "loss": "the loss differs: sampled softmax over [target, negatives], mean over the batch",
+    "eval/scores": "the full-item scores differ: max over interests, then the history mask",
+    "eval/ranks": "the ranks differ: higher score first, equal score lower id first, -inf target never a hit",
+    "eval/top20": "the top-20 lists differ: higher score first, equal score lower id first",
+    "ties/ranks": "the tie rule: a target's rank counts the higher scores plus the equal ones with a lower "
+                  "id; a -inf target gets rank n_items + 1",
+    "ties/top20": "the tie rule: among equal scores the lower item id comes first",
+}
+
+# -----------------------------------------------------------------------------
+# Reading the file into inputs and expected outputs.
+
+
+def load(path):
+    """-> (inputs, expected). inputs as above; expected {key: array} without the `expected/` prefix."""
+    z = read_npz(path, "a golden vectors file")
+    if str(z.get("format", "")) != FORMAT:
+        raise InputError(f"{path}: no `format = {FORMAT}` entry, so not a golden vectors file "
+                         "(fix: write one with `cli.py golden --out vectors.npz`)")
+    inputs = {"config": json.loads(str(z["config"])), "weights": {}, "batch": {}, "eval": {}, "ties": {}}
+    expected = {}
+    for key, value in z.items():
+        group, _, name = key.partition("/")
+        if group in ("weights", "batch", "eval", "ties"):
+            inputs[group][name] = value
+        elif group == "expected":
+            expected[name] = value
+    return inputs, expected
+
+# -----------------------------------------------------------------------------
+# bam_numpy's implementation, in the golden form.
+
+
+def config_of(inputs):
+    names = {f.name for f in fields(Config)}
+    return Config(**{k: v for k, v in inputs["config"].items() if k in names})
+
+
+def reference(inputs):
+    cfg, params = config_of(inputs), inputs["weights"]
+    b, e = inputs["batch"], inputs["eval"]
+    loss, grads, info = loss_and_grads(params, cfg, b["history"], b["mask"], b["target"], b["negatives"],
+                                       b["u"], cfg.tau, b.get("noise"))
+    out = {k: info[k] for k in ("interests", "attention", "logits", "probs", "index")}
+    out["loss"] = np.asarray(loss)
+    out.update({f"grad/{k}": v for k, v in grads.items()})
+    scores = model_scorer(params, cfg)(e["history"], e["mask"], e.get("noise"))   # (U, I + 1)
+    scores = mask_history(scores, e["full_history"], e["history"], cfg.history_mask)
+    ranks = target_rank(scores, e["target"])                                      # (U,)
+    out.update({"eval/scores": scores, "eval/ranks": ranks,
+                "eval/top20": top_k(scores, inputs["config"]["top_k"])})
+    out.update({f"eval/{k}": np.asarray(v) for k, v in metrics_from_ranks(ranks).items()})
+    ties = inputs["ties"]["scores"]                                               # (T, I + 1) exact ties
+    out["ties/ranks"] = target_rank(ties, inputs["ties"]["target"])
+    out["ties/top20"] = top_k(ties, inputs["config"]["top_k"])
+    return out
+
+# -----------------------------------------------------------------------------
+# The check.
+
+
+def resolve(spec):
+    """`module:function` or `path/to/file.py:function` -> the function."""
+    target, _, name = spec.rpartition(":")
+    if not target or not name:
+        raise InputError(f"--impl {spec}: expected module:function or file.py:function "
+                         "(fix: e.g. --impl bam_numpy.golden:reference)")
+    try:
+        if target.endswith(".py"):
+            if not os.path.isfile(target):
+                raise InputError(f"--impl {spec}: no such file {target} (fix: check the path)")
+            mod_spec = importlib.util.spec_from_file_location(os.path.basename(target)[:-3], target)
+            module = importlib.util.module_from_spec(mod_spec)
+            mod_spec.loader.exec_module(module)
+        else:
+            sys.path.insert(0, os.getcwd())
+            module = importlib.import_module(target)
+    except ImportError as e:
+        raise InputError(f"--impl {spec}: cannot import {target}: {e} (fix: run from the folder that holds "
+                         "it, or pass file.py:function)") from None
+    fn = getattr(module, name, None)
+    if not callable(fn):
+        raise InputError(f"--impl {spec}: {target} has no function `{name}` (fix: check the name)")
+    return fn
+
+
+def compare(key, got, want, rtol):
+    """-> (max abs err, max rel err, ok, message). rel err = max|got - want| / max|want| over the array
+    (normwise, so that near-zero entries do not dominate); infinities must match exactly."""
+    want = np.asarray(want)
+    try:
+        got = np.broadcast_to(np.asarray(got, dtype=want.dtype), want.shape)
+    except (ValueError, TypeError):
+        shape = getattr(got, "shape", type(got).__name__)
+        return np.nan, np.nan, False, f"shape {shape}, expected {want.shape}"
+    if key in EXACT:
+        bad = got != want
+        if bad.any():
+            first = np.argwhere(bad)[0]
+            where = tuple(int(i) for i in first)
+            return (float(np.abs(got - want).max()), np.nan, False,
+                    f"{int(bad.reshape(len(want), -1).any(1).sum())} of {len(want)} rows differ; first at "
+                    f"{where}: expected {want[where]}, got {got[where]}")
+        return 0.0, 0.0, True, ""
+    finite = np.isfinite(want)
+    if (np.isfinite(got) != finite).any() or (got[~finite] != want[~finite]).any():
+        n = int(((np.isfinite(got) != finite) | (~finite & (got != want))).sum())
+        return np.inf, np.inf, False, f"{n} entries differ in their infinities or NaNs"
+    err = np.abs(got[finite] - want[finite])
+    abs_err = float(err.max()) if err.size else 0.0
+    scale = float(np.abs(want[finite]).max()) if err.size else 0.0
+    rel = abs_err / scale if scale else abs_err
+    return abs_err, rel, rel <= rtol, "" if rel <= rtol else f"max rel err {rel:.3g} > {rtol:g}"
+
+
+def check(path, impl, rtol=1e-8, log=print):
+    """Run `impl` on the inputs of `path` and compare every expected output. Returns True if all pass."""
+    inputs, expected = load(path)
+    fn = resolve(impl) if isinstance(impl, str) else impl
+    got = fn(inputs)
+    log(f"{'output':<34}{'max abs err':>13}{'max rel err':>13}  result")
+    failed = []
+    for key in sorted(expected, key=lambda k: (k.startswith(("eval/", "ties/")), k.startswith("grad/"), k)):
+        if key not in got:
+            log(f"{key:<34}{'':>13}{'':>13}  FAIL: missing from the implementation's outputs")
+            failed.append(key)
+            continue
+        abs_err, rel, ok, msg = compare(key, got[key], expected[key], rtol)
+        log(f"{key:<34}{abs_err:>13.3g}{rel:>13.3g}  {'pass' if ok else 'FAIL: ' + msg}")
+        if not ok:
+            failed.append(key)
+    if failed:
+        hints = [HINTS[k] for k in failed if k in HINTS]
+        log(f"FAILED {len(failed)} of {len(expected)}: {', '.join(failed[:6])}{' ...' if len(failed) > 6 else ''}"
+            + (f"; first hint: {hints[0]}" if hints else ""))
+    else:
+        log(f"all {len(expected)} outputs match (rtol {rtol:g})")
+    return not failed
+
+
+if __name__ == "__main__":
+    if len(sys.argv) not in (2, 3):
+        sys.exit(print("usage: python -m bam_numpy.golden vectors.npz [module:function | file.py:function]",
+                       file=sys.stderr) or 2)
+    try:
+        ok = check(sys.argv[1], sys.argv[2] if len(sys.argv) == 3 else reference)
+    except InputError as e:
+        sys.exit(print(f"error: {e}", file=sys.stderr) or 2)
+    sys.exit(0 if ok else 1)

@@ -1,0 +1,151 @@
+"""
+bam_numpy/training.py: Adam and the training loop of the NumPy twin. ComiRec-SA or MIND + BaM, end to
+end on the CPU, without torch.
+
+    python -m bam_numpy DATA [--field=value ...] [--out=weights.npz]   # official format, like bam_minimal.py
+    python -m bam_numpy --synthetic --max_iters=2000                   # the built-in synthetic data
+
+`adam_step` is torch.optim.Adam's update (the same formula whether torch runs it fused or not), with
+weight_decay as L2 added to the gradient; parameters without a gradient are skipped, as torch skips
+a parameter whose .grad is None. `train` mirrors bam_minimal.train: batches, validation every
+`eval_every` iterations on Recall@10, patience, the best weights restored, then the test split.
+The random numbers are numpy's, so a run is not the same run as torch's; its accuracy is the same
+within noise (tests/test_twin_train.py).
+"""
+import sys
+import time
+from dataclasses import asdict, fields
+
+import numpy as np
+
+from bam_numpy.blas import one_blas_thread
+from bam_numpy.config import Config, InputError, check_config, tau_at
+from bam_numpy.data import load_data, train_batch
+from bam_numpy.encoders import init_params
+from bam_numpy.ranking import evaluate
+from bam_numpy.loss import loss_and_grads
+
+# -----------------------------------------------------------------------------
+# Adam (Kingma and Ba, ICLR '15), as torch.optim.Adam computes it.
+
+
+def adam_init(params):
+    return dict(step={k: 0 for k in params}, m={k: np.zeros_like(v) for k, v in params.items()},
+                v={k: np.zeros_like(v) for k, v in params.items()})
+
+
+def adam_step(params, grads, state, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+    """One step, in place on `params` and `state`, for every parameter in `grads`:
+    g += wd p; m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
+    p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)."""
+    b1, b2 = betas
+    for name, g in grads.items():
+        p, m, v = params[name], state["m"][name], state["v"][name]
+        state["step"][name] += 1
+        t = state["step"][name]
+        if weight_decay:
+            g = g + weight_decay * p
+        m *= b1
+        m += (1 - b1) * g
+        v *= b2
+        v += (1 - b2) * g * g
+        denom = np.sqrt(v) / np.sqrt(1 - b2 ** t) + eps
+        p -= (lr / (1 - b1 ** t)) * m / denom
+
+# -----------------------------------------------------------------------------
+# Training: iterations, validation, early stopping, best-weights restore.
+
+
+def train(cfg, data, dtype=np.float32, log=print, params=None):
+    """Train, validate every `eval_every` iterations, stop early, restore the best weights and test.
+    Returns (params, result) with result like bam_minimal's metrics.json: test, valid, iters,
+    best_iter, seconds, history. `params` starts from given weights instead of a fresh init."""
+    check_config(cfg)
+    if not len(data.trainable):
+        raise InputError(f"{data.name}: no user has 4 or more interactions, so there is nothing to train on")
+    init_rng, rng, draw = (np.random.default_rng([cfg.seed, i]) for i in range(3))
+    params = params or init_params(cfg, data.n_items, init_rng, dtype)
+    opt = adam_init(params)
+    st = dict(it=0, best=-1.0, best_iter=0, trials=0, history=[], loss_sum=0.0, loss_n=0)
+    best_params, t0 = None, time.time()
+    while st["it"] < cfg.max_iters and st["trials"] <= cfg.patience:
+        history, mask, target = train_batch(data, rng, cfg.batch_size, cfg.seq_len)  # (B, L), (B, L), (B,)
+        negatives = draw.integers(0, data.n_items + 1, cfg.n_negatives)       # (S,) shared by the batch
+        u = draw.random(len(target)).astype(dtype)                            # (B,) BaM's uniform draws
+        with one_blas_thread():  # small matmuls: threads cost more than they bring (bam_numpy/blas.py)
+            loss, grads, _ = loss_and_grads(params, cfg, history, mask, target, negatives, u,
+                                            tau_at(cfg, st["it"]), draw)
+            adam_step(params, grads, opt, cfg.lr, weight_decay=cfg.weight_decay)
+        st["it"] += 1
+        st["loss_sum"] += float(loss)
+        st["loss_n"] += 1
+        if st["it"] % cfg.eval_every == 0 or st["it"] == cfg.max_iters:
+            if validate(params, data, cfg, rng, st, t0, log):
+                best_params = {k: v.copy() for k, v in params.items()}
+    params = best_params or params
+    test = evaluate(params, data, "test", cfg)[0]
+    best = next((h for h in st["history"] if h["iter"] == st["best_iter"]), {})
+    return params, dict(test=test, valid={k: best.get(k) for k in test}, iters=st["it"],
+                        best_iter=st["best_iter"], seconds=round(time.time() - t0, 2), config=asdict(cfg),
+                        history=st["history"], engine="numpy", dtype=np.dtype(dtype).name)
+
+
+def validate(params, data, cfg, rng, st, t0, log):
+    """One validation: record it and count the patience. Returns True when it is the best so far."""
+    rows = rng.integers(0, len(data.users), cfg.valid_users) if cfg.valid_users else None
+    valid = evaluate(params, data, "valid", cfg, rows)[0]
+    loss = st["loss_sum"] / max(1, st["loss_n"])
+    st["loss_sum"], st["loss_n"] = 0.0, 0
+    better = valid["recall@10"] > st["best"]
+    if better:
+        st["best"], st["best_iter"], st["trials"] = valid["recall@10"], st["it"], 0
+    else:
+        st["trials"] += 1
+    st["history"].append(dict(iter=st["it"], loss=loss, seconds=round(time.time() - t0, 2), **valid))
+    log(f"iter {st['it']}: loss {loss:.4f}, valid recall@10 {valid['recall@10']:.4f}, "
+        f"ndcg@10 {valid['ndcg@10']:.4f}{' (best)' if better else ''}")
+    return better
+
+# -----------------------------------------------------------------------------
+# Standalone: python -m bam_numpy DATA [--field=value ...] [--out=weights.npz] [--synthetic]
+
+
+def main(argv):
+    from bam_numpy.weights import save_weights
+    cfg, names, paths = Config(), [f.name for f in fields(Config)], {}
+    for arg in argv:
+        key, _, value = arg.lstrip("-").partition("=")
+        if not arg.startswith("--"):
+            paths["data"] = arg
+        elif key in ("out", "synthetic", "dtype"):
+            paths[key] = value or "1"
+        elif key in names:
+            kind = type(getattr(cfg, key))
+            try:
+                setattr(cfg, key, value.lower() in ("1", "true", "yes") if kind is bool else kind(value))
+            except ValueError:
+                raise InputError(f"{arg}: not a valid {kind.__name__}") from None
+        else:
+            raise InputError(f"{arg}: unknown option (fix: one of --out, --synthetic, --dtype, --{', --'.join(names)})")
+    if "synthetic" in paths:
+        from bam_numpy.data import Dataset
+        from bam_tools import synth
+        data = Dataset(synth.generate()[0], name="synthetic")
+    elif "data" in paths:
+        data = load_data(paths["data"])
+    else:
+        raise InputError("no data file (fix: python -m bam_numpy DATA [--field=value ...], or --synthetic)")
+    dtype = np.dtype(paths.get("dtype", "float32"))
+    print(f"{len(data.users)} users, {data.n_items} items, {data.n_interactions} interactions; numpy {dtype.name}")
+    params, result = train(cfg, data, dtype)
+    print("test " + ", ".join(f"{k} {v:.4f}" for k, v in result["test"].items()))
+    if "out" in paths:
+        save_weights(paths["out"], params, cfg, data.n_items)
+        print(f"wrote {paths['out']}")
+
+
+if __name__ == "__main__":
+    try:
+        main(sys.argv[1:])
+    except InputError as e:
+        sys.exit(print(f"error: {e}", file=sys.stderr) or 2)

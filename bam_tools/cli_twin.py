@@ -1,0 +1,115 @@
+"""
+bam_tools/cli_twin.py: the command-line commands of the NumPy twin; cli.py adds them to its group.
+
+    python cli.py export --checkpoint runs/x/checkpoint.pt --out weights.npz
+    python cli.py crosscheck                                   # fresh model, synthetic data, float64
+    python cli.py crosscheck --checkpoint X --data PATH --dtype float32
+    python cli.py golden --out vectors.npz
+    python cli.py golden --check vectors.npz --impl my_bam:golden   # or file.py:function
+
+crosscheck and golden --check exit 0 when everything passes and 1 otherwise; bad input exits 2.
+The work is in bam_tools/twin.py.
+"""
+import os
+from dataclasses import replace
+
+import click
+
+import bam_minimal as bm
+from bam_tools import formats, synth
+
+
+def load_dataset(path, fmt="auto"):
+    seqs, _ = formats.read(path, fmt)
+    return bm.Dataset(seqs, name=str(path))
+
+# -----------------------------------------------------------------------------
+# export
+
+
+@click.command()
+@click.option("--checkpoint", "ckpt", required=True, help="checkpoint.pt of a run, or an official model.pt")
+@click.option("--out", required=True, help="the .npz file to write (bam_numpy.load_weights reads it)")
+def export(ckpt, out):
+    """Write a checkpoint's weights as .npz, under the official parameter names, for bam_numpy."""
+    from bam_tools import twin
+    twin.export(ckpt, out)
+    click.echo(f"wrote {out}")
+
+# -----------------------------------------------------------------------------
+# crosscheck
+
+
+@click.command()
+@click.option("--checkpoint", "ckpt", default=None, help="default: a freshly initialised model (seed 2021)")
+@click.option("--data", default=None, help="default: the checkpoint's data, or the built-in synthetic dataset")
+@click.option("--format", "fmt", type=click.Choice(formats.FORMATS), default="auto", show_default=True)
+@click.option("--dtype", type=click.Choice(["float64", "float32"]), default="float64", show_default=True)
+@click.option("--model", type=click.Choice(["comirec", "mind"]), default="comirec", show_default=True,
+              help="the fresh model's encoder (ignored with --checkpoint)")
+@click.option("--batch-size", type=int, default=128, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="the batch, negatives and draws")
+def crosscheck(ckpt, data, fmt, dtype, model, batch_size, seed):
+    """Compare bam_minimal and bam_numpy on the same weights and batch: interests, attention,
+    selection, loss, every gradient, full-item scores, top-20 lists, ranks and metrics.
+    Prints a table; exits 0 only when every row passes."""
+    import torch
+
+    from bam_tools import checkpoints, twin
+    if ckpt:
+        net, cfg, n_items, info = checkpoints.load(ckpt)
+        data = data or info.get("data")
+        if not data:
+            raise bm.InputError(f"{ckpt}: an official state_dict does not say its data (fix: pass --data)")
+        dataset = load_dataset(data, fmt)
+        checkpoints.check_items(ckpt, n_items, dataset)
+    else:
+        dataset = load_dataset(data, fmt) if data else bm.Dataset(synth.generate()[0], name="synthetic")
+        cfg = replace(bm.Config(), model=model, device="cpu")
+        torch.manual_seed(cfg.seed)
+        net = bm.build_model(cfg, dataset.n_items)
+    if not len(dataset.trainable):
+        raise bm.InputError(f"{dataset.name}: no user has 4 or more interactions (fix: pass more data)")
+    click.echo(f"crosscheck: {cfg.model} + {cfg.selection}, N={cfg.n_interests}, d={cfg.dim}, {dtype}; "
+               f"{os.path.basename(str(dataset.name))}: {len(dataset.users)} users, {dataset.n_items} items; "
+               f"{'checkpoint ' + ckpt if ckpt else 'fresh model'}")
+    click.echo("rel err = max|numpy - torch| / max|torch| over the array")
+    _, ok = twin.crosscheck(net, cfg, dataset, dtype=dtype, batch_size=batch_size, seed=seed, log=click.echo)
+    raise SystemExit(0 if ok else 1)
+
+# -----------------------------------------------------------------------------
+# golden
+
+
+@click.command()
+@click.option("--out", default=None, help="write golden vectors to this .npz")
+@click.option("--check", "check_path", default=None, help="check an implementation against this .npz")
+@click.option("--impl", default="bam_numpy.golden:reference", show_default=True,
+              help="with --check: module:function or file.py:function, fn(inputs) -> outputs")
+@click.option("--rtol", type=float, default=1e-8, show_default=True, help="with --check: relative tolerance")
+@click.option("--model", type=click.Choice(["comirec", "mind"]), default="comirec", show_default=True)
+@click.option("--selection", type=click.Choice(bm.CHOICES["selection"]), default="bam", show_default=True)
+@click.option("--loss", type=click.Choice(bm.CHOICES["loss"]), default="sampled", show_default=True)
+@click.option("--history-mask", type=click.Choice(bm.CHOICES["history_mask"]), default="exclude",
+              show_default=True)
+@click.option("--tau", type=float, default=1.0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def golden(out, check_path, impl, rtol, model, selection, loss, history_mask, tau, seed):
+    """Golden test vectors for anyone who writes their own BaM (README: Golden vectors).
+
+    --out writes the inputs (weights, a batch, negatives, BaM's uniform draws, the config) and every
+    expected output, computed by bam_minimal. --check runs --impl on the inputs and compares."""
+    from bam_tools import twin
+    if bool(out) == bool(check_path):
+        raise bm.InputError("golden: pass exactly one of --out FILE and --check FILE "
+                            "(fix: `golden --out vectors.npz`, then `golden --check vectors.npz`)")
+    if out:
+        arrays = twin.write_golden(out, model=model, selection=selection, loss=loss,
+                                   history_mask=history_mask, tau=tau, seed=seed)
+        click.echo(f"wrote {out}: {len(arrays)} arrays, {sum(k.startswith('expected/') for k in arrays)} "
+                   "expected outputs")
+        return
+    raise SystemExit(0 if twin.check_golden(check_path, impl, rtol=rtol, log=click.echo) else 1)
+
+
+COMMANDS = [export, crosscheck, golden]
