@@ -100,7 +100,7 @@ def read_official(path):
     if not raw.strip():
         raise InputError(f"{path}: the file is empty (fix: pass a file with one `user item` pair per line)")
     if b"\0" in raw[:65536]:
-        raise InputError(f"{path}:1: binary data, not text (fix: pass a text file with one `user item` pair per line)")
+        raise InputError(f"{path}:1: binary data, not text (fix: pass a text file of `user item` lines)")
     seqs = {}
     for n, line in enumerate(raw.decode("utf-8", errors="replace").splitlines(), 1):
         parts = line.split()
@@ -114,7 +114,7 @@ def read_official(path):
             raise InputError(f"{path}:{n}: `{line.strip()[:40]}` is not two integer ids "
                              "(fix: map string ids to integers, e.g. with `cli.py prepare`)") from None
         if user < 0 or item < 0:
-            raise InputError(f"{path}:{n}: negative id in `{line.strip()}` (fix: user ids are 0 or more, item ids 1 or more)")
+            raise InputError(f"{path}:{n}: negative id (fix: user ids are 0 or more, item ids 1 or more)")
         if item == 0:
             raise InputError(f"{path}:{n}: item id 0 is reserved for padding (fix: items are 1-indexed; "
                              "add 1 to every item id)")
@@ -507,9 +507,8 @@ def evaluate(scorer, data, split, cfg, rows=None, k_top=0, block=None):
 
 
 def keep_freed_memory():
-    """glibc hands large freed blocks back to the OS, so every CPU training step and evaluation block
-    page-faults fresh memory for its gradients and scores: a quarter of the CPU time here. Raising
-    the mmap and trim thresholds keeps freed blocks for reuse; peak memory is unchanged."""
+    """glibc returns large freed blocks to the OS, so each CPU step page-faults fresh buffers (a quarter
+    of the CPU time here). Higher mmap and trim thresholds keep them for reuse; the peak is the same."""
     try:
         libc = ctypes.CDLL("libc.so.6")
         libc.mallopt(-3, 1 << 30)  # M_MMAP_THRESHOLD
@@ -519,9 +518,7 @@ def keep_freed_memory():
 
 
 def resolve_device(cfg):
-    if cfg.device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return cfg.device
+    return cfg.device if cfg.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def atomic_save(obj, path):
@@ -564,7 +561,6 @@ def train(cfg, data, out_dir=None, log=print, on_step=None, extra=None):
     device = resolve_device(cfg)
     keep_freed_memory()
     torch.manual_seed(cfg.seed)  # the model's initialisation, as the official setup_seed does first
-    np.random.seed(cfg.seed)
     model = build_model(cfg, data.n_items).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
     rng = np.random.default_rng(cfg.seed)                                     # batches, validation users
@@ -671,25 +667,21 @@ def load_checkpoint(path, device="cpu"):
 
 
 def parse_args(argv):
-    cfg, names, paths = Config(), [f.name for f in fields(Config)], {}
-    for arg in argv:
-        key, _, value = arg.lstrip("-").partition("=")
-        if not arg.startswith("--"):
-            paths["data"] = arg
-        elif key == "out":
-            paths["out"] = value
-        elif key in names:
-            kind = type(getattr(cfg, key))
-            try:
-                setattr(cfg, key, value.lower() in ("1", "true", "yes") if kind is bool else kind(value))
-            except ValueError:
-                raise InputError(f"{arg}: not a valid {kind.__name__}") from None
-        else:
-            raise InputError(f"{arg}: unknown option (fix: one of --out, --{', --'.join(names)})")
-    if "data" not in paths:
-        raise InputError("no data file (fix: python bam_minimal.py DATA [--field=value ...])")
-    return cfg, paths["data"], paths.get("out", f"runs/{os.path.basename(paths['data']).split('.')[0]}"
-                                             f"-{cfg.model}-{cfg.selection}")
+    """DATA [--field=value ...] [--out=DIR] -> (Config, data path, out dir), nanoGPT-style."""
+    cfg, paths = Config(), dict(arg.lstrip("-").partition("=")[::2] for arg in argv if arg.startswith("--"))
+    data = [a for a in argv if not a.startswith("--")]
+    for key, value in paths.items():
+        if key != "out" and key not in {f.name for f in fields(Config)}:
+            raise InputError(f"--{key}: unknown option (fix: --out or a Config field, e.g. --selection=hard)")
+        kind = type(getattr(cfg, key, ""))
+        try:
+            setattr(cfg, key, value.lower() in ("1", "true", "yes") if kind is bool else kind(value))
+        except ValueError:
+            raise InputError(f"--{key}={value}: not a valid {kind.__name__}") from None
+    if len(data) != 1:
+        raise InputError("expected one data file (fix: python bam_minimal.py DATA [--field=value ...])")
+    stem = os.path.basename(data[0]).split(".")[0]
+    return cfg, data[0], paths.get("out", f"runs/{stem}-{cfg.model}-{cfg.selection}")
 
 
 if __name__ == "__main__":
