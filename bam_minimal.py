@@ -79,6 +79,12 @@ def check_config(cfg):
     for name, allowed in CHOICES.items():
         if getattr(cfg, name) not in allowed:
             raise InputError(f"--{name}={getattr(cfg, name)}: not one of {', '.join(allowed)}")
+    for name in ("dim", "n_interests", "seq_len", "batch_size", "n_negatives", "max_iters", "eval_every",
+                 "linear_size", "routing_iters", "n_blocks", "tau_anneal_iters"):
+        if getattr(cfg, name) < 1:
+            raise InputError(f"{name}={getattr(cfg, name)}: must be 1 or more")
+    if cfg.lr <= 0 or cfg.tau < 0 or cfg.patience < 0 or cfg.valid_users < 0 or not 0 <= cfg.dropout < 1:
+        raise InputError("lr must be > 0; tau, patience and valid_users >= 0; dropout in [0, 1)")
     if cfg.remi_lambda and cfg.model != "comirec":
         raise InputError("remi_lambda > 0 needs model comirec: the regulariser acts on ComiRec-SA's attention")
     if cfg.remi_beta and cfg.loss == "full":
@@ -111,13 +117,11 @@ def read_official(path):
         try:
             user, item = int(parts[0]), int(parts[1])
         except ValueError:
-            raise InputError(f"{path}:{n}: `{line.strip()[:40]}` is not two integer ids "
-                             "(fix: map string ids to integers, e.g. with `cli.py prepare`)") from None
+            raise InputError(f"{path}:{n}: `{line.strip()[:30]}` is not two integer ids (fix: integer ids)") from None
         if user < 0 or item < 0:
             raise InputError(f"{path}:{n}: negative id (fix: user ids are 0 or more, item ids 1 or more)")
         if item == 0:
-            raise InputError(f"{path}:{n}: item id 0 is reserved for padding (fix: items are 1-indexed; "
-                             "add 1 to every item id)")
+            raise InputError(f"{path}:{n}: item id 0 is padding (fix: items are 1-indexed; add 1 to every item id)")
         seqs.setdefault(user, []).append(item)
     return seqs
 
@@ -129,8 +133,7 @@ class Dataset:
     def __init__(self, seqs, n_items=None, name="data"):
         kept = {u: s for u, s in seqs.items() if len(s) >= 3}
         if not kept:
-            raise InputError(f"{name}: no user has 3 or more interactions (fix: leave-one-out needs a train, "
-                             "a validation and a test item per user)")
+            raise InputError(f"{name}: no user has 3 or more interactions (fix: leave-one-out needs 3 per user)")
         self.name, self.skipped = name, len(seqs) - len(kept)
         self.users = np.array(sorted(kept), dtype=np.int64)                     # (U,)
         self.lengths = np.array([len(kept[u]) for u in self.users], dtype=np.int64)  # (U,)
@@ -608,12 +611,9 @@ def train(cfg, data, out_dir=None, log=print, on_step=None, extra=None):
                 elif st["best_iter"] == st["it"]:
                     best_state = {k: v.clone() for k, v in model.state_dict().items()}
     except KeyboardInterrupt:
-        if out_dir and os.path.exists(paths["checkpoint.pt"]):
-            log(f"interrupted at iteration {st['it']}; the best checkpoint so far (iteration {st['best_iter']}) "
-                f"is {paths['checkpoint.pt']}; rerun the same command to resume from the last validation")
-        else:
-            log(f"interrupted at iteration {st['it']}, before the first validation (iteration {cfg.eval_every}): "
-                "no checkpoint yet")
+        saved = out_dir and os.path.exists(paths["checkpoint.pt"])
+        log(f"interrupted at iteration {st['it']}; " + (f"the best checkpoint so far (iteration {st['best_iter']}) is "
+            f"{paths['checkpoint.pt']}; rerun the same command to resume" if saved else "no checkpoint yet"))
         raise
     if out_dir and os.path.exists(paths["checkpoint.pt"]):
         model.load_state_dict(torch.load(paths["checkpoint.pt"], map_location=device)["model"])

@@ -181,10 +181,11 @@ def report(result, out):
     from bam_tools import plots
     if result["history"]:
         click.echo(f"curve: {plots.training_curve(result['history'], os.path.join(out, 'curve.png'))}")
-    echo_metrics("most popular", result["mostpop"])
+    if "mostpop" in result:  # runs made by `table` have no baseline
+        echo_metrics("most popular", result["mostpop"])
     echo_metrics(f"test (iter {result['best_iter']})", result["test"])
-    pop, ours = result["mostpop"]["recall@20"], result["test"]["recall@20"]
-    click.echo(f"recall@20 {ours:.4f} against most popular {pop:.4f}"
+    pop, ours = result.get("mostpop", {}).get("recall@20"), result["test"]["recall@20"]
+    click.echo(f"recall@20 {ours:.4f}" + (f" against most popular {pop:.4f}" if pop is not None else "")
                + (f" ({ours / pop:.1f}x)" if pop else "") + f"; results in {os.path.join(out, 'metrics.json')}")
 
 # -----------------------------------------------------------------------------
@@ -242,6 +243,9 @@ def table(ctx, data, fmt, seeds, methods, out, **kwargs):
     Every (method, seed) run is resumable and a finished one is reused, so rerunning the command
     after an interruption only runs what is missing. Method settings override the flags."""
     base = bm.Config(**kwargs)
+    bm.check_config(base)
+    if seeds < 1:
+        raise bm.InputError(f"--seeds {seeds}: must be 1 or more")
     if data is None:
         base = replace(base, **{k: v for k, v in SYNTHETIC_PRESET.items() if not explicit(ctx, k)})
     name = "synthetic" if data is None else os.path.basename(data).split(".")[0]

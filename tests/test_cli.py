@@ -40,7 +40,7 @@ def good(tmp_path):
     (b"1 2\n1 3\n7\n", (":3:", "one field")),
     (b"1 2\n1 x\n", (":2:", "not two integer ids")),
     (b"1 2\n-1 3\n", (":2:", "negative id")),
-    (b"1 2\n1 0\n", (":2:", "reserved for padding")),
+    (b"1 2\n1 0\n", (":2:", "item id 0 is padding")),
 ])
 def test_bad_data_files(tmp_path, content, needles):
     path = tmp_path / "bad.txt"
