@@ -4,22 +4,19 @@ bam_minimal.py: BaM, balanced interest learning for multi-interest recommendatio
   [KDD24] Lee, Yun and Kang. Balanced Interest Learning for Multi-interest Recommendation. KDD '24.
   [BD24]  Lee, Yun and Kang. Towards True Multi-interest Recommendation. IEEE BigData '24.
 
-A multi-interest encoder (ComiRec-SA, or MIND/ComiRec-DR) turns a user's history into N interest
-vectors. Training scores the target with ONE of them. The old rule takes the argmax interest
-(`hard`) and one interest ends up taking all the training; BaM samples the interest from
-softmax(tau * M_u^T e_target) (`bam`), so every interest is trained. The loss is a sampled softmax
-over uniform negatives; evaluation ranks every item by its best interest (leave-one-out).
+A multi-interest encoder (ComiRec-SA, MIND) turns a history into N interest vectors, and training
+scores the target with ONE of them. The old rule takes the argmax interest (`hard`), and one
+interest ends up taking all the training; BaM samples it from softmax(tau * M_u^T e_target) (`bam`),
+so every interest is trained. Evaluation ranks every item by its best interest (leave-one-out).
 
-Needs torch and numpy only. Runs on CUDA when there is one, else on the CPU:
-    python bam_minimal.py data.txt                       # official format: one `user item` per line
-    python bam_minimal.py data.txt --selection=hard --max_iters=20000 --out=runs/hard
-Every Config field below can be set as --field=value. `python cli.py train` wraps this file with a
-progress bar, plots, more data formats and a synthetic dataset.
+torch and numpy only; CUDA when there is one, else the CPU. Every Config field is a --field=value:
+    python bam_minimal.py data.txt --selection=hard --out=runs/hard    # one `user item` per line
+`python cli.py train` wraps this file with progress bars, plots, data formats and synthetic data.
 """
-import ctypes
 import json
 import math
 import os
+import random
 import sys
 import tempfile
 import time
@@ -76,21 +73,23 @@ class InputError(ValueError):
 
 
 def check_config(cfg):
-    for name, allowed in CHOICES.items():
-        if getattr(cfg, name) not in allowed:
-            raise InputError(f"--{name}={getattr(cfg, name)}: not one of {', '.join(allowed)}")
-    for name in ("dim", "n_interests", "seq_len", "batch_size", "n_negatives", "max_iters", "eval_every",
-                 "linear_size", "routing_iters", "n_blocks", "tau_anneal_iters"):
-        if getattr(cfg, name) < 1:
-            raise InputError(f"{name}={getattr(cfg, name)}: must be 1 or more")
-    if cfg.lr <= 0 or cfg.tau < 0 or cfg.patience < 0 or cfg.valid_users < 0 or not 0 <= cfg.dropout < 1:
-        raise InputError("lr must be > 0; tau, patience and valid_users >= 0; dropout in [0, 1)")
-    if cfg.remi_lambda and cfg.model != "comirec":
-        raise InputError("remi_lambda > 0 needs model comirec: the regulariser acts on ComiRec-SA's attention")
-    if cfg.remi_beta and cfg.loss == "full":
-        raise InputError("remi_beta > 0 reweights sampled negatives: use it with loss sampled")
-    if cfg.model == "sasrec" and cfg.n_interests != 1:
-        raise InputError("model sasrec has one interest: set n_interests to 1")
+    """Refuse a config that cannot run, naming the first bad option."""
+    positive = ("dim", "n_interests", "seq_len", "batch_size", "n_negatives", "max_iters", "eval_every",
+                "linear_size", "routing_iters", "n_blocks", "tau_anneal_iters", "lr")
+    non_negative = ("tau", "tau_hard", "patience", "valid_users", "remi_beta", "remi_lambda", "weight_decay",
+                    "seed")
+    bad = [f"{k}={getattr(cfg, k)} is not one of {', '.join(v)}" for k, v in CHOICES.items()
+           if getattr(cfg, k) not in v]
+    bad += [f"{k}={getattr(cfg, k)} must be positive" for k in positive if getattr(cfg, k) <= 0]
+    bad += [f"{k}={getattr(cfg, k)} must be 0 or more" for k in non_negative if getattr(cfg, k) < 0]
+    bad += [why for broken, why in (
+        (not 0 <= cfg.dropout < 1, f"dropout={cfg.dropout} must be in [0, 1)"),
+        (cfg.device == "cuda" and not torch.cuda.is_available(), "device=cuda, but torch sees no GPU (use auto)"),
+        (cfg.remi_lambda and cfg.model != "comirec", "remi_lambda > 0 acts on ComiRec-SA's attention: model comirec"),
+        (cfg.remi_beta and cfg.loss == "full", "remi_beta > 0 reweights sampled negatives: loss sampled"),
+        (cfg.model == "sasrec" and cfg.n_interests != 1, "model sasrec has one interest: n_interests 1")) if broken]
+    if bad:
+        raise InputError(f"bad config: {bad[0]} (fix: change that option; --help shows the defaults)")
 
 # -----------------------------------------------------------------------------
 # Data: per-user sequences, the leave-one-out split, and vectorised batches.
@@ -118,6 +117,8 @@ def read_official(path):
             user, item = int(parts[0]), int(parts[1])
         except ValueError:
             raise InputError(f"{path}:{n}: `{line.strip()[:30]}` is not two integer ids (fix: integer ids)") from None
+        if max(user, item) >= 1 << 31:
+            raise InputError(f"{path}:{n}: id too large (fix: map ids to 1..n, e.g. with `cli.py prepare`)")
         if user < 0 or item < 0:
             raise InputError(f"{path}:{n}: negative id (fix: user ids are 0 or more, item ids 1 or more)")
         if item == 0:
@@ -142,10 +143,12 @@ class Dataset:
         self.n_items = int(n_items or max(max(s) for s in seqs.values()))      # the official item_count
         self.trainable = np.flatnonzero(self.lengths - 2 >= 2)                # rows with a train target k >= 1
         self.n_interactions = int(self.lengths.sum())
-
-
-def load_data(path):
-    return Dataset(read_official(path), name=str(path))
+        # Tells one dataset from another, so that a run is never resumed or reused on other data.
+        w = np.arange(1, len(self.items) + 1, dtype=np.uint64)                 # wraps modulo 2^64
+        by_item = (self.items.astype(np.uint64) * w).sum()
+        by_length = (self.lengths.astype(np.uint64) * w[:len(self.lengths)]).sum()
+        checksum = int(by_item ^ by_length)
+        self.fingerprint = f"{len(self.users)}-{self.n_items}-{self.n_interactions}-{checksum:x}"
 
 
 def windows(data, rows, k, width):
@@ -170,12 +173,6 @@ def split_targets(data, split):
     """Leave-one-out: validation predicts seq[-2] from seq[:-2], test predicts seq[-1] from seq[:-1]."""
     return data.lengths - (2 if split == "valid" else 1)                       # (U,) target positions
 
-
-def train_counts(data):
-    """How often each item occurs in the training part (seq[:-2]) of every sequence."""
-    position = np.arange(len(data.items)) - np.repeat(data.start[:-1], data.lengths)   # (T,)
-    keep = position < np.repeat(data.lengths - 2, data.lengths)                         # (T,)
-    return np.bincount(data.items[keep], minlength=data.n_items + 1)                    # (I + 1,)
 
 # -----------------------------------------------------------------------------
 # Models. Parameter names and shapes are the official ones, so released checkpoints load strictly.
@@ -287,9 +284,14 @@ class SASRec(Encoder):
     def sequence(self, history, mask):
         # Right padding + causal attention: columns past the longest history are padding in every
         # row and cannot change earlier positions, so they are cut (exact, and most of a batch).
-        L = int(mask.sum(1).max())
+        length = mask.sum(1).long()                                            # (B,)
+        L = int(length.max())
         history, mask = history[:, :L], mask[:, :L]
-        x = self.embeddings(history) * self.cfg.dim ** 0.5 + self.position_embedding[:, :L]  # (B, L, d)
+        # Positions count back from the most recent item, which always sits at seq_len - 1, as with
+        # SASRec's left padding.
+        pos = (self.cfg.seq_len - length)[:, None] + torch.arange(L, device=history.device)   # (B, L)
+        pos_emb = self.position_embedding[0, pos.clamp(max=self.cfg.seq_len - 1)]              # (B, L, d)
+        x = self.embeddings(history) * self.cfg.dim ** 0.5 + pos_emb                           # (B, L, d)
         x = self.drop(x) * mask[..., None]
         causal = torch.ones(L, L, dtype=torch.bool, device=x.device).triu(1)   # True: may not attend
         for block in self.blocks:
@@ -419,11 +421,6 @@ def model_scorer(model):
     return score
 
 
-def popularity_scorer(data, device):
-    counts = torch.as_tensor(train_counts(data), dtype=torch.float32, device=device)  # (I + 1,)
-    return lambda history, mask, noise: counts.repeat(len(history), 1)       # (b, I + 1)
-
-
 def mask_history(scores, full_history, window, mode):
     """`exclude`: every item before the target gets -inf. `official`: the items of the model's window,
     padding 0 included, get score 0, as the official code does. Padding 0 is never ranked in
@@ -476,9 +473,8 @@ def metrics_from_ranks(rank, ks=(10, 20)):
 def routing_noise(cfg, n_rows):
     """MIND's routing logits for every evaluated user, drawn at once from a CPU generator seeded with
     `seed`: every evaluation, block size and device sees the same numbers."""
-    if cfg.model != "mind":
-        return None
-    return torch.randn(n_rows, cfg.n_interests, cfg.seq_len, generator=torch.Generator().manual_seed(cfg.seed))
+    gen = torch.Generator().manual_seed(cfg.seed)
+    return torch.randn(n_rows, cfg.n_interests, cfg.seq_len, generator=gen) if cfg.model == "mind" else None
 
 
 @torch.no_grad()
@@ -486,7 +482,6 @@ def evaluate(scorer, data, split, cfg, rows=None, k_top=0, block=None):
     """Ranks of the `split` targets of `rows` (default: every user), in blocks of users.
     Returns (metrics, ranks (U,), top-k ids (U, k_top) or None)."""
     device = resolve_device(cfg)
-    keep_freed_memory()
     rows = np.arange(len(data.users)) if rows is None else np.asarray(rows)
     k = split_targets(data, split)[rows]                                       # (U,)
     noise = routing_noise(cfg, len(rows))                                      # (U, N, L) or None
@@ -499,9 +494,8 @@ def evaluate(scorer, data, split, cfg, rows=None, k_top=0, block=None):
         full = torch.as_tensor(windows(data, r, kb, int(kb.max()))[0], device=device)  # (b, max k)
         nb = None if noise is None else noise[i:i + block].to(device)
         scores = mask_history(scorer(history, mask, nb), full, history, cfg.history_mask)  # (b, I + 1)
-        ranks.append(target_rank(scores, target).cpu())   # (b,)
-        if k_top:
-            tops.append(top_k(scores, k_top).cpu())
+        ranks.append(target_rank(scores, target).cpu())                         # (b,)
+        tops += [top_k(scores, k_top).cpu()] if k_top else []                  # (b, k_top)
     ranks = torch.cat(ranks).numpy()
     return metrics_from_ranks(ranks), ranks, torch.cat(tops).numpy() if k_top else None
 
@@ -509,30 +503,17 @@ def evaluate(scorer, data, split, cfg, rows=None, k_top=0, block=None):
 # Training: iterations, validation, early stopping, best-checkpoint restore, resume.
 
 
-def keep_freed_memory():
-    """glibc returns large freed blocks to the OS, so each CPU step page-faults fresh buffers (a quarter
-    of the CPU time here). Higher mmap and trim thresholds keep them for reuse; the peak is the same."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 1 << 30)  # M_MMAP_THRESHOLD
-        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD
-    except (OSError, AttributeError):  # not glibc: nothing to tune
-        pass
-
-
 def resolve_device(cfg):
     return cfg.device if cfg.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def atomic_save(obj, path):
-    """Write to a temporary file in the same folder, then rename: a crash never leaves half a file."""
+def atomic_write(path, write):
+    """`write(file)` into a temporary file in the same folder, then a rename: a crash never leaves
+    half a file, and the old one stays until the new one is whole."""
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-")
     try:
         with os.fdopen(fd, "wb") as f:
-            if str(path).endswith(".json"):
-                f.write(json.dumps(obj, indent=2).encode())
-            else:
-                torch.save(obj, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -541,99 +522,115 @@ def atomic_save(obj, path):
             os.remove(tmp)
 
 
-def resume_state(path, cfg):
-    """The saved training state in `path`, or None. Refuses a state made with another config."""
+def atomic_save(obj, path):
+    atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def atomic_json(obj, path):
+    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2).encode()))
+
+
+def check_same_run(path, saved_config, saved_data, cfg, data):
+    """Refuse to resume or reuse a run that was made with another config or on other data."""
+    if saved_data is not None and saved_data != data.fingerprint:
+        raise InputError(f"{path}: this run was made on other data ({saved_data}, now {data.fingerprint}) "
+                         "(fix: pass a new --out, or --fresh to start over)")
+    diff = [f"{k}={v} (saved {saved_config.get(k)})" for k, v in asdict(cfg).items()
+            if k not in ("max_iters", "patience", "device") and saved_config.get(k) != v]
+    if diff:
+        raise InputError(f"{path}: this run was made with another config: {', '.join(diff[:3])} "
+                         "(fix: pass a new --out, or --fresh to start over)")
+
+
+def save_state(path, cfg, data, model, opt, rng, gen, st):
+    """Everything a resumed run needs to continue exactly where this one is."""
+    atomic_save(dict(model=model.state_dict(), optimizer=opt.state_dict(), rng=rng.bit_generator.state,
+                     gen=gen.get_state(), torch_rng=torch.get_rng_state(),  # SASRec's dropout uses torch's own
+                     cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                     state=st, config=asdict(cfg), data=data.fingerprint), path)
+
+
+def restore_state(path, cfg, data, model, opt, rng, gen):
+    """Load `path` (last.pt) into the model, optimizer and generators; the training state, or None."""
     if not os.path.exists(path):
         return None
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    ignore = {"max_iters", "patience", "device"}
-    diff = [f"{k}={v} (saved {state['config'][k]})" for k, v in asdict(cfg).items()
-            if k not in ignore and state["config"].get(k) != v]
-    if diff:
-        raise InputError(f"{path}: this run was started with another config: {', '.join(diff[:3])} "
-                         "(fix: pass a new --out, or --fresh to start over)")
-    return state
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    check_same_run(path, saved["config"], saved.get("data"), cfg, data)
+    model.load_state_dict(saved["model"])
+    opt.load_state_dict(saved["optimizer"])
+    rng.bit_generator.state = saved["rng"]
+    gen.set_state(saved["gen"])
+    torch.set_rng_state(saved["torch_rng"])
+    if saved.get("cuda_rng") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(saved["cuda_rng"])
+    return saved["state"]
+
+
+def train_step(model, opt, cfg, data, rng, gen, tau, device):
+    """One optimisation step on a fresh batch. Returns the loss, detached (no device sync here)."""
+    history, mask, target = (torch.as_tensor(a, device=device)                # (B, L), (B, L), (B,)
+                             for a in train_batch(data, rng, cfg.batch_size, cfg.seq_len))
+    negatives = torch.randint(0, data.n_items + 1, (cfg.n_negatives,), device=device, generator=gen)  # (S,)
+    u = torch.rand(len(target), device=device, generator=gen)                 # (B,) BaM's uniform draws
+    interests, attention = model(history, mask, gen)                          # (B, N, d), (B, N, L)
+    loss = bam_loss(model, cfg, interests, attention, target, negatives, u, tau)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.detach()
 
 
 def train(cfg, data, out_dir=None, log=print, on_step=None, extra=None):
     """Train, validate every `eval_every` iterations, stop early, restore the best model and test it.
-    With `out_dir`, writes checkpoint.pt (best model), last.pt (resumable state) and metrics.json."""
+    With `out_dir`, writes checkpoint.pt (best model), last.pt (resumable state) and metrics.json,
+    and resumes from last.pt when it is there."""
     check_config(cfg)
     if not len(data.trainable):
         raise InputError(f"{data.name}: no user has 4 or more interactions, so there is nothing to train on")
     device = resolve_device(cfg)
-    keep_freed_memory()
+    random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)  # the model's initialisation, as the official setup_seed does first
     model = build_model(cfg, data.n_items).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
     rng = np.random.default_rng(cfg.seed)                                     # batches, validation users
     gen = torch.Generator(device).manual_seed(cfg.seed)                       # negatives, BaM draws, routing
-    st = dict(it=0, best=-1.0, best_iter=0, trials=0, history=[], seconds=0.0, loss_sum=0.0, loss_n=0)
     paths = {n: os.path.join(out_dir, n) for n in ("checkpoint.pt", "last.pt", "metrics.json")} if out_dir else {}
     if out_dir:
         os.makedirs(out_dir, exist_ok=True)
-        saved = resume_state(paths["last.pt"], cfg)
-        if saved:
-            model.load_state_dict(saved["model"])
-            opt.load_state_dict(saved["optimizer"])
-            rng.bit_generator.state = saved["rng"]
-            gen.set_state(saved["gen"])
-            if "torch_rng" in saved:  # SASRec's dropout draws from torch's global generator
-                torch.set_rng_state(saved["torch_rng"])
-            st = saved["state"]
-            log(f"resuming {out_dir} at iteration {st['it']}")
-    t0 = time.time() - st["seconds"]
-    stop = st["trials"] > cfg.patience
+    st = restore_state(paths["last.pt"], cfg, data, model, opt, rng, gen) if out_dir else None
+    if st:
+        log(f"resuming {out_dir} at iteration {st['it']}")
+    st = st or dict(it=0, best=-1.0, best_iter=0, trials=0, history=[], seconds=0.0, loss_sum=0.0, loss_n=0)
+    t0, best = time.time() - st["seconds"], None
     try:
-        while st["it"] < cfg.max_iters and not stop:
-            history, mask, target = (torch.as_tensor(a, device=device)
-                                     for a in train_batch(data, rng, cfg.batch_size, cfg.seq_len))
-            negatives = torch.randint(0, data.n_items + 1, (cfg.n_negatives,), device=device, generator=gen)
-            u = torch.rand(len(target), device=device, generator=gen)         # (B,) BaM's uniform draws
-            interests, attention = model(history, mask, gen)                  # (B, N, d), (B, N, L)
-            loss = bam_loss(model, cfg, interests, attention, target, negatives, u, tau_at(cfg, st["it"]))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            st["it"] += 1
-            st["loss_sum"] += loss.detach()  # a tensor: no device sync every step, and no graph kept
-            st["loss_n"] += 1
+        while st["it"] < cfg.max_iters and st["trials"] <= cfg.patience:
+            st["loss_sum"] += train_step(model, opt, cfg, data, rng, gen, tau_at(cfg, st["it"]), device)
+            st["it"], st["loss_n"] = st["it"] + 1, st["loss_n"] + 1
             if on_step:
                 on_step(st["it"])
             if st["it"] % cfg.eval_every == 0 or st["it"] == cfg.max_iters:
-                stop = validate(model, data, cfg, rng, st, t0, log)
+                validate(model, data, cfg, rng, st, t0, log)
+                if st["best_iter"] == st["it"]:
+                    best = checkpoint(model, cfg, data, st)
+                    if out_dir:
+                        atomic_save(best, paths["checkpoint.pt"])
                 if out_dir:
-                    if st["best_iter"] == st["it"]:
-                        atomic_save(checkpoint(model, cfg, data, st), paths["checkpoint.pt"])
-                    atomic_save(dict(model=model.state_dict(), optimizer=opt.state_dict(), rng=rng.bit_generator.state,
-                                     gen=gen.get_state(), torch_rng=torch.get_rng_state(), state=st,
-                                     config=asdict(cfg)), paths["last.pt"])
-                elif st["best_iter"] == st["it"]:
-                    best_state = {k: v.clone() for k, v in model.state_dict().items()}
+                    save_state(paths["last.pt"], cfg, data, model, opt, rng, gen, st)
     except KeyboardInterrupt:
         saved = out_dir and os.path.exists(paths["checkpoint.pt"])
         log(f"interrupted at iteration {st['it']}; " + (f"the best checkpoint so far (iteration {st['best_iter']}) is "
             f"{paths['checkpoint.pt']}; rerun the same command to resume" if saved else "no checkpoint yet"))
         raise
-    if out_dir and os.path.exists(paths["checkpoint.pt"]):
-        model.load_state_dict(torch.load(paths["checkpoint.pt"], map_location=device)["model"])
-    elif not out_dir and st["history"]:
-        model.load_state_dict(best_state)
-    test = evaluate(model_scorer(model.eval()), data, "test", cfg)[0]
-    best = next((h for h in st["history"] if h["iter"] == st["best_iter"]), {})
-    result = dict(test=test, valid={k: best.get(k) for k in test}, iters=st["it"], best_iter=st["best_iter"],
-                  seconds=round(time.time() - t0, 2), config=asdict(cfg), history=st["history"],
-                  data=dict(name=data.name, users=len(data.users), items=data.n_items,
-                            interactions=data.n_interactions, skipped_users=data.skipped),
-                  device=device, torch=torch.__version__, finished=True, **(extra or {}))
-    if out_dir:
-        atomic_save(result, paths["metrics.json"])
-    return model, result
+    if out_dir and os.path.exists(paths["checkpoint.pt"]):  # also a best found before a resume
+        best = torch.load(paths["checkpoint.pt"], map_location="cpu", weights_only=False)
+    if best:
+        model.load_state_dict(best["model"])
+    return model, finish(model, cfg, data, st, t0, device, paths.get("metrics.json"), extra)
 
 
 def validate(model, data, cfg, rng, st, t0, log):
-    """One validation: record it, keep the best Recall@10, count the patience. Returns True to stop."""
-    rows = rng.integers(0, len(data.users), cfg.valid_users) if cfg.valid_users else None
+    """One validation: record it, keep the best Recall@10 (strictly better), count the patience."""
+    rows = rng.integers(0, len(data.users), cfg.valid_users) if cfg.valid_users else None   # official: with replacement
     valid = evaluate(model_scorer(model.eval()), data, "valid", cfg, rows)[0]
     model.train()
     loss = float(st["loss_sum"]) / max(1, st["loss_n"])
@@ -646,21 +643,26 @@ def validate(model, data, cfg, rng, st, t0, log):
     st["history"].append(dict(iter=st["it"], loss=loss, seconds=round(st["seconds"], 2), **valid))
     log(f"iter {st['it']}: loss {loss:.4f}, valid recall@10 {valid['recall@10']:.4f}, "
         f"ndcg@10 {valid['ndcg@10']:.4f}{' (best)' if better else ''}")
-    return st["trials"] > cfg.patience
+
+
+def finish(model, cfg, data, st, t0, device, metrics_path, extra):
+    """Test the (best) model and gather the results; written to metrics.json when there is a path."""
+    test = evaluate(model_scorer(model.eval()), data, "test", cfg)[0]
+    best = next((h for h in st["history"] if h["iter"] == st["best_iter"]), {})
+    result = dict(test=test, valid={k: best.get(k) for k in test}, iters=st["it"], best_iter=st["best_iter"],
+                  seconds=round(time.time() - t0, 2), config=asdict(cfg), history=st["history"],
+                  data=dict(name=data.name, users=len(data.users), items=data.n_items, interactions=data.n_interactions,
+                            skipped_users=data.skipped, fingerprint=data.fingerprint),
+                  device=device, torch=torch.__version__, finished=True, **(extra or {}))
+    if metrics_path:
+        atomic_json(result, metrics_path)
+    return result
 
 
 def checkpoint(model, cfg, data, st):
+    weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     return dict(format="bam-1", config=asdict(cfg), n_items=data.n_items, iter=st["it"], data=data.name,
-                model={k: v.detach().cpu() for k, v in model.state_dict().items()})
-
-
-def load_checkpoint(path, device="cpu"):
-    """Our checkpoint -> (model, cfg)."""
-    ck = torch.load(path, map_location=device, weights_only=False)
-    cfg = Config(**ck["config"])
-    model = build_model(cfg, ck["n_items"]).to(device)
-    model.load_state_dict(ck["model"])
-    return model.eval(), cfg
+                fingerprint=data.fingerprint, model=weights)
 
 # -----------------------------------------------------------------------------
 # Standalone: python bam_minimal.py DATA [--field=value ...] [--out=DIR]
@@ -668,33 +670,31 @@ def load_checkpoint(path, device="cpu"):
 
 def parse_args(argv):
     """DATA [--field=value ...] [--out=DIR] -> (Config, data path, out dir), nanoGPT-style."""
-    cfg, paths = Config(), dict(arg.lstrip("-").partition("=")[::2] for arg in argv if arg.startswith("--"))
-    data = [a for a in argv if not a.startswith("--")]
-    for key, value in paths.items():
-        if key != "out" and key not in {f.name for f in fields(Config)}:
+    cfg, out, data = Config(), None, [a for a in argv if not a.startswith("--")]
+    for key, _, value in (a[2:].partition("=") for a in argv if a.startswith("--")):
+        if key == "out":
+            out = value
+        elif key in {f.name for f in fields(Config)}:
+            kind = type(getattr(cfg, key))
+            try:
+                setattr(cfg, key, value.lower() in ("", "1", "true", "yes") if kind is bool else kind(value))
+            except ValueError:
+                raise InputError(f"--{key}={value}: not a valid {kind.__name__}") from None
+        else:
             raise InputError(f"--{key}: unknown option (fix: --out or a Config field, e.g. --selection=hard)")
-        kind = type(getattr(cfg, key, ""))
-        try:
-            setattr(cfg, key, value.lower() in ("1", "true", "yes") if kind is bool else kind(value))
-        except ValueError:
-            raise InputError(f"--{key}={value}: not a valid {kind.__name__}") from None
     if len(data) != 1:
         raise InputError("expected one data file (fix: python bam_minimal.py DATA [--field=value ...])")
-    stem = os.path.basename(data[0]).split(".")[0]
-    return cfg, data[0], paths.get("out", f"runs/{stem}-{cfg.model}-{cfg.selection}")
+    return cfg, data[0], out or f"runs/{os.path.basename(data[0]).split('.')[0]}-{cfg.model}-{cfg.selection}"
 
 
 if __name__ == "__main__":
     try:
         cfg, data_path, out = parse_args(sys.argv[1:])
-        data = load_data(data_path)
-        if data.skipped:
-            print(f"warning: skipped {data.skipped} users with fewer than 3 interactions")
-        print(f"{len(data.users)} users, {data.n_items} items, {data.n_interactions} interactions; "
+        data = Dataset(read_official(data_path), name=data_path)
+        print(f"{len(data.users)} users ({data.skipped} with < 3 interactions skipped), {data.n_items} items; "
               f"device {resolve_device(cfg)}; writing {out}")
-        _, result = train(cfg, data, out)
+        print("test", train(cfg, data, out)[1]["test"])
     except InputError as e:
         sys.exit(print(f"error: {e}", file=sys.stderr) or 2)
     except KeyboardInterrupt:
         sys.exit(130)
-    print("test " + ", ".join(f"{k} {v:.4f}" for k, v in result["test"].items()))

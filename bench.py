@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 import bam_minimal as bm
 from bam_tools import formats
+from bam_tools.perf import keep_freed_memory
 
 DEFAULT_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "shared", "data",
                             "amazon-beauty-2014", "Beauty.txt")
@@ -157,6 +158,7 @@ def main():
     ap.add_argument("--official-users", type=int, default=2000, help="users for the one-at-a-time evaluation")
     ap.add_argument("--no-numpy", action="store_true", help="skip the bam_numpy engine")
     args = ap.parse_args()
+    keep_freed_memory()  # as cli.py does
     try:
         seqs, _ = formats.read(args.data)
     except bm.InputError as e:
@@ -228,7 +230,7 @@ def main():
               f"torch {r['eval_users_per_s_numpy'] / r['eval_users_per_s']:.2f}x faster; ratio to bare mm "
               f"{r['eval_seconds_numpy'] / r['matmul_seconds']:.2f}; peak {r['numpy_peak_mb']:.0f} MB")
     if args.json:
-        bm.atomic_save({k: (round(v, 4) if isinstance(v, float) else v) for k, v in out.items()}, args.json)
+        bm.atomic_json({k: (round(v, 4) if isinstance(v, float) else v) for k, v in out.items()}, args.json)
 
 
 if __name__ == "__main__":

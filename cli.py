@@ -21,7 +21,9 @@ import click
 import numpy as np
 
 import bam_minimal as bm
+from bam_tools import baselines
 from bam_tools import checkpoints, formats, synth
+from bam_tools.perf import keep_freed_memory
 from bam_tools import table as table_mod
 
 # -----------------------------------------------------------------------------
@@ -41,6 +43,8 @@ class Group(click.Group):
             return super().invoke(ctx)
         except bm.InputError as e:
             raise BadInput(str(e)) from None
+        except OSError as e:  # a folder where a file should be, a missing folder, a full disk, ...
+            raise BadInput(f"{e.filename or ''}: {e.strerror or e} (fix: check the path)") from None
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(130)
@@ -49,6 +53,7 @@ class Group(click.Group):
 @click.group(cls=Group)
 def cli():
     """bam: the reference implementation of BaM (KDD '24, BigData '24). See README.md."""
+    keep_freed_memory()
 
 # -----------------------------------------------------------------------------
 # Shared options and helpers.
@@ -93,12 +98,18 @@ def load_dataset(path, fmt="auto", quiet=False):
     return data
 
 
-def synthetic(folder):
-    """The built-in synthetic dataset, written into `folder` so that later commands can reuse it."""
+def synthetic(folder, fresh=False):
+    """The built-in synthetic dataset, written into `folder` so that later commands can reuse it.
+    Written again when `fresh`, or when the generator's settings have changed since."""
     path = os.path.join(folder, "synthetic.txt")
-    if not os.path.exists(path):
-        os.makedirs(folder, exist_ok=True)
-        synth.write(*synth.generate(), path)
+    truth = os.path.join(folder, "synthetic.truth.json")
+    current = asdict(synth.SynthConfig())
+    if not fresh and os.path.exists(path) and os.path.exists(truth):
+        with open(truth) as f:
+            if json.load(f).get("config") == current:
+                return path
+    os.makedirs(folder, exist_ok=True)
+    synth.write(*synth.generate(), path)
     return path
 
 
@@ -138,18 +149,19 @@ def train(ctx, data, fmt, out, fresh, **kwargs):
         for f in ("last.pt", "checkpoint.pt", "metrics.json"):
             if os.path.exists(os.path.join(out, f)):
                 os.remove(os.path.join(out, f))
-    dataset = load_dataset(synthetic(out) if data is None else data, fmt)
+    dataset = load_dataset(synthetic(out, fresh) if data is None else data, fmt)
     done = os.path.join(out, "metrics.json")
     if os.path.exists(done):
         with open(done) as f:
             result = json.load(f)
+        bm.check_same_run(done, result["config"], result["data"].get("fingerprint"), cfg, dataset)
         if result.get("finished") and result["config"] == asdict(cfg):
             click.echo(f"{out} has finished already (pass --fresh to run it again)")
             return report(result, out)
     click.echo(f"{dataset.name}: {len(dataset.users)} users, {dataset.n_items} items, "
                f"{dataset.n_interactions} interactions; {cfg.model} + {cfg.selection}, "
                f"device {bm.resolve_device(cfg)}; writing {out}")
-    mostpop = bm.evaluate(bm.popularity_scorer(dataset, bm.resolve_device(cfg)), dataset, "test", cfg)[0]
+    mostpop = bm.evaluate(baselines.popularity_scorer(dataset, bm.resolve_device(cfg)), dataset, "test", cfg)[0]
     bar = Progress(cfg.max_iters)
     _, result = bm.train(cfg, dataset, out, log=bar.write, extra=dict(mostpop=mostpop), on_step=bar.step)
     bar.close()
@@ -199,15 +211,17 @@ def report(result, out):
               help="default: the checkpoint's (exclude for official state_dicts)")
 @click.option("--split", type=click.Choice(["test", "valid"]), default="test", show_default=True)
 @click.option("--json", "json_out", default=None, help="also write the metrics to this JSON file")
-@click.option("--model", type=click.Choice(["comirec", "mind"]), default=None, help="official state_dicts: the model")
-@click.option("--n-interests", type=int, default=4, show_default=True, help="official MIND state_dicts: N")
-@click.option("--seq-len", type=int, default=50, show_default=True, help="official MIND state_dicts: L")
+@click.option("--model", type=click.Choice(["comirec", "mind"]), default=None,
+              help="what the checkpoint must hold (checked; the shapes tell the rest)")
+@checkpoints.official_options
 @click.option("--engine", type=click.Choice(["torch", "numpy"]), default="torch", show_default=True,
               help="numpy: the same metrics from bam_numpy's numba engine")
 def evaluate(ckpt, data, fmt, history_mask, split, json_out, model, n_interests, seq_len, engine):
     """Full-item ranking of a checkpoint: Recall and nDCG at 10 and 20."""
-    base = replace(bm.Config(), n_interests=n_interests, seq_len=seq_len, model=model or "comirec")
-    net, cfg, n_items, info = checkpoints.load(ckpt, base)
+    net, cfg, n_items, info = checkpoints.load(ckpt, checkpoints.official_base(n_interests, seq_len),
+                                               expect_model=model)
+    for note in info["notes"]:
+        click.echo(f"note: {note}")
     data = data or info.get("data")
     if not data:
         raise bm.InputError(f"{ckpt}: an official state_dict does not say its data (fix: pass --data)")
@@ -222,7 +236,7 @@ def evaluate(ckpt, data, fmt, history_mask, split, json_out, model, n_interests,
         metrics = bm.evaluate(bm.model_scorer(net), dataset, split, cfg)[0]
     echo_metrics(f"{split} ({cfg.history_mask})", metrics)
     if json_out:
-        bm.atomic_save(dict(metrics=metrics, split=split, history_mask=cfg.history_mask, checkpoint=ckpt,
+        bm.atomic_json(dict(metrics=metrics, split=split, history_mask=cfg.history_mask, checkpoint=ckpt,
                             data=dataset.name, config=asdict(cfg), engine=engine), json_out)
 
 # -----------------------------------------------------------------------------
@@ -271,14 +285,19 @@ def table(ctx, data, fmt, seeds, methods, out, **kwargs):
 @click.option("--out", required=True, help="the PNG to write")
 @click.option("--users", "n_rows", type=int, default=60, show_default=True, help="users (rows) in the heatmap")
 @click.option("--json", "json_out", default=None, help="also write the summary figures to this JSON file")
-def balance(ckpt, compare, data, fmt, out, n_rows, json_out):
+@checkpoints.official_options
+def balance(ckpt, compare, data, fmt, out, n_rows, json_out, n_interests, seq_len):
     """The paper's Figure 1: which interest serves each user's top-10, as a heatmap, with summary
     figures (mean entropy, single-interest users, Gini of the interests' shares). On the synthetic
     data it also reports how well the interests recover the planted topics."""
     from bam_tools import balance as bal
+    if n_rows < 1:
+        raise bm.InputError(f"--users {n_rows}: must be 1 or more")
     panels, report = [], {}
     for path in [ckpt] + ([compare] if compare else []):
-        net, cfg, n_items, info = checkpoints.load(path)
+        net, cfg, n_items, info = checkpoints.load(path, checkpoints.official_base(n_interests, seq_len))
+        for note in info["notes"]:
+            click.echo(f"note: {note}")
         data_path = data or info.get("data")
         if not data_path:
             raise bm.InputError(f"{path}: an official state_dict does not say its data (fix: pass --data)")
@@ -299,7 +318,7 @@ def balance(ckpt, compare, data, fmt, out, n_rows, json_out):
             click.echo(f"  {k:<26}{json.dumps(v) if not isinstance(v, float) else f'{v:.4f}'}")
     click.echo(f"figure: {bal.draw(panels, out, n_rows)}")
     if json_out:
-        bm.atomic_save(report, json_out)
+        bm.atomic_json(report, json_out)
 
 # -----------------------------------------------------------------------------
 # prepare
@@ -358,7 +377,7 @@ def stats(path, fmt, json_out):
     for note in info.get("notes", []):
         click.echo(f"note: {note}")
     if json_out:
-        bm.atomic_save(out, json_out)
+        bm.atomic_json(out, json_out)
 
 
 @data.command("synth")

@@ -149,7 +149,7 @@ def main():
         print(f"speed B={b}", {k: round(v, 4) for k, v in report[f"speed B={b}"].items()}, flush=True)
     report["seconds"] = time.time() - t0
     if args.json:
-        bm.atomic_save(report, args.json)
+        bm.atomic_json(report, args.json)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,9 @@ import bam_minimal as bm
 
 
 def interest_usage(model, data, cfg, k=10):
-    """-> (share (U, N), top-k items (U, k), contributing interest (U, k), test metrics)."""
+    """-> (share (U, N), top-k items (U, k), contributing interest (U, k), test metrics).
+    With fewer than k rankable items, k shrinks to the catalogue."""
+    k = min(k, data.n_items + 1)
     item_emb = model.embeddings.weight                                         # (I + 1, d)
     captured = []
 

@@ -16,7 +16,7 @@ from dataclasses import replace
 import click
 
 import bam_minimal as bm
-from bam_tools import formats, synth
+from bam_tools import checkpoints, formats, synth
 
 
 def load_dataset(path, fmt="auto"):
@@ -30,10 +30,11 @@ def load_dataset(path, fmt="auto"):
 @click.command()
 @click.option("--checkpoint", "ckpt", required=True, help="checkpoint.pt of a run, or an official model.pt")
 @click.option("--out", required=True, help="the .npz file to write (bam_numpy.load_weights reads it)")
-def export(ckpt, out):
+@checkpoints.official_options
+def export(ckpt, out, n_interests, seq_len):
     """Write a checkpoint's weights as .npz, under the official parameter names, for bam_numpy."""
     from bam_tools import twin
-    twin.export(ckpt, out)
+    twin.export(ckpt, out, checkpoints.official_base(n_interests, seq_len), log=click.echo)
     click.echo(f"wrote {out}")
 
 # -----------------------------------------------------------------------------
@@ -49,15 +50,18 @@ def export(ckpt, out):
               help="the fresh model's encoder (ignored with --checkpoint)")
 @click.option("--batch-size", type=int, default=128, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="the batch, negatives and draws")
-def crosscheck(ckpt, data, fmt, dtype, model, batch_size, seed):
+@checkpoints.official_options
+def crosscheck(ckpt, data, fmt, dtype, model, batch_size, seed, n_interests, seq_len):
     """Compare bam_minimal and bam_numpy on the same weights and batch: interests, attention,
     selection, loss, every gradient, full-item scores, top-20 lists, ranks and metrics.
     Prints a table; exits 0 only when every row passes."""
     import torch
 
-    from bam_tools import checkpoints, twin
+    from bam_tools import twin
     if ckpt:
-        net, cfg, n_items, info = checkpoints.load(ckpt)
+        net, cfg, n_items, info = checkpoints.load(ckpt, checkpoints.official_base(n_interests, seq_len))
+        for note in info["notes"]:
+            click.echo(f"note: {note}")
         data = data or info.get("data")
         if not data:
             raise bm.InputError(f"{ckpt}: an official state_dict does not say its data (fix: pass --data)")

@@ -15,11 +15,11 @@ the maps so that prepared files can be traced back. numpy and the standard libra
 """
 import csv
 import gzip
-import io
 import json
 import os
 
 from bam_minimal import InputError, read_official
+from bam_tools.files import atomic_text
 
 FORMATS = ("auto", "official", "per-user", "recbole", "amazon")
 
@@ -185,10 +185,4 @@ def read_amazon(path):
 
 def write_official(seqs, path):
     """Write {user: [items]} in the official format, atomically."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        buf = io.StringIO()
-        for user, items in seqs.items():
-            buf.writelines(f"{user} {i}\n" for i in items)
-        f.write(buf.getvalue())
-    os.replace(tmp, path)
+    atomic_text(path, "".join(f"{user} {i}\n" for user, items in seqs.items() for i in items))

@@ -1,7 +1,7 @@
 """Plots that a person would rather look at than read. matplotlib, headless (Agg)."""
-import os
-
 import matplotlib
+
+from bam_tools.files import atomic_write
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
@@ -9,10 +9,10 @@ import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 
 def save(fig, path):
     """Atomic, like every other output: a temporary file, then a rename."""
-    tmp = f"{os.path.splitext(path)[0]}.tmp{os.getpid()}.png"
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120, bbox_inches="tight"))
+    finally:
+        plt.close(fig)
     return path
 
 

@@ -67,7 +67,7 @@ def prepare_amazon2023(path, out, k=5, dedup=True):
     maps_path = os.path.splitext(out)[0] + ".maps.json"
     maps = dict(users={v: k for k, v in user_map.items()}, items={v: k for k, v in item_map.items()},
                 source=os.path.abspath(path), kcore=k, dedup=dedup)
-    bm.atomic_save(maps, maps_path)
+    bm.atomic_json(maps, maps_path)
     stats = statistics(seqs)
     stats.update(raw_interactions=raw, after_dedup=len(rows))
     return stats, maps_path

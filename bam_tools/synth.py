@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from bam_tools.files import atomic_text
+
 
 @dataclass
 class SynthConfig:
@@ -65,9 +67,6 @@ def write(seqs, truth, path):
     the ground truth beside it as PATH.truth.json. Both are written atomically."""
     lines = "".join(f"{u} {i}\n" for u, s in seqs.items() for i in s)
     truth_path = os.path.splitext(path)[0] + ".truth.json"
-    for target, text in ((path, lines), (truth_path, json.dumps(truth))):
-        tmp = f"{target}.tmp{os.getpid()}"
-        with open(tmp, "w") as f:
-            f.write(text)
-        os.replace(tmp, target)
+    atomic_text(path, lines)
+    atomic_text(truth_path, json.dumps(truth))
     return truth_path

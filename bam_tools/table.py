@@ -15,6 +15,7 @@ from dataclasses import asdict, replace
 import numpy as np
 
 import bam_minimal as bm
+from bam_tools.files import atomic_text
 
 # The four methods of Table 2, all on the same protocol; the rest come with --methods.
 METHODS = {
@@ -44,6 +45,7 @@ def run_one(base, method, seed, data, out, log):
     if os.path.exists(done):
         with open(done) as f:
             result = json.load(f)
+        bm.check_same_run(done, result["config"], result["data"].get("fingerprint"), cfg, data)
         if result.get("finished") and result["config"] == asdict(cfg):
             log(f"{method} seed {seed}: finished earlier, reused")
             return result, True
@@ -108,13 +110,10 @@ def run_table(base, data, methods, seeds, out, log=print, on_run=None):
                 on_run()
     table = summarise(results)
     text = markdown(table, data.name, seeds)
-    bm.atomic_save(dict(dataset=data.name, seeds=seeds, config=asdict(base), gains_percent=gains(table),
+    bm.atomic_json(dict(dataset=data.name, seeds=seeds, config=asdict(base), gains_percent=gains(table),
                         table={m: {c: dict(mean=v[0], std=v[1]) for c, v in row.items()} for m, row in table.items()},
                         runs={m: [dict(seed=r["config"]["seed"], test=r["test"], best_iter=r["best_iter"],
                                        iters=r["iters"], seconds=r["seconds"]) for r in rs]
                               for m, rs in results.items()}), os.path.join(out, "table.json"))
-    tmp = os.path.join(out, f".table.md.tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, os.path.join(out, "table.md"))
+    atomic_text(os.path.join(out, "table.md"), text)
     return text, table, reused

@@ -61,9 +61,11 @@ def check_twinned(cfg, path="the model"):
                             "(fix: cross-check a ComiRec-SA or MIND checkpoint)")
 
 
-def export(checkpoint, out):
+def export(checkpoint, out, base=None, log=None):
     """checkpoint.pt (ours or an official state_dict) -> weights.npz that bam_numpy loads."""
-    model, cfg, n_items, _ = checkpoints.load(checkpoint)
+    model, cfg, n_items, info = checkpoints.load(checkpoint, base)
+    for note in info["notes"]:
+        (log or print)(f"note: {note}")
     check_twinned(cfg, checkpoint)
     with torch_errors():
         bw.save_weights(out, export_arrays(model), numpy_config(cfg), n_items)

@@ -94,7 +94,7 @@ def test_evaluate_an_official_bare_state_dict(tmp_path, good):
     torch.save(model.state_dict(), tmp_path / "model.pt")
     result = run("evaluate", "--checkpoint", tmp_path / "model.pt", "--data", good, "--history-mask", "official")
     assert result.exit_code == 0, result.output
-    data = bm.load_data(good)
+    data = bm.Dataset(bm.read_official(good))
     expected = bm.evaluate(bm.model_scorer(model.eval()), data, "test", bm.Config(
         dim=16, n_interests=2, seq_len=10, history_mask="official"))[0]
     assert f"recall@20 {expected['recall@20']:.4f}" in result.output

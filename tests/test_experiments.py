@@ -22,7 +22,7 @@ def test_prepare_amazon2023_gives_the_official_split(tmp_path):
     assert result.exit_code == 0, result.output
     assert "253" in result.output and "356" in result.output and "2,535" in result.output
     maps = json.loads((tmp_path / "beauty.maps.json").read_text())
-    data = bm.load_data(out)
+    data = bm.Dataset(bm.read_official(out))
     asin, user = maps["items"], maps["users"]
     for split in ("valid", "test"):
         with open(shared(f"amazon2023-all-beauty/last_out_w_his/All_Beauty.{split}.csv")) as f:

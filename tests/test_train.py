@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import bam_minimal as bm
+from bam_tools import baselines, checkpoints
 
 
 def small_cfg(**kw):
@@ -19,7 +20,7 @@ def test_a_short_run_beats_most_popular_by_a_clear_margin():
     from bam_tools.synth import generate
     data = bm.Dataset(generate()[0], name="synthetic")
     cfg = bm.Config(max_iters=1500, eval_every=500, device="cpu")
-    pop = bm.evaluate(bm.popularity_scorer(data, "cpu"), data, "test", cfg)[0]
+    pop = bm.evaluate(baselines.popularity_scorer(data, "cpu"), data, "test", cfg)[0]
     _, result = bm.train(cfg, data, log=lambda s: None)
     assert result["test"]["recall@20"] > 2.5 * pop["recall@20"]
     assert result["test"]["ndcg@20"] > 2.5 * pop["ndcg@20"]
@@ -71,7 +72,7 @@ def test_early_stopping_and_best_checkpoint(synthetic_small, tmp_path):
     assert result["iters"] < 2000 and history[-1]["recall@10"] <= max(h["recall@10"] for h in history[:-1])
     best = max(history, key=lambda h: h["recall@10"])
     assert result["best_iter"] == best["iter"]
-    model, _ = bm.load_checkpoint(tmp_path / "checkpoint.pt")
+    model = checkpoints.load(str(tmp_path / "checkpoint.pt"))[0]
     valid = bm.evaluate(bm.model_scorer(model), data, "valid", cfg)[0]
     assert valid["recall@10"] == best["recall@10"]
 

@@ -28,7 +28,7 @@ def make_checkpoint(folder, **overrides):
     data_path = folder / "data.txt"
     if not data_path.exists():
         synth.write(*synth.generate(synth.SynthConfig(users=250, items=120, seed=2)), str(data_path))
-    data = bm.load_data(str(data_path))
+    data = bm.Dataset(bm.read_official(str(data_path)), name=str(data_path))
     cfg = replace(bm.Config(dim=16, seq_len=20, n_negatives=100, batch_size=32, max_iters=10, eval_every=10,
                             device="cpu"), **overrides)
     model, _ = bm.train(cfg, data, log=lambda s: None)

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import bam_minimal as bm
+from bam_tools import baselines
 import bam_numpy as bn
 from bam_tools import synth
 
@@ -29,7 +30,7 @@ def one_torch_thread():
 
 def test_numpy_training_reaches_torch_accuracy(one_torch_thread):
     data = bm.Dataset(synth.generate(synth.SynthConfig(users=1000, items=400, topics=10, seed=1))[0])
-    mostpop = bm.evaluate(bm.popularity_scorer(data, "cpu"), data, "test", bm.Config(device="cpu"))[0]
+    mostpop = bm.evaluate(baselines.popularity_scorer(data, "cpu"), data, "test", bm.Config(device="cpu"))[0]
     torch_r, numpy_r = [], []
     for seed in SEEDS:
         cfg = bm.Config(dim=32, seq_len=30, n_negatives=256, batch_size=128, max_iters=400, eval_every=200,

@@ -1,0 +1,28 @@
+"""
+Writing files atomically without torch: a temporary file in the same folder, flushed to disk, then
+renamed over the target. A crash leaves the old file or the new one, never half of one, and no
+temporary file behind. (bam_minimal.atomic_write is the same for the torch side.)
+
+    from bam_tools.files import atomic_text
+    atomic_text("out.txt", "hello\n")
+"""
+import os
+import tempfile
+
+
+def atomic_write(path, write):
+    """`write(file)` into a temporary binary file beside `path`, then rename it to `path`."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def atomic_text(path, text):
+    atomic_write(path, lambda f: f.write(text.encode()))
