@@ -79,6 +79,18 @@ def config_options(f):
     return f
 
 
+def output_path(ctx, param, path):
+    """Check an output's folder before any work is done, so that a typo does not cost a run."""
+    if path is not None:
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            raise bm.InputError(f"{folder}: no such folder for --{param.name.replace('_', '-')} "
+                                "(fix: create it, or pass another path)")
+        if os.path.isdir(path):
+            raise bm.InputError(f"{path}: is a folder (fix: pass a file name)")
+    return path
+
+
 def data_options(f):
     f = click.option("--format", "fmt", type=click.Choice(formats.FORMATS), default="auto", show_default=True,
                      help="data format (README, Data formats)")(f)
@@ -145,6 +157,8 @@ def train(ctx, data, fmt, out, fresh, **kwargs):
         cfg = replace(cfg, **{k: v for k, v in SYNTHETIC_PRESET.items() if not explicit(ctx, k)})
     name = "synthetic" if data is None else os.path.basename(data).split(".")[0]
     out = out or os.path.join("runs", f"{name}-{cfg.model}-{cfg.selection}")
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise bm.InputError(f"{out}: is a file, not a run folder (fix: pass another --out)")
     if fresh:
         for f in ("last.pt", "checkpoint.pt", "metrics.json"):
             if os.path.exists(os.path.join(out, f)):
@@ -210,7 +224,8 @@ def report(result, out):
 @click.option("--history-mask", type=click.Choice(bm.CHOICES["history_mask"]), default=None,
               help="default: the checkpoint's (exclude for official state_dicts)")
 @click.option("--split", type=click.Choice(["test", "valid"]), default="test", show_default=True)
-@click.option("--json", "json_out", default=None, help="also write the metrics to this JSON file")
+@click.option("--json", "json_out", default=None, callback=output_path,
+              help="also write the metrics to this JSON file")
 @click.option("--model", type=click.Choice(["comirec", "mind"]), default=None,
               help="what the checkpoint must hold (checked; the shapes tell the rest)")
 @checkpoints.official_options
@@ -282,9 +297,10 @@ def table(ctx, data, fmt, seeds, methods, out, **kwargs):
 @click.option("--checkpoint", "ckpt", required=True, help="a run's checkpoint.pt (or an official model.pt with --data)")
 @click.option("--compare", default=None, help="a second checkpoint, drawn beside the first (hard against BaM)")
 @data_options
-@click.option("--out", required=True, help="the PNG to write")
+@click.option("--out", required=True, callback=output_path, help="the PNG to write")
 @click.option("--users", "n_rows", type=int, default=60, show_default=True, help="users (rows) in the heatmap")
-@click.option("--json", "json_out", default=None, help="also write the summary figures to this JSON file")
+@click.option("--json", "json_out", default=None, callback=output_path,
+              help="also write the summary figures to this JSON file")
 @checkpoints.official_options
 def balance(ckpt, compare, data, fmt, out, n_rows, json_out, n_interests, seq_len):
     """The paper's Figure 1: which interest serves each user's top-10, as a heatmap, with summary
@@ -361,7 +377,8 @@ def data():
 @data.command()
 @click.argument("path")
 @click.option("--format", "fmt", type=click.Choice(formats.FORMATS), default="auto", show_default=True)
-@click.option("--json", "json_out", default=None, help="also write the statistics to this JSON file")
+@click.option("--json", "json_out", default=None, callback=output_path,
+              help="also write the statistics to this JSON file")
 def stats(path, fmt, json_out):
     """Users, items, interactions, sequence lengths and density (the paper's Table 1)."""
     seqs, info = formats.read(path, fmt)

@@ -51,14 +51,12 @@ def detect(path):
         return "amazon"
     lines = [ln.split() for ln in head.decode("utf-8", "replace").splitlines()[:-1] if ln.strip()]
     lines = lines or [head.split()]
-    if any(len(ln) > 3 for ln in lines):
-        return "per-user"
-    if all(len(ln) == 3 for ln in lines):
-        # Three fields: `user item label` (official) or `user item item` (per-user)? The official
-        # format repeats a user on consecutive lines; a per-user file never does.
-        users = [ln[0] for ln in lines]
-        return "official" if len(set(users)) < len(users) else "per-user"
-    return "official"
+    # The official format repeats a user on consecutive lines (extra fields, such as a rating or a
+    # time, are ignored); a per-user file never repeats one. Two fields per line are a pair either way.
+    users = [ln[0] for ln in lines]
+    if len(set(users)) < len(users) or all(len(ln) <= 2 for ln in lines):
+        return "official"
+    return "per-user"
 
 
 def read(path, fmt="auto"):

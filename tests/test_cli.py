@@ -16,14 +16,17 @@ def run(*args):
     return CliRunner().invoke(cli, [str(a) for a in args])
 
 
-def one_line_error(result, *needles):
+def one_line_error(result, *needles, after_progress=False):
+    """Exit code 2 and one `error:` line with the needles; with `after_progress`, what a command
+    printed before it found the problem may come first."""
     assert result.exit_code == 2, result.output
     lines = [ln for ln in result.output.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    assert lines and lines[-1].startswith("error: ") and (after_progress or len(lines) == 1), result.output
+    assert sum(ln.startswith("error: ") for ln in lines) == 1
     for needle in needles:
-        assert needle in lines[0], lines[0]
+        assert needle in lines[-1], lines[-1]
     assert "Traceback" not in result.output
-    return lines[0]
+    return lines[-1]
 
 
 @pytest.fixture
@@ -120,3 +123,51 @@ def test_data_synth_and_stats(tmp_path):
 def test_bad_option_values_exit_2():
     assert run("train", "--selection", "soft").exit_code == 2
     one_line_error(run("train", "--model", "sasrec"), "n_interests")
+
+
+def test_a_run_is_never_resumed_or_reused_on_other_data(tmp_path, good):
+    out = tmp_path / "run"
+    assert run("train", "--data", good, "--out", out, *TINY).exit_code == 0
+    other = tmp_path / "other.txt"
+    lines = good.read_text().splitlines()
+    other.write_text("\n".join([lines[1], lines[0]] + lines[2:]) + "\n")  # user 1's first two items swapped
+    one_line_error(run("train", "--data", other, "--out", out, *TINY), "other data", "--fresh")
+    (out / "metrics.json").unlink()  # an unfinished run: resuming from last.pt is refused too
+    one_line_error(run("train", "--data", other, "--out", out, *TINY), "last.pt", "other data", after_progress=True)
+    assert run("train", "--data", other, "--out", out, "--fresh", *TINY).exit_code == 0
+
+
+def test_os_errors_are_one_line(tmp_path, good):
+    out = tmp_path / "run"
+    assert run("train", "--data", good, "--out", out, *TINY).exit_code == 0
+    one_line_error(run("evaluate", "--checkpoint", out / "checkpoint.pt", "--json", tmp_path / "no" / "e.json"),
+                   str(tmp_path / "no"), "no such folder", "fix")
+    (tmp_path / "taken").write_text("a file, not a folder")
+    one_line_error(run("train", "--data", good, "--out", tmp_path / "taken", *TINY), "taken")
+
+
+def test_official_files_with_extra_fields_are_detected(tmp_path):
+    from bam_tools import formats
+    path = tmp_path / "rated.txt"
+    path.write_text("1 5 4.0 100\n1 6 3.0 101\n1 7 5.0 102\n2 5 1.0 50\n2 8 2.0 60\n2 9 2.0 70\n")
+    seqs, info = formats.read(path)
+    assert info["format"] == "official" and seqs == {1: [5, 6, 7], 2: [5, 8, 9]}
+
+
+def test_the_standalone_parser(tmp_path):
+    cfg, data, out = bm.parse_args(["d.txt", "--multi_loss", "--dim=8", "--selection=hard"])
+    assert cfg.multi_loss is True and cfg.dim == 8 and data == "d.txt" and out == "runs/d-comirec-hard"
+    with pytest.raises(bm.InputError, match="unknown option"):
+        bm.parse_args(["d.txt", "--nope=1"])
+
+
+def test_the_synthetic_data_is_rewritten_when_the_generator_changes(tmp_path):
+    import cli as cli_module
+    path = cli_module.synthetic(str(tmp_path))
+    first = open(path).read()
+    truth = tmp_path / "synthetic.truth.json"
+    stale = json.loads(truth.read_text())
+    stale["config"]["users"] = 1
+    truth.write_text(json.dumps(stale))
+    (tmp_path / "synthetic.txt").write_text("1 1\n1 2\n1 3\n")
+    assert open(cli_module.synthetic(str(tmp_path))).read() == first

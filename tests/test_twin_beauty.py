@@ -1,6 +1,7 @@
 """
 On Amazon Beauty 2014 (../shared/data, 22,363 users, 12,101 items), numpy and torch evaluation of one
-seeded model give identical top-20 lists for every user, identical ranks and identical metrics.
+checkpoint (a short training run, saved and loaded back) give identical top-20 lists for every user,
+identical ranks and identical metrics.
 float64 on both sides: in float32 the two BLAS libraries can round a score differently in the last
 bit, and the tie rule then orders two near-equal items differently (tests/test_twin_agreement.py
 covers float32 to 4 decimals). Skipped when ../shared is absent. Takes 30 to 50 s, nearly all of
@@ -15,7 +16,7 @@ import pytest
 import torch
 
 import bam_minimal as bm
-from bam_tools import twin
+from bam_tools import checkpoints, twin
 
 ROOT = Path(__file__).resolve().parents[1]
 BEAUTY = ROOT.parent / "shared" / "data" / "amazon-beauty-2014" / "Beauty.txt"
@@ -43,12 +44,14 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
-def test_beauty_numpy_and_torch_rank_identically(one_torch_thread):
+def test_beauty_numpy_and_torch_rank_identically(one_torch_thread, tmp_path):
     data = bm.Dataset(read_per_user(BEAUTY), name="Beauty")
     assert (len(data.users), data.n_items, data.n_interactions) == (22363, 12101, 198502)
-    cfg = bm.Config(device="cpu")  # ComiRec-SA, N = 4, d = 64, L = 50, history mask `exclude`
-    torch.manual_seed(0)
-    model = bm.build_model(cfg, data.n_items).double().eval()
+    # ComiRec-SA + BaM, N = 4, d = 64, L = 50, history mask `exclude`: 300 steps, then its checkpoint
+    bm.train(bm.Config(device="cpu", max_iters=300, eval_every=300, valid_users=500), data, str(tmp_path),
+             log=lambda s: None)
+    model, cfg, _, _ = checkpoints.load(str(tmp_path / "checkpoint.pt"))
+    model = model.double()
     t_metrics, t_ranks, t_top = bm.evaluate(bm.model_scorer(model), data, "test", cfg, k_top=20)
     n_metrics, n_ranks, n_top = twin.evaluate_numpy(model, cfg, data, "test", k_top=20)
     assert n_top.shape == t_top.shape == (22363, 20)
