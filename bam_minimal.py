@@ -286,16 +286,16 @@ class SASRec(Encoder):
         # row and cannot change earlier positions, so they are cut (exact, and most of a batch).
         length = mask.sum(1).long()                                            # (B,)
         L = int(length.max())
-        history, mask = history[:, :L], mask[:, :L]
+        history, mask = history[:, :L], mask[:, :L]                            # (B, L), (B, L)
         # Positions count back from the most recent item, which always sits at seq_len - 1, as with
         # SASRec's left padding.
         pos = (self.cfg.seq_len - length)[:, None] + torch.arange(L, device=history.device)   # (B, L)
         pos_emb = self.position_embedding[0, pos.clamp(max=self.cfg.seq_len - 1)]              # (B, L, d)
         x = self.embeddings(history) * self.cfg.dim ** 0.5 + pos_emb                           # (B, L, d)
-        x = self.drop(x) * mask[..., None]
+        x = self.drop(x) * mask[..., None]                                     # (B, L, d)
         causal = torch.ones(L, L, dtype=torch.bool, device=x.device).triu(1)   # True: may not attend
         for block in self.blocks:
-            x = block(x, causal) * mask[..., None]
+            x = block(x, causal) * mask[..., None]                             # (B, L, d)
         return self.last_norm(x)                                               # (B, L, d)
 
     def forward(self, history, mask, noise=None):
@@ -313,8 +313,8 @@ class SASRecBlock(nn.Module):
 
     def forward(self, x, causal):
         q = self.attn_norm(x)                                                  # (B, L, d)
-        x = q + self.attn(q, x, x, attn_mask=causal, need_weights=False)[0]
-        x = self.ffn_norm(x)
+        x = q + self.attn(q, x, x, attn_mask=causal, need_weights=False)[0]   # (B, L, d)
+        x = self.ffn_norm(x)                                                   # (B, L, d)
         return x + self.ffn(x)                                                 # (B, L, d)
 
 
@@ -356,16 +356,16 @@ def tau_at(cfg, it):
 # Loss: sampled softmax over shared uniform negatives (official), or a full softmax.
 
 
-def item_scores(user, target, negatives, item_emb, loss):
-    """user (B, K, d) -> target scores (B, K) and negative scores (B, K, S).
-    `full` uses every item but the target and the padding item 0 as a negative."""
-    pos = (user * item_emb[target][:, None]).sum(-1)                          # (B, K)
+def item_scores(query, target, negatives, item_emb, loss):
+    """query (B, K, d), the selected interest (K = 1) or all of them -> target scores (B, K) and
+    negative scores (B, K, S). `full` uses every item but the target and padding 0 as a negative."""
+    pos = (query * item_emb[target][:, None]).sum(-1)                         # (B, K)
     if loss == "sampled":
-        return pos, user @ item_emb[negatives].T                               # (B, K, S)
-    neg = user @ item_emb.T                                                    # (B, K, I + 1)
+        return pos, query @ item_emb[negatives].T                              # (B, K, S)
+    neg = query @ item_emb.T                                                   # (B, K, I + 1)
     drop = F.one_hot(target, neg.shape[-1]).bool()[:, None]                   # (B, 1, I + 1)
     drop[..., 0] = True
-    return pos, neg.masked_fill(drop, -math.inf)
+    return pos, neg.masked_fill(drop, -math.inf)                               # (B, K), (B, K, I + 1)
 
 
 def softmax_loss(pos, neg, beta=0.0):
@@ -382,7 +382,7 @@ def routing_regulariser(attention, dim):
     """REMI's routing regularisation: sum_b ||diag(Cov(A_b))||^2 with A_b (N, L) centred over the
     sequence and Cov = A A^T / d (as the REMI code divides by the hidden size)."""
     centred = attention - attention.mean(-1, keepdim=True)                    # (B, N, L)
-    return (((centred * centred).sum(-1) / dim) ** 2).sum()
+    return (((centred * centred).sum(-1) / dim) ** 2).sum()                  # ()
 
 
 def bam_loss(model, cfg, interests, attention, target, negatives, u, tau):
@@ -392,17 +392,17 @@ def bam_loss(model, cfg, interests, attention, target, negatives, u, tau):
     index, probs = select_interest(logits, cfg.selection, tau, u)             # (B,), (B, N)
     if cfg.selection == "expected":
         # Beyond the papers: the loss of every interest, weighted by its (constant) selection probability.
-        pos, neg = item_scores(interests, target, negatives, item_emb, cfg.loss)
+        pos, neg = item_scores(interests, target, negatives, item_emb, cfg.loss)   # (B, N), (B, N, S)
         loss = (probs.detach() * softmax_loss(pos, neg, cfg.remi_beta)).sum(-1)    # (B,)
     else:
         selection = interests[torch.arange(len(index), device=index.device), index]  # (B, d)
-        pos, neg = item_scores(selection[:, None], target, negatives, item_emb, cfg.loss)
+        pos, neg = item_scores(selection[:, None], target, negatives, item_emb, cfg.loss)  # (B, 1), (B, 1, S)
         loss = softmax_loss(pos, neg, cfg.remi_beta)[:, 0]                   # (B,)
     if cfg.multi_loss:
         # [BD24] Eq. (10)-(13): an item's score over all interests is logsumexp_n m_u^n . e_i.
-        pos, neg = item_scores(interests, target, negatives, item_emb, cfg.loss)
-        loss = loss + softmax_loss(pos.logsumexp(1), neg.logsumexp(1), cfg.remi_beta)
-    loss = loss.mean()
+        pos, neg = item_scores(interests, target, negatives, item_emb, cfg.loss)   # (B, N), (B, N, S)
+        loss = loss + softmax_loss(pos.logsumexp(1), neg.logsumexp(1), cfg.remi_beta)  # (B,)
+    loss = loss.mean()                                                         # ()
     if cfg.remi_lambda:
         loss = loss + cfg.remi_lambda * routing_regulariser(attention, cfg.dim)
     return loss

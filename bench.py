@@ -13,8 +13,6 @@ fast or a slow machine:
 Timings are medians of repeated runs after a warm-up. Public tools only: torch, numpy, time.
 """
 import argparse
-import json
-import math
 import os
 import sys
 import time

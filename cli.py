@@ -14,7 +14,6 @@ import inspect
 import json
 import os
 import re
-import sys
 from dataclasses import asdict, fields, replace
 
 import click

@@ -12,7 +12,6 @@ gpu_check.py: checks and times bam_minimal.py's CUDA path against its CPU path, 
    12,101 items, synthetic), against a bare matmul of the same FLOPs on the same GPU.
 """
 import argparse
-import json
 import time
 
 import numpy as np

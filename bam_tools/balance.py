@@ -19,6 +19,10 @@ import torch
 import bam_minimal as bm
 
 
+# -----------------------------------------------------------------------------
+# Which interest serves each recommended item
+
+
 def interest_usage(model, data, cfg, k=10):
     """-> (share (U, N), top-k items (U, k), contributing interest (U, k), test metrics).
     With fewer than k rankable items, k shrinks to the catalogue."""
@@ -39,6 +43,10 @@ def interest_usage(model, data, cfg, k=10):
     n = interests.shape[1]
     share = np.stack([(source == i).mean(1) for i in range(n)], 1)             # (U, N)
     return share, top, source, metrics
+
+
+# -----------------------------------------------------------------------------
+# Summary figures
 
 
 def entropy_bits(share):
@@ -64,6 +72,10 @@ def summary(share):
                 interest_totals=sorted((float(x) for x in totals), reverse=True))
 
 
+# -----------------------------------------------------------------------------
+# The planted topics of the synthetic data
+
+
 def topic_recovery(top, source, data, truth):
     """On the synthetic data: how well the interests line up with the planted topics.
     purity: for each (user, interest) that serves items, the share of them from its main topic.
@@ -86,6 +98,10 @@ def truth_beside(path):
         with open(truth) as f:
             return json.load(f)
     return None
+
+
+# -----------------------------------------------------------------------------
+# The heatmap
 
 
 def rows_for_display(share, n_rows, seed=0):

@@ -24,6 +24,10 @@ from bam_tools.files import atomic_text
 FORMATS = ("auto", "official", "per-user", "recbole", "amazon")
 
 
+# -----------------------------------------------------------------------------
+# Detection: what kind of file this is
+
+
 def check_text_file(path):
     """The first bytes of `path`, after the checks that every reader needs."""
     if not os.path.exists(path):
@@ -69,6 +73,10 @@ def read(path, fmt="auto"):
     seqs, info = reader(path)
     info["format"] = fmt
     return seqs, info
+
+
+# -----------------------------------------------------------------------------
+# Readers, one per format
 
 
 def read_per_user(path):
@@ -179,6 +187,10 @@ def read_amazon(path):
     check_text_file(path)
     seqs, user_map, item_map = group_sorted(amazon_rows(path), path)
     return seqs, dict(user_map=user_map, item_map=item_map, notes=[])
+
+
+# -----------------------------------------------------------------------------
+# Writing the official format
 
 
 def write_official(seqs, path):

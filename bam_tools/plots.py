@@ -1,4 +1,11 @@
-"""Plots that a person would rather look at than read. matplotlib, headless (Agg)."""
+"""
+Plots that a person would rather look at than read: the training curve that `cli.py train` writes
+beside every run (curve.png), and the file writing that the balance heatmap uses too. matplotlib,
+headless (Agg).
+
+    from bam_tools import plots
+    plots.training_curve(metrics["history"], "curve.png")
+"""
 import matplotlib
 
 from bam_tools.files import atomic_write

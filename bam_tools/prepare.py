@@ -9,13 +9,16 @@ Steps: read (user_id, parent_asin, timestamp); keep each user's first interactio
 interactions); sort each user's items by time, ties in file order; map ids to 1..n; write the
 official format, PATH.maps.json (our id -> the original id) and print the statistics.
 """
-import json
 import os
 
 import numpy as np
 
 import bam_minimal as bm
 from bam_tools import formats
+
+
+# -----------------------------------------------------------------------------
+# Filtering and statistics
 
 
 def kcore(users, items, k):
@@ -38,6 +41,10 @@ def statistics(seqs):
     return dict(users=n_users, items=n_items, interactions=n,
                 density=n / (n_users * n_items) if n_users and n_items else 0.0,
                 avg_len=n / n_users if n_users else 0.0)
+
+
+# -----------------------------------------------------------------------------
+# Amazon Reviews 2023 -> the official format
 
 
 def prepare_amazon2023(path, out, k=5, dedup=True):
