@@ -118,14 +118,14 @@ def draw(panels, path, n_rows=60):
     """panels: [(title, share (U, N), summary)] -> a heatmap per panel, side by side."""
     from bam_tools import plots
     plt = plots.plt
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels) + 1, 6), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels) + 1, 6.4), squeeze=False)
     for ax, (title, share, s) in zip(axes[0], panels):
         im = ax.imshow(rows_for_display(share, n_rows), aspect="auto", cmap="Blues", vmin=0, vmax=1,
                        interpolation="nearest")
         ax.set_xticks(range(share.shape[1]), [f"{i + 1}" for i in range(share.shape[1])])
         ax.set(xlabel="interest (by total share)", ylabel=f"users ({min(n_rows, len(share))} of {len(share)})",
-               title=f"{title}\nentropy {s['mean_entropy_bits']:.2f} bits, single {s['single_interest_users']:.0%}, "
-                     f"Gini {s['gini_of_interest_totals']:.2f}")
+               title=f"{title}\nmean entropy {s['mean_entropy_bits']:.2f} bits (max {s['max_entropy_bits']:.0f})\n"
+                     f"single-interest users {s['single_interest_users']:.0%}, Gini {s['gini_of_interest_totals']:.2f}")
         ax.set_yticks([])
     fig.colorbar(im, ax=axes[0].tolist(), label="share of the top-10", shrink=0.8)
     return plots.save(fig, path)
