@@ -287,8 +287,7 @@ class SASRec(Encoder):
         length = mask.sum(1).long()                                            # (B,)
         L = int(length.max())
         history, mask = history[:, :L], mask[:, :L]                            # (B, L), (B, L)
-        # Positions count back from the most recent item, which always sits at seq_len - 1, as with
-        # SASRec's left padding.
+        # Positions count back from the most recent item (at seq_len - 1), as with SASRec's left padding.
         pos = (self.cfg.seq_len - length)[:, None] + torch.arange(L, device=history.device)   # (B, L)
         pos_emb = self.position_embedding[0, pos.clamp(max=self.cfg.seq_len - 1)]              # (B, L, d)
         x = self.embeddings(history) * self.cfg.dim ** 0.5 + pos_emb                           # (B, L, d)
@@ -516,6 +515,7 @@ def atomic_write(path, write):
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes the file private; results are for others to read too
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

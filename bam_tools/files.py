@@ -18,6 +18,7 @@ def atomic_write(path, write):
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes the file private; results are for others to read too
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
