@@ -163,14 +163,10 @@ def train(ctx, data, fmt, out, fresh, **kwargs):
             if os.path.exists(os.path.join(out, f)):
                 os.remove(os.path.join(out, f))
     dataset = load_dataset(synthetic(out, fresh) if data is None else data, fmt)
-    done = os.path.join(out, "metrics.json")
-    if os.path.exists(done):
-        with open(done) as f:
-            result = json.load(f)
-        bm.check_same_run(done, result["config"], result["data"].get("fingerprint"), cfg, dataset)
-        if result.get("finished") and result["config"] == asdict(cfg):
-            click.echo(f"{out} has finished already (pass --fresh to run it again)")
-            return report(result, out)
+    result = checkpoints.finished_run(out, cfg, dataset)
+    if result:
+        click.echo(f"{out} has finished already (pass --fresh to run it again)")
+        return report(result, out)
     click.echo(f"{dataset.name}: {len(dataset.users)} users, {dataset.n_items} items, "
                f"{dataset.n_interactions} interactions; {cfg.model} + {cfg.selection}, "
                f"device {bm.resolve_device(cfg)}; writing {out}")
@@ -232,15 +228,8 @@ def report(result, out):
               help="numpy: the same metrics from bam_numpy's numba engine")
 def evaluate(ckpt, data, fmt, history_mask, split, json_out, model, n_interests, seq_len, engine):
     """Full-item ranking of a checkpoint: Recall and nDCG at 10 and 20."""
-    net, cfg, n_items, info = checkpoints.load(ckpt, checkpoints.official_base(n_interests, seq_len),
-                                               expect_model=model)
-    for note in info["notes"]:
-        click.echo(f"note: {note}")
-    data = data or info.get("data")
-    if not data:
-        raise bm.InputError(f"{ckpt}: an official state_dict does not say its data (fix: pass --data)")
-    dataset = load_dataset(data, fmt)
-    checkpoints.check_items(ckpt, n_items, dataset)
+    net, cfg, dataset = checkpoints.load_with_data(ckpt, data, lambda p: load_dataset(p, fmt),
+                                                   checkpoints.official_base(n_interests, seq_len), model, click.echo)
     cfg = replace(cfg, history_mask=history_mask or cfg.history_mask, device="auto")
     if engine == "numpy":
         from bam_tools import twin
@@ -310,18 +299,12 @@ def balance(ckpt, compare, data, fmt, out, n_rows, json_out, n_interests, seq_le
         raise bm.InputError(f"--users {n_rows}: must be 1 or more")
     panels, report = [], {}
     for path in [ckpt] + ([compare] if compare else []):
-        net, cfg, n_items, info = checkpoints.load(path, checkpoints.official_base(n_interests, seq_len))
-        for note in info["notes"]:
-            click.echo(f"note: {note}")
-        data_path = data or info.get("data")
-        if not data_path:
-            raise bm.InputError(f"{path}: an official state_dict does not say its data (fix: pass --data)")
-        dataset = load_dataset(data_path, fmt, quiet=True)
-        checkpoints.check_items(path, n_items, dataset)
+        net, cfg, dataset = checkpoints.load_with_data(path, data, lambda p: load_dataset(p, fmt, quiet=True),
+                                                       checkpoints.official_base(n_interests, seq_len), log=click.echo)
         cfg = replace(cfg, device="auto")
         share, top, source, metrics = bal.interest_usage(net.to(bm.resolve_device(cfg)), dataset, cfg)
         s = bal.summary(share)
-        truth = bal.truth_beside(data_path)
+        truth = bal.truth_beside(dataset.name)
         if truth:
             s.update(bal.topic_recovery(top, source, dataset, truth))
         s["test"] = metrics

@@ -7,8 +7,9 @@ A MIND state_dict does not tell its number of interests or its window: they come
     from bam_tools import checkpoints
     model, cfg, n_items, info = checkpoints.load("runs/x/checkpoint.pt")
 """
+import json
 import os
-from dataclasses import fields, replace
+from dataclasses import asdict, fields, replace
 
 import torch
 
@@ -97,6 +98,32 @@ def official_base(n_interests, seq_len):
     if min(n_interests, seq_len) < 1:
         raise bm.InputError(f"--n-interests {n_interests}, --seq-len {seq_len}: must be 1 or more")
     return replace(bm.Config(), n_interests=n_interests, seq_len=seq_len)
+
+
+def finished_run(folder, cfg, data):
+    """The results of a run in `folder` that finished with this config on this data, or None.
+    A run made with another config or on other data is refused (bam_minimal.check_same_run)."""
+    done = os.path.join(folder, "metrics.json")
+    if not os.path.exists(done):
+        return None
+    with open(done) as f:
+        result = json.load(f)
+    bm.check_same_run(done, result["config"], result["data"].get("fingerprint"), cfg, data)
+    return result if result.get("finished") and result["config"] == asdict(cfg) else None
+
+
+def load_with_data(path, data_path, read_data, base, expect_model=None, log=print):
+    """A checkpoint and the data to evaluate it on (by default the data it was trained on), read by
+    `read_data(path) -> bm.Dataset`. Says what it assumed. -> (model, cfg, dataset)."""
+    model, cfg, n_items, info = load(path, base, expect_model=expect_model)
+    for note in info["notes"]:
+        log(f"note: {note}")
+    data_path = data_path or info.get("data")
+    if not data_path:
+        raise bm.InputError(f"{path}: an official state_dict does not say its data (fix: pass --data)")
+    dataset = read_data(data_path)
+    check_items(path, n_items, dataset)
+    return model, cfg, dataset
 
 
 def check_items(path, n_items, data):

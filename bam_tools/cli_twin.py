@@ -59,14 +59,8 @@ def crosscheck(ckpt, data, fmt, dtype, model, batch_size, seed, n_interests, seq
 
     from bam_tools import twin
     if ckpt:
-        net, cfg, n_items, info = checkpoints.load(ckpt, checkpoints.official_base(n_interests, seq_len))
-        for note in info["notes"]:
-            click.echo(f"note: {note}")
-        data = data or info.get("data")
-        if not data:
-            raise bm.InputError(f"{ckpt}: an official state_dict does not say its data (fix: pass --data)")
-        dataset = load_dataset(data, fmt)
-        checkpoints.check_items(ckpt, n_items, dataset)
+        net, cfg, dataset = checkpoints.load_with_data(ckpt, data, lambda p: load_dataset(p, fmt),
+                                                       checkpoints.official_base(n_interests, seq_len), log=click.echo)
     else:
         dataset = load_dataset(data, fmt) if data else bm.Dataset(synth.generate()[0], name="synthetic")
         cfg = replace(bm.Config(), model=model, device="cpu")

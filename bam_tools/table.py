@@ -8,13 +8,13 @@ bam_minimal.train: a finished run is read back, an interrupted one resumes. The 
 Markdown and JSON: mean ± std over seeds, best in bold, second best underlined, and BaM's gain over
 the best competitor.
 """
-import json
 import os
 from dataclasses import asdict, replace
 
 import numpy as np
 
 import bam_minimal as bm
+from bam_tools import checkpoints
 from bam_tools.files import atomic_text
 
 # The four methods of Table 2, all on the same protocol; the rest come with --methods.
@@ -41,14 +41,10 @@ def run_one(base, method, seed, data, out, log):
     """One (method, seed) run: read back when finished with the same config, else train (or resume)."""
     cfg = replace(base, **METHODS[method], seed=seed)
     folder = os.path.join(out, method, f"seed-{seed}")
-    done = os.path.join(folder, "metrics.json")
-    if os.path.exists(done):
-        with open(done) as f:
-            result = json.load(f)
-        bm.check_same_run(done, result["config"], result["data"].get("fingerprint"), cfg, data)
-        if result.get("finished") and result["config"] == asdict(cfg):
-            log(f"{method} seed {seed}: finished earlier, reused")
-            return result, True
+    result = checkpoints.finished_run(folder, cfg, data)
+    if result:
+        log(f"{method} seed {seed}: finished earlier, reused")
+        return result, True
     _, result = bm.train(cfg, data, folder, log=lambda s: log(f"{method} seed {seed}: {s}"))
     return result, False
 

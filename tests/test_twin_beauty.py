@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 import bam_minimal as bm
 from bam_tools import checkpoints, twin
@@ -33,15 +32,6 @@ def read_per_user(path):
             if ids:
                 seqs[ids[0]] = ids[1:]
     return seqs
-
-
-@pytest.fixture
-def one_torch_thread():
-    """torch's evaluation runs faster on one thread here (29 s against 38 s on a busy 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_beauty_numpy_and_torch_rank_identically(one_torch_thread, tmp_path):

@@ -8,8 +8,6 @@ interests. Short runs (400 iterations, 1,000 users) so that the test takes secon
 from dataclasses import asdict
 
 import numpy as np
-import pytest
-import torch
 
 import bam_minimal as bm
 from bam_tools import baselines
@@ -17,15 +15,6 @@ import bam_numpy as bn
 from bam_tools import synth
 
 SEEDS = (1, 2, 3)
-
-
-@pytest.fixture
-def one_torch_thread():
-    """Small models train faster on one thread, and much faster when other jobs share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_numpy_training_reaches_torch_accuracy(one_torch_thread):
