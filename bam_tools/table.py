@@ -30,6 +30,9 @@ METHODS = {
     "BaM-l+multi": dict(model="comirec", selection="bam-l", multi_loss=True),
     "Expected": dict(model="comirec", selection="expected"),
     "BaM-anneal": dict(model="comirec", selection="bam", tau_schedule="hard-to-soft"),
+    # Ablations of REMI on ComiRec-SA: its routing regulariser alone, and REMI on top of BaM
+    "REMI-reg": dict(model="comirec", selection="hard", remi_lambda=100.0),
+    "BaM+REMI": dict(model="comirec", selection="bam", remi_beta=0.01, remi_lambda=100.0),
     "MIND": dict(model="mind", selection="hard"),
     "MIND+BaM": dict(model="mind", selection="bam"),
 }
