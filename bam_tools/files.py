@@ -1,7 +1,9 @@
 """
 Writing files atomically without torch: a temporary file in the same folder, flushed to disk, then
 renamed over the target. A crash leaves the old file or the new one, never half of one, and no
-temporary file behind. (bam_minimal.atomic_write is the same for the torch side.)
+temporary file behind. bam_minimal.atomic_write is the same for the torch side; this copy exists
+because bam_tools.synth writes the synthetic dataset with it, and the NumPy twin uses that dataset
+in a process where torch (and so bam_minimal) cannot be imported: tests/test_numpy_no_torch.py.
 
     from bam_tools.files import atomic_text
     atomic_text("out.txt", "hello\n")
