@@ -21,7 +21,9 @@ import numpy as np
 
 import bam_minimal as bm
 from bam_tools import baselines
-from bam_tools import checkpoints, formats, synth
+from bam_data import files, formats, synth
+from bam_data.stats import repeated_targets
+from bam_tools import checkpoints
 from bam_tools.perf import keep_freed_memory
 from bam_tools import table as table_mod
 
@@ -106,6 +108,9 @@ def load_dataset(path, fmt="auto", quiet=False):
         if data.skipped:
             click.echo(f"warning: skipped {data.skipped} users with fewer than 3 interactions "
                        "(leave-one-out needs a train, a validation and a test item)")
+        repeats = repeated_targets(seqs)
+        if repeats:
+            click.echo(f"warning: {repeats}")
     return data
 
 
@@ -339,8 +344,8 @@ def amazon2023(path, out, kcore, dedup):
     from bam_tools.prepare import prepare_amazon2023
     if kcore < 1:
         raise bm.InputError(f"--kcore {kcore}: must be 1 or more")
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    stats, maps = prepare_amazon2023(path, out, kcore, dedup)
+    with files.output_folder(out):  # a failed prepare leaves no empty folder behind
+        stats, maps = prepare_amazon2023(path, out, kcore, dedup)
     click.echo(f"{'users':<14}{stats['users']:,}\n{'items':<14}{stats['items']:,}\n"
                f"{'interactions':<14}{stats['interactions']:,}\n{'density':<14}{stats['density']:.4%}\n"
                f"{'avg length':<14}{stats['avg_len']:.2f}\n"

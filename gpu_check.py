@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 import bam_minimal as bm
-from bam_tools.synth import SynthConfig, generate
+from bam_data.synth import SynthConfig, generate
 
 
 def sync(device):

@@ -15,7 +15,7 @@ import numpy as np
 
 import bam_minimal as bm
 from bam_tools import checkpoints
-from bam_tools.files import atomic_text
+from bam_data.files import atomic_text
 
 # The four methods of Table 2, all on the same protocol; the rest come with --methods.
 METHODS = {
