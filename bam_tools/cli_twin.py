@@ -16,7 +16,8 @@ from dataclasses import replace
 import click
 
 import bam_minimal as bm
-from bam_tools import checkpoints, formats, synth
+from bam_data import formats, synth
+from bam_tools import checkpoints
 
 
 def load_dataset(path, fmt="auto"):

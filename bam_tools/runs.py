@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 import bam_minimal as bm
-from bam_tools.files import atomic_write, clean_stale_temps
+from bam_data.files import atomic_write, clean_stale_temps
 
 RUN_FILES = ("last.pt", "checkpoint.pt", "metrics.json")
 

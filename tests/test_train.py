@@ -18,7 +18,7 @@ def small_cfg(**kw):
 
 def test_a_short_run_beats_most_popular_by_a_clear_margin():
     """About a minute on 2 cores: the built-in synthetic data, BaM, the default model size."""
-    from bam_tools.synth import generate
+    from bam_data.synth import generate
     data = bm.Dataset(generate()[0], name="synthetic")
     cfg = bm.Config(max_iters=1500, eval_every=500, device="cpu")
     pop = bm.evaluate(baselines.popularity_scorer(data, "cpu"), data, "test", cfg)[0]
