@@ -185,6 +185,7 @@ def train(ctx, data, fmt, out, fresh, **kwargs):
         device = bm.resolve_device(cfg)
         folder.extra["mostpop"] = bm.evaluate(baselines.popularity_scorer(dataset, device), dataset, "test", cfg)[0]
         bar = Progress(cfg.max_iters)
+        folder.log = bar.write
         try:
             _, result = bm.train(cfg, dataset, folder, log=bar.write, on_step=bar.step)
         except KeyboardInterrupt:
@@ -206,7 +207,7 @@ def check_table_size(data, cfg):
     available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     if table_bytes > available / 2:
         raise bm.InputError(f"{data.name}: the largest item id is {data.n_items:,} but there are {distinct:,} distinct "
-                            f"items; an item table of {table_bytes / 2**30:.1f} GiB does not fit in memory (fix: number "
+                            f"items; a table of {table_bytes / 2**30:.1f} GiB does not fit in memory (fix: number "
                             "the items 1..n, e.g. `cli.py data remap`)")
 
 

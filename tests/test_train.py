@@ -48,7 +48,8 @@ def test_a_resumed_run_equals_an_uninterrupted_one(synthetic_small, tmp_path, mo
     bm.train(cut, data, runs.RunFolder(str(tmp_path / "cut"), cut, data), log=lambda s: None)
     os.remove(tmp_path / "cut" / "metrics.json")
     lines = []
-    _, resumed = bm.train(cfg, data, runs.RunFolder(str(tmp_path / "cut"), cfg, data), log=lines.append)
+    _, resumed = bm.train(cfg, data, runs.RunFolder(str(tmp_path / "cut"), cfg, data, log=lines.append),
+                          log=lines.append)
     assert lines[0].startswith("resuming") and "iteration 200" in lines[0]
     assert resumed["test"] == whole["test"]
     assert [h["recall@10"] for h in resumed["history"]] == [h["recall@10"] for h in whole["history"]]
