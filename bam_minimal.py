@@ -15,13 +15,13 @@ locks (bam_tools/runs.py). Alone, every Config field is a flag:
 import json
 import math
 import os
-import random
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -113,8 +113,7 @@ def read_official(path):
 
 
 class Dataset:
-    """All sequences in one flat array: user row r owns items[start[r]:start[r + 1]], in time order.
-    Item ids are kept as they are; 0 is padding. Users with fewer than 3 items are skipped."""
+    """All sequences in one flat array: row r owns items[start[r]:start[r + 1]]; users with < 3 are skipped."""
 
     def __init__(self, seqs, n_items=None, name="data"):
         kept = {u: s for u, s in seqs.items() if len(s) >= 3}
@@ -170,8 +169,7 @@ class Encoder(nn.Module):
             self.l2 = nn.Linear(cfg.dim, cfg.linear_size)
 
     def reset_parameters(self):
-        # Official init: kaiming-normal on every matrix, the padding row 0 too (it is then trained as a
-        # sampled negative and can be ranked, as in the official code); biases (BaM_l only) at zero.
+        # Official: kaiming-normal matrices, padding row 0 too (a trained, rankable negative); zero biases (BaM_l).
         for p in self.parameters():
             (nn.init.kaiming_normal_ if p.dim() > 1 else nn.init.zeros_)(p)
 
@@ -282,8 +280,8 @@ def tau_at(cfg, it):
 # -----------------------------------------------------------------------------
 # Loss: sampled softmax over shared uniform negatives (official), or a full softmax.
 def item_scores(query, target, negatives, item_emb, loss):
-    """query (B, K, d), the selected interest (K = 1) or all of them -> target scores (B, K) and
-    negative scores (B, K, S). `full` uses every item but the target and padding 0 as a negative."""
+    """query (B, K, d): the selected interest (K = 1) or all -> target (B, K), negative scores (B, K, S).
+    `full` uses every item but the target and padding 0 as a negative."""
     pos = (query * item_emb[target][:, None]).sum(-1)                         # (B, K)
     if loss == "sampled":
         return pos, query @ item_emb[negatives].T                              # (B, K), (B, K, S)
@@ -396,17 +394,19 @@ def routing_noise(cfg, n_rows):
 
 @torch.no_grad()
 def evaluate(scorer, data, split, cfg, rows=None, k_top=0, block=None):
-    """Ranks of the `split` targets of `rows` (default: every user), in blocks of users.
-    Returns (metrics, ranks (U,), top-k ids (U, k_top) or None)."""
+    """Ranks of the `split` targets of `rows` (default: every user), in blocks of users; under torchrun each
+    process ranks a share of them, and all get every rank. -> (metrics, ranks (U,), top-k ids (U, k_top))."""
     device = resolve_device(cfg)
     rows = np.arange(len(data.users)) if rows is None else np.asarray(rows)
     k = split_targets(data, split)[rows]                                       # (U,)
     noise = routing_noise(cfg, len(rows))                                      # (U, N, L) or None
     budget = 1 << (28 if device == "cuda" else 24)  # elements of one block's (b, N, I + 1) scores
     block = block or max(16, min(8192, budget // (cfg.n_interests * (data.n_items + 1))))
-    ranks, tops, i = [], [], 0
-    while i < len(rows):
-        j = min(i + block, len(rows))
+    rank, size = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)  # torchrun's
+    i, end = len(rows) * rank // size, len(rows) * (rank + 1) // size         # this process's users
+    ranks, tops = [np.zeros(0, np.int64)], [np.zeros((0, k_top), np.int64)]
+    while i < end:
+        j = min(i + block, end)
         while j - i > 1 and (j - i) * int(k[i:j].max()) > 1 << 21:  # one long history must not inflate a block
             j = i + (j - i) // 2
         r, kb = rows[i:j], k[i:j]
@@ -414,12 +414,16 @@ def evaluate(scorer, data, split, cfg, rows=None, k_top=0, block=None):
         full = torch.as_tensor(windows(data, r, kb, int(kb.max()))[0], device=device)  # (b, max k)
         nb = None if noise is None else noise[i:j].to(device)                 # (b, N, L)
         scores = mask_history(scorer(history, mask, nb), full, history, cfg.history_mask)  # (b, I + 1)
-        ranks.append(target_rank(scores, target).cpu())                         # (b,)
+        ranks.append(target_rank(scores, target).cpu().numpy())                 # (b,)
         if k_top:
-            tops.append(top_k(scores, k_top).cpu())                              # (b, k_top)
+            tops.append(top_k(scores, k_top).cpu().numpy())                      # (b, k_top)
         i = j
-    ranks = torch.cat(ranks).numpy()
-    return metrics_from_ranks(ranks), ranks, torch.cat(tops).numpy() if k_top else None
+    ranks, tops = np.concatenate(ranks), np.concatenate(tops)                 # (U,), (U, k_top) of this process
+    if size > 1:  # exact: integer ranks, gathered in user order
+        shares = [None] * size
+        dist.all_gather_object(shares, (ranks, tops))
+        ranks, tops = (np.concatenate(x) for x in zip(*shares))
+    return metrics_from_ranks(ranks), ranks, tops if k_top else None
 
 
 # -----------------------------------------------------------------------------
@@ -438,6 +442,9 @@ def train_step(model, opt, cfg, data, rng, gen, tau, device):
     loss = bam_loss(model, cfg, interests, attention, target, negatives, u, tau)
     opt.zero_grad(set_to_none=True)
     loss.backward()
+    if dist.is_initialized():  # data parallel, as DistributedDataParallel: step with the gradients of all
+        for p in (p for p in model.parameters() if p.grad is not None):
+            dist.all_reduce(p.grad.div_(dist.get_world_size()))  # the sum of g / P: their mean
     opt.step()
     return loss.item()
 
@@ -449,24 +456,21 @@ def train(cfg, data, folder=None, log=print, on_step=lambda it: None):
     if not len(data.trainable):
         raise InputError(f"{data.name}: no user has 4 or more interactions, so there is nothing to train on")
     device = resolve_device(cfg)
-    random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)  # the model's initialisation, as the official setup_seed does first
     model = build_model(cfg, data.n_items).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
-    rng = np.random.default_rng(cfg.seed)                                     # batches, validation users
-    gen = torch.Generator(device).manual_seed(cfg.seed)                       # negatives, BaM draws, routing
+    seed = cfg.seed + (dist.get_rank() << 32 if dist.is_initialized() else 0)  # torchrun: a stream per process
+    rng = np.random.default_rng(seed)                                         # batches, validation users
+    gen = torch.Generator(device).manual_seed(seed)                           # negatives, BaM draws, routing
     resumed = folder.resume(model, opt, rng, gen) if folder else None      # (state, best checkpoint) or None
-    st, best = resumed or (dict(it=0, best=-1.0, best_iter=0, trials=0, history=[], seconds=0.0, loss_sum=0.0,
-                                loss_n=0), None)
+    st, best = resumed or (dict(it=0, best=-1.0, best_iter=0, trials=0, history=[], seconds=0.0, losses=[]), None)
     t0 = time.time() - st["seconds"]
     while st["it"] < cfg.max_iters and st["trials"] <= cfg.patience:
         loss = train_step(model, opt, cfg, data, rng, gen, tau_at(cfg, st["it"]), device)
         st["it"] += 1
         if not math.isfinite(loss):
-            raise InputError(f"iteration {st['it']}: the loss is {loss} (fix: a lower --lr than {cfg.lr:g}; "
-                             "the best checkpoint so far, if any, is kept)")
-        st["loss_sum"] += loss
-        st["loss_n"] += 1
+            raise InputError(f"iteration {st['it']}: the loss is {loss} (fix: a lower --lr; the best model is kept)")
+        st["losses"].append(loss)
         on_step(st["it"])
         if st["it"] % cfg.eval_every == 0 or st["it"] == cfg.max_iters:
             if validate(model, data, cfg, rng, st, t0, log):
@@ -485,16 +489,16 @@ def train(cfg, data, folder=None, log=print, on_step=lambda it: None):
 
 def validate(model, data, cfg, rng, st, t0, log):
     """One validation: record it and count the patience. True when its Recall@10 is strictly the best."""
-    rows = rng.integers(0, len(data.users), cfg.valid_users) if cfg.valid_users else None  # official: with replacement
-    valid = evaluate(model_scorer(model.eval()), data, "valid", cfg, rows)[0]
+    rows = [rng.integers(0, len(data.users), cfg.valid_users) if cfg.valid_users else None]  # official: replacement
+    if dist.is_initialized():  # all processes validate process 0's users, and so stop at the same time
+        dist.broadcast_object_list(rows)
+    valid = evaluate(model_scorer(model.eval()), data, "valid", cfg, rows[0])[0]
     model.train()
-    loss = st["loss_sum"] / max(1, st["loss_n"])
-    st["loss_sum"], st["loss_n"], st["seconds"] = 0.0, 0, time.time() - t0
+    loss, st["losses"], st["seconds"] = sum(st["losses"]) / max(1, len(st["losses"])), [], time.time() - t0
     better = valid["recall@10"] > st["best"]
+    st["trials"] = 0 if better else st["trials"] + 1
     if better:
-        st["best"], st["best_iter"], st["trials"] = valid["recall@10"], st["it"], 0
-    else:
-        st["trials"] += 1
+        st["best"], st["best_iter"] = valid["recall@10"], st["it"]
     st["history"].append(dict(iter=st["it"], loss=loss, seconds=round(st["seconds"], 2), **valid))
     log(f"iter {st['it']}: loss {loss:.4f}, valid recall@10 {valid['recall@10']:.4f}, "
         f"ndcg@10 {valid['ndcg@10']:.4f}{' (best)' if better else ''}")
@@ -520,24 +524,20 @@ def checkpoint(model, cfg, data, st):
 # -----------------------------------------------------------------------------
 # Standalone: python bam_minimal.py DATA [--field=value ...] [--out=DIR]
 def parse_args(argv):
-    """DATA [--field=value ...] [--out=DIR] -> (Config, data path, out dir), nanoGPT-style.
-    A bare --flag means true, as in `python -m bam_numpy`."""
-    cfg, out, data, names = Config(), None, [], {f.name for f in fields(Config)}
+    """DATA [--field=value ...] [--out=DIR] -> (Config, data path, out dir). A bare --flag means true."""
+    cfg, out, data = Config(), None, [a for a in argv if not a.startswith("--")]
     truth = {"": True, "1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
-    for arg in argv:
-        key, _, value = arg[2:].partition("=")
-        kind = type(getattr(cfg, key, None))
-        if not arg.startswith("--"):
-            data.append(arg)
-        elif key == "out":
+    for key, _, value in (a[2:].partition("=") for a in argv if a.startswith("--")):
+        if key == "out":
             out = value
-        elif key in names:
-            try:
-                setattr(cfg, key, truth[value.lower()] if kind is bool else kind(value))
-            except (KeyError, ValueError):
-                raise InputError(f"{arg}: not a valid {kind.__name__} (fix: e.g. --tau=0.5, --multi_loss)") from None
-        else:
+            continue
+        if key not in asdict(cfg):
             raise InputError(f"--{key}: unknown option (fix: --out or a Config field, e.g. --selection=hard)")
+        kind = type(getattr(cfg, key))
+        try:
+            setattr(cfg, key, truth[value.lower()] if kind is bool else kind(value))
+        except (KeyError, ValueError):
+            raise InputError(f"--{key}={value}: not a {kind.__name__} (fix: e.g. --tau=0.5, --multi_loss)") from None
     if len(data) != 1:
         raise InputError("expected one data file (fix: python bam_minimal.py DATA [--field=value ...])")
     return cfg, data[0], out or f"runs/{os.path.basename(data[0]).split('.')[0]}-{cfg.model}-{cfg.selection}"

@@ -14,6 +14,7 @@ import inspect
 import json
 import os
 import re
+import sys
 from dataclasses import asdict, fields, replace
 
 import click
@@ -25,7 +26,7 @@ import bam_tools.sasrec  # noqa: F401  (adds the SASRec baseline to bam_minimal.
 from bam_tools import baselines
 from bam_data import files, formats, synth
 from bam_data.stats import repeated_targets
-from bam_tools import checkpoints, runs
+from bam_tools import checkpoints, distributed, runs
 from bam_tools.perf import keep_freed_memory
 from bam_tools import table as table_mod
 
@@ -129,9 +130,18 @@ def synthetic(folder, fresh=False):
         with open(truth) as f:
             if json.load(f).get("config") == current:
                 return path
-    os.makedirs(folder, exist_ok=True)
-    synth.write(*synth.generate(), path)
+    if distributed.is_main():  # under torchrun, process 0 writes it and the others wait
+        os.makedirs(folder, exist_ok=True)
+        synth.write(*synth.generate(), path)
+    distributed.barrier()
     return path
+
+
+def join_torchrun(device):
+    """Under torchrun, join the process group (bam_tools/distributed.py). Processes other than 0
+    print nothing but errors: one progress bar, one report."""
+    if distributed.join(device)[0] > 0:
+        sys.stdout = open(os.devnull, "w")
 
 
 SYNTHETIC_PRESET = dict(max_iters=5000, eval_every=500)  # so that `cli.py train` ends in minutes
@@ -162,6 +172,7 @@ def train(ctx, data, fmt, out, fresh, **kwargs):
     validation when you rerun the same command; Ctrl-C keeps the best checkpoint so far."""
     cfg = bm.Config(**kwargs)
     bm.check_config(cfg)
+    join_torchrun(cfg.device)
     if data is None:
         cfg = replace(cfg, **{k: v for k, v in SYNTHETIC_PRESET.items() if not explicit(ctx, k)})
     name = "synthetic" if data is None else os.path.basename(data).split(".")[0]
@@ -222,7 +233,7 @@ class Progress:
         if self.bar is None:
             from tqdm import tqdm
             self.bar = tqdm(total=self.total, initial=it - 1, desc="train", unit="it", dynamic_ncols=True,
-                            mininterval=0.5)
+                            mininterval=0.5, disable=not distributed.is_main())
         self.bar.update(1)
 
     def write(self, line):
@@ -235,7 +246,7 @@ class Progress:
 
 def report(result, out):
     from bam_tools import plots
-    if result["history"]:
+    if result["history"] and distributed.is_main():
         click.echo(f"curve: {plots.training_curve(result['history'], os.path.join(out, 'curve.png'))}")
     if "mostpop" in result:  # runs made by `table` have no baseline
         echo_metrics("most popular", result["mostpop"])
@@ -263,9 +274,12 @@ def report(result, out):
               help="numpy: the same metrics from bam_numpy's numba engine")
 def evaluate(ckpt, data, fmt, history_mask, split, json_out, model, n_interests, seq_len, engine):
     """Full-item ranking of a checkpoint: Recall and nDCG at 10 and 20."""
+    join_torchrun("auto")
     net, cfg, dataset = checkpoints.load_with_data(ckpt, data, lambda p: load_dataset(p, fmt),
                                                    checkpoints.official_base(n_interests, seq_len), model, click.echo)
     cfg = replace(cfg, history_mask=history_mask or cfg.history_mask, device="auto")
+    if engine == "numpy" and distributed.size() > 1:
+        raise bm.InputError("--engine numpy runs in one process (fix: python cli.py evaluate, without torchrun)")
     if engine == "numpy":
         from bam_tools import twin
         metrics = twin.evaluate_numpy(net, cfg, dataset, split)[0]
@@ -273,7 +287,7 @@ def evaluate(ckpt, data, fmt, history_mask, split, json_out, model, n_interests,
         net = net.to(bm.resolve_device(cfg))
         metrics = bm.evaluate(bm.model_scorer(net), dataset, split, cfg)[0]
     echo_metrics(f"{split} ({cfg.history_mask})", metrics)
-    if json_out:
+    if json_out and distributed.is_main():
         runs.save_json(dict(metrics=metrics, split=split, history_mask=cfg.history_mask, checkpoint=ckpt,
                             data=dataset.name, config=asdict(cfg), engine=engine), json_out)
 
@@ -452,4 +466,7 @@ for c in cli_twin.COMMANDS:
     cli.add_command(c)
 
 if __name__ == "__main__":
-    cli(prog_name="cli.py")
+    try:
+        cli(prog_name="cli.py")
+    finally:
+        distributed.leave()

@@ -31,6 +31,7 @@ import torch
 
 import bam_minimal as bm
 from bam_data.files import atomic_write, clean_stale_temps
+from bam_tools import distributed
 
 RUN_FILES = ("last.pt", "checkpoint.pt", "metrics.json")
 
@@ -116,7 +117,11 @@ def read_json(path):
 def lock(folder):
     """Hold an exclusive lock on `folder` (its file `.lock`) while the block runs. The kernel releases
     it when the process ends in any way, so a killed run never leaves a stale lock behind. Creating the
-    lock file also finds a folder that cannot be written before any work is done."""
+    lock file also finds a folder that cannot be written before any work is done. Under torchrun,
+    process 0 holds it for all of them."""
+    if not distributed.is_main():
+        yield folder
+        return
     os.makedirs(folder, exist_ok=True)
     fd = os.open(os.path.join(folder, ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -150,14 +155,16 @@ def check_same_run(path, saved_config, saved_data, cfg, data):
 
 def remove_run_files(folder):
     """--fresh: forget a run (its data file and lock stay)."""
-    for name in RUN_FILES:
+    for name in RUN_FILES if distributed.is_main() else ():
         if os.path.exists(os.path.join(folder, name)):
             os.remove(os.path.join(folder, name))
+    distributed.barrier()
 
 
 class RunFolder:
     """bam_minimal.train's hook for a folder that can be resumed: last.pt after every validation,
-    checkpoint.pt for the best model, metrics.json at the end. `extra` goes into metrics.json."""
+    checkpoint.pt for the best model, metrics.json at the end. `extra` goes into metrics.json. Under
+    torchrun every process calls it; process 0 writes, and last.pt keeps every process's generators."""
 
     def __init__(self, path, cfg, data, extra=None, log=print):
         self.path, self.cfg, self.data, self.extra, self.log = path, cfg, data, extra or {}, log
@@ -185,10 +192,14 @@ class RunFolder:
         saved = load(self.file("last.pt"), "run state (last.pt)")
         try:
             config, fp, weights, it = saved["config"], saved.get("data"), saved["model"], int(saved["state"]["it"])
-            config.get, weights.items  # noqa: B018  (dicts, or the except below)
+            config.get, weights.items, saved["state"]["losses"], saved["processes"]  # noqa: B018  (or the except)
         except (KeyError, TypeError, ValueError, AttributeError):
-            raise bm.InputError(f"{self.file('last.pt')}: not a resumable state of this run "
+            raise bm.InputError(f"{self.file('last.pt')}: not a resumable state of this version of bam "
                                 "(fix: rerun with --fresh)") from None
+        if len(saved["processes"]) != distributed.size():
+            raise bm.InputError(f"{self.file('last.pt')}: made by {len(saved['processes'])} processes, resumed by "
+                                f"{distributed.size()} (fix: torchrun --nproc_per_node={len(saved['processes'])}, "
+                                "or --fresh)")
         check_same_run(self.file("last.pt"), config, fp, self.cfg, self.data)
         verify(self.file("last.pt"), weights, saved.get("checksum"))
         if it > self.cfg.max_iters:
@@ -206,11 +217,12 @@ class RunFolder:
             st = saved["state"]
             model.load_state_dict(saved["model"])
             opt.load_state_dict(saved["optimizer"])
-            rng.bit_generator.state = saved["rng"]
-            gen.set_state(saved["gen"])
-            torch.set_rng_state(saved["torch_rng"])  # SASRec's dropout draws from torch's global generator
-            if saved.get("cuda_rng") and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(saved["cuda_rng"])
+            mine = saved["processes"][distributed.rank()]  # this process's generators
+            rng.bit_generator.state = mine["rng"]
+            gen.set_state(mine["gen"])
+            torch.set_rng_state(mine["torch_rng"])  # SASRec's dropout draws from torch's global generator
+            if mine.get("cuda_rng") is not None and torch.cuda.is_available():
+                torch.cuda.set_rng_state(mine["cuda_rng"])
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
             raise bm.InputError(f"{self.file('last.pt')}: not a resumable state of this run ({type(e).__name__}) "
                                 "(fix: rerun with --fresh)") from None
@@ -226,19 +238,24 @@ class RunFolder:
         return best
 
     def save_state(self, model, opt, rng, gen, st):
-        weights = model.state_dict()
-        save(dict(model=weights, checksum=checksum(weights), optimizer=opt.state_dict(),
-                  rng=rng.bit_generator.state, gen=gen.get_state(), torch_rng=torch.get_rng_state(),
-                  cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-                  state=st, config=asdict(self.cfg), data=self.fingerprint), self.file("last.pt"))
+        processes = distributed.gather(dict(  # the weights and Adam are the same in every process
+            rng=rng.bit_generator.state, gen=gen.get_state(), torch_rng=torch.get_rng_state(),
+            cuda_rng=torch.cuda.get_rng_state() if torch.cuda.is_available() else None))
+        if distributed.is_main():
+            weights = model.state_dict()
+            save(dict(model=weights, checksum=checksum(weights), optimizer=opt.state_dict(), processes=processes,
+                      state=st, config=asdict(self.cfg), data=self.fingerprint), self.file("last.pt"))
+        distributed.barrier()  # every process has its state on disk before any goes on
 
     def save_best(self, best):
-        save(dict(best, checksum=checksum(best["model"]), fingerprint=self.fingerprint), self.file("checkpoint.pt"))
+        if distributed.is_main():
+            save(dict(best, checksum=checksum(best["model"]), fingerprint=self.fingerprint), self.file("checkpoint.pt"))
 
     def finish(self, result):
         result["data"]["fingerprint"] = self.fingerprint
-        result.update(self.extra)
-        save_json(result, self.file("metrics.json"))
+        result.update(self.extra, world_size=distributed.size())
+        if distributed.is_main():
+            save_json(result, self.file("metrics.json"))
 
 
 def verify(path, weights, expected):

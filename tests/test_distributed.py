@@ -1,0 +1,119 @@
+"""torchrun: two gloo processes on the CPU train, evaluate exactly as one process would, and resume
+after a kill; with one process every number is as without torchrun. Each run is a real torchrun
+(`python -m torch.distributed.run`) on small synthetic data, about ten seconds."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = ["--dim", "32", "--seq-len", "20", "--batch-size", "64", "--n-negatives", "200", "--eval-every", "100",
+         "--max-iters", "300"]
+ENV = dict(os.environ, OMP_NUM_THREADS="1")  # two processes on two cores: no spinning OpenMP threads
+
+
+def torchrun(n, *args, background=False):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}", "cli.py",
+           *map(str, args)]
+    if background:
+        return subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+
+
+def python(*args):
+    return subprocess.run([sys.executable, "cli.py", *map(str, args)], cwd=ROOT, env=ENV, capture_output=True,
+                          text=True, timeout=300)
+
+
+def kill_tree(pid):
+    """SIGKILL a process and every descendant: torchrun starts its workers in sessions of their own."""
+    children = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    todo, tree = [pid], []
+    while todo:
+        tree.append(todo.pop())
+        todo += children.get(tree[-1], [])
+    for p in tree:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def metrics(folder):
+    result = json.loads((Path(folder) / "metrics.json").read_text())
+    history = [{k: v for k, v in h.items() if k != "seconds"} for h in result["history"]]
+    return result["test"], history, result["world_size"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    from bam_data.synth import SynthConfig, generate, write
+    path = tmp_path_factory.mktemp("ddp") / "small.txt"
+    write(*generate(SynthConfig(users=800, items=300, topics=10, mean_len=20, seed=1)), str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def two(data, tmp_path_factory):
+    """A 2-process run, whole."""
+    out = tmp_path_factory.mktemp("ddp") / "two"
+    result = torchrun(2, "train", "--data", data, "--out", out, *SMALL)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return out
+
+
+def test_two_processes_train_and_test_exactly_as_one_evaluates_their_checkpoint(two):
+    test, history, world = metrics(two)
+    assert world == 2 and len(history) == 3
+    single = python("evaluate", "--checkpoint", two / "checkpoint.pt", "--json", two / "one.json")
+    assert single.returncode == 0, single.stderr
+    assert json.loads((two / "one.json").read_text())["metrics"] == test  # exact: integer ranks, gathered
+    assert test["recall@20"] > 0.3  # and it learned (most popular is 0.185 here)
+
+
+def test_two_processes_evaluate_exactly_as_one(two):
+    sharded = torchrun(2, "evaluate", "--checkpoint", two / "checkpoint.pt", "--split", "valid", "--json",
+                       two / "two.json")
+    assert sharded.returncode == 0, sharded.stderr[-2000:]
+    assert python("evaluate", "--checkpoint", two / "checkpoint.pt", "--split", "valid", "--json",
+                  two / "one.json").returncode == 0
+    assert json.loads((two / "two.json").read_text())["metrics"] == json.loads((two / "one.json").read_text())["metrics"]
+    assert sharded.stdout.count("valid (exclude)") == 1  # one process prints
+
+
+def test_one_process_under_torchrun_is_one_process(data, tmp_path):
+    assert torchrun(1, "train", "--data", data, "--out", tmp_path / "a", *SMALL).returncode == 0
+    assert python("train", "--data", data, "--out", tmp_path / "b", *SMALL).returncode == 0
+    assert metrics(tmp_path / "a") == metrics(tmp_path / "b")
+    assert metrics(tmp_path / "a")[2] == 1
+
+
+def test_a_run_killed_under_torchrun_resumes_where_it_was(data, two, tmp_path):
+    out = tmp_path / "killed"
+    run = torchrun(2, "train", "--data", data, "--out", out, *SMALL, background=True)
+    try:
+        deadline = time.time() + 120
+        while not (out / "last.pt").exists() and time.time() < deadline and run.poll() is None:
+            time.sleep(0.05)
+        assert (out / "last.pt").exists()
+    finally:
+        kill_tree(run.pid)  # torchrun and both of its processes, as a kill -9 of the job would
+        run.wait()
+    assert not (out / "metrics.json").exists()
+    resumed = torchrun(2, "train", "--data", data, "--out", out, *SMALL)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming" in resumed.stdout
+    assert metrics(out) == metrics(two)  # every process's generators came back: the same run
+    refused = python("train", "--data", data, "--out", out, *SMALL[:-1], "400")
+    assert refused.returncode == 2 and "made by 2 processes" in refused.stderr
