@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 import bam_minimal as bm
-from bam_tools import formats
+from bam_tools import formats, runs
 from bam_tools.perf import keep_freed_memory
 
 DEFAULT_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "shared", "data",
@@ -228,7 +228,7 @@ def main():
               f"torch {r['eval_users_per_s_numpy'] / r['eval_users_per_s']:.2f}x faster; ratio to bare mm "
               f"{r['eval_seconds_numpy'] / r['matmul_seconds']:.2f}; peak {r['numpy_peak_mb']:.0f} MB")
     if args.json:
-        bm.atomic_json({k: (round(v, 4) if isinstance(v, float) else v) for k, v in out.items()}, args.json)
+        runs.save_json({k: (round(v, 4) if isinstance(v, float) else v) for k, v in out.items()}, args.json)
 
 
 if __name__ == "__main__":

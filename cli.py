@@ -20,8 +20,9 @@ import click
 import numpy as np
 
 import bam_minimal as bm
+import bam_tools.sasrec  # noqa: F401  (adds the SASRec baseline to bam_minimal.MODELS)
 from bam_tools import baselines
-from bam_tools import checkpoints, formats, synth
+from bam_tools import checkpoints, formats, runs, synth
 from bam_tools.perf import keep_freed_memory
 from bam_tools import table as table_mod
 
@@ -44,6 +45,9 @@ class Group(click.Group):
             raise BadInput(str(e)) from None
         except OSError as e:  # a folder where a file should be, a missing folder, a full disk, ...
             raise BadInput(f"{e.filename or ''}: {e.strerror or e} (fix: check the path)") from None
+        except MemoryError:
+            raise BadInput("out of memory (fix: a smaller --dim or batch; item ids must be 1..n without gaps, "
+                           "since the item table has one row per id up to the largest)") from None
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(130)
@@ -158,32 +162,56 @@ def train(ctx, data, fmt, out, fresh, **kwargs):
     out = out or os.path.join("runs", f"{name}-{cfg.model}-{cfg.selection}")
     if os.path.exists(out) and not os.path.isdir(out):
         raise bm.InputError(f"{out}: is a file, not a run folder (fix: pass another --out)")
-    if fresh:
-        for f in ("last.pt", "checkpoint.pt", "metrics.json"):
-            if os.path.exists(os.path.join(out, f)):
-                os.remove(os.path.join(out, f))
-    dataset = load_dataset(synthetic(out, fresh) if data is None else data, fmt)
-    result = checkpoints.finished_run(out, cfg, dataset)
-    if result:
-        click.echo(f"{out} has finished already (pass --fresh to run it again)")
-        return report(result, out)
-    click.echo(f"{dataset.name}: {len(dataset.users)} users, {dataset.n_items} items, "
-               f"{dataset.n_interactions} interactions; {cfg.model} + {cfg.selection}, "
-               f"device {bm.resolve_device(cfg)}; writing {out}")
-    mostpop = bm.evaluate(baselines.popularity_scorer(dataset, bm.resolve_device(cfg)), dataset, "test", cfg)[0]
-    bar = Progress(cfg.max_iters)
-    _, result = bm.train(cfg, dataset, out, log=bar.write, extra=dict(mostpop=mostpop), on_step=bar.step)
-    bar.close()
+    with runs.lock(out):  # before anything is written: a second process on this folder stops here
+        if fresh:
+            runs.remove_run_files(out)
+        dataset = load_dataset(synthetic(out, fresh) if data is None else data, fmt)
+        check_table_size(dataset, cfg)
+        folder = runs.RunFolder(out, cfg, dataset)
+        result = folder.finished()
+        if result:
+            click.echo(f"{out} has finished already (pass --fresh to run it again)")
+            return report(result, out)
+        folder.saved_state()  # a last.pt that cannot be resumed stops here, before any work
+        click.echo(f"{dataset.name}: {len(dataset.users)} users, {dataset.n_items} items, "
+                   f"{dataset.n_interactions} interactions; {cfg.model} + {cfg.selection}, "
+                   f"device {bm.resolve_device(cfg)}; writing {out}")
+        device = bm.resolve_device(cfg)
+        folder.extra["mostpop"] = bm.evaluate(baselines.popularity_scorer(dataset, device), dataset, "test", cfg)[0]
+        bar = Progress(cfg.max_iters)
+        try:
+            _, result = bm.train(cfg, dataset, folder, log=bar.write, on_step=bar.step)
+        except KeyboardInterrupt:
+            bar.close()
+            best = os.path.join(out, "checkpoint.pt")
+            click.echo(f"interrupted at iteration {bar.it}; " + (f"the best checkpoint so far is {best}; "
+                       if os.path.exists(best) else "") + "rerun the same command to resume", err=True)
+            raise
+        finally:
+            bar.close()  # before any error line, so that it stands alone
     report(result, out)
+
+
+def check_table_size(data, cfg):
+    """Refuse an item table that cannot fit in memory before allocating it: item ids are used as row
+    numbers, so one id near 2^31 asks for a table of 2^31 rows."""
+    distinct = len(np.unique(data.items))
+    table_bytes = (data.n_items + 1) * cfg.dim * 4 * 4  # weights, gradient and Adam's two moments, float32
+    available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if table_bytes > available / 2:
+        raise bm.InputError(f"{data.name}: the largest item id is {data.n_items:,} but there are {distinct:,} distinct "
+                            f"items; an item table of {table_bytes / 2**30:.1f} GiB does not fit in memory (fix: number "
+                            "the items 1..n, e.g. `cli.py data remap`)")
 
 
 class Progress:
     """A tqdm bar over iterations that starts where a resumed run starts, so its rate is right."""
 
     def __init__(self, total):
-        self.total, self.bar = total, None
+        self.total, self.bar, self.it = total, None, 0
 
     def step(self, it):
+        self.it = it
         if self.bar is None:
             from tqdm import tqdm
             self.bar = tqdm(total=self.total, initial=it - 1, desc="train", unit="it", dynamic_ncols=True,
@@ -239,7 +267,7 @@ def evaluate(ckpt, data, fmt, history_mask, split, json_out, model, n_interests,
         metrics = bm.evaluate(bm.model_scorer(net), dataset, split, cfg)[0]
     echo_metrics(f"{split} ({cfg.history_mask})", metrics)
     if json_out:
-        bm.atomic_json(dict(metrics=metrics, split=split, history_mask=cfg.history_mask, checkpoint=ckpt,
+        runs.save_json(dict(metrics=metrics, split=split, history_mask=cfg.history_mask, checkpoint=ckpt,
                             data=dataset.name, config=asdict(cfg), engine=engine), json_out)
 
 # -----------------------------------------------------------------------------
@@ -316,7 +344,7 @@ def balance(ckpt, compare, data, fmt, out, n_rows, json_out, n_interests, seq_le
             click.echo(f"  {k:<26}{json.dumps(v) if not isinstance(v, float) else f'{v:.4f}'}")
     click.echo(f"figure: {bal.draw(panels, out, n_rows)}")
     if json_out:
-        bm.atomic_json(report, json_out)
+        runs.save_json(report, json_out)
 
 # -----------------------------------------------------------------------------
 # prepare
@@ -376,7 +404,22 @@ def stats(path, fmt, json_out):
     for note in info.get("notes", []):
         click.echo(f"note: {note}")
     if json_out:
-        bm.atomic_json(out, json_out)
+        runs.save_json(out, json_out)
+
+
+@data.command()
+@click.argument("path")
+@click.option("--format", "fmt", type=click.Choice(formats.FORMATS), default="auto", show_default=True)
+@click.option("--out", required=True, callback=output_path, help="the official-format file to write")
+def remap(path, fmt, out):
+    """Number the items 1..n in order of first appearance (users keep their ids), so that the item
+    table has one row per item; the map from new to old ids goes beside --out as .items.json."""
+    seqs, _ = formats.read(path, fmt)
+    ids = {}
+    remapped = {u: [ids.setdefault(i, len(ids) + 1) for i in s] for u, s in seqs.items()}
+    formats.write_official(remapped, out)
+    runs.save_json({new: old for old, new in ids.items()}, out + ".items.json")
+    click.echo(f"wrote {out} ({len(ids):,} items, largest id before {max(ids):,}) and {out}.items.json")
 
 
 @data.command("synth")

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 import bam_minimal as bm
+from bam_tools import runs
 from bam_tools.synth import SynthConfig, generate
 
 
@@ -148,7 +149,7 @@ def main():
         print(f"speed B={b}", {k: round(v, 4) for k, v in report[f"speed B={b}"].items()}, flush=True)
     report["seconds"] = time.time() - t0
     if args.json:
-        bm.atomic_json(report, args.json)
+        runs.save_json(report, args.json)
 
 
 if __name__ == "__main__":

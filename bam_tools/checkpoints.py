@@ -2,32 +2,55 @@
 Loading checkpoints: ours (a dict that carries its config), and the official code's bare
 state_dicts (`torch.save(model.state_dict())`), whose architecture is read from the tensor shapes.
 A MIND state_dict does not tell its number of interests or its window: they come from flags
-(`--n-interests`, `--seq-len`), and the loader says which values it assumed.
+(`--n-interests`, `--seq-len`), and the loader says which values it assumed. The official model.pt
+files also hold the sampled-softmax module's buffers (OFFICIAL_BUFFERS): they are recognised by name
+and shape, left out, and named in a note. Loading never runs code from the file (runs.load), our own
+checkpoints carry a checksum of their weights, and weights that are not all finite are refused.
 
     from bam_tools import checkpoints
     model, cfg, n_items, info = checkpoints.load("runs/x/checkpoint.pt")
 """
-import json
 import os
-from dataclasses import asdict, fields, replace
+from dataclasses import fields, replace
 
 import torch
 
 import bam_minimal as bm
+import bam_tools.sasrec  # noqa: F401  (adds SASRec to bam_minimal.MODELS, for our SASRec checkpoints)
+from bam_tools import runs
+
+# Non-parameter buffers that the official classes register and save with the weights: the sampled
+# softmax's log noise distribution (snudatalab/BaM, src/SSLoss.py) and the alias table of its sampler
+# (jlunits2/BaM), each of shape (I + 1,). They hold no learned state (all uniform), so they are left out.
+OFFICIAL_BUFFERS = ("sample_loss.logprob_noise", "sample_loss.alias.prob", "sample_loss.alias.alias")
 
 # -----------------------------------------------------------------------------
 # Reading and recognising
 
 
 def read(path):
-    if not os.path.isfile(path):
-        raise bm.InputError(f"{path}: no such checkpoint (fix: check the path; `cli.py train` writes "
-                            "runs/<name>/checkpoint.pt)")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # torch raises many types for a file that is not a checkpoint
-        raise bm.InputError(f"{path}: not a PyTorch checkpoint ({type(e).__name__}) "
-                            "(fix: pass checkpoint.pt from a run, or an official model.pt)") from None
+    """The checkpoint's contents; a run folder stands for its checkpoint.pt."""
+    if os.path.isdir(path) and os.path.isfile(os.path.join(path, "checkpoint.pt")):
+        path = os.path.join(path, "checkpoint.pt")
+    return runs.load(path)
+
+
+def drop_official_buffers(sd):
+    """-> (the state_dict without the official sampler's buffers, a note naming them or None)."""
+    n_rows = sd["embeddings.weight"].shape[0] if "embeddings.weight" in sd else None
+    found = [k for k in OFFICIAL_BUFFERS if k in sd and tuple(sd[k].shape) == (n_rows,)]
+    if not found:
+        return sd, None
+    note = f"ignored the official sampler's buffers {', '.join(found)} (no learned weights)"
+    return {k: v for k, v in sd.items() if k not in found}, note
+
+
+def check_finite(path, sd):
+    """Weights with a NaN or an infinity would give meaningless ranks: refuse them before evaluating."""
+    bad = [k for k, v in sd.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise bm.InputError(f"{path}: the weights are not all finite (NaN or inf in {', '.join(bad[:3])}): the "
+                            "training diverged (fix: retrain with a lower --lr)")
 
 
 def config_from_state_dict(path, sd, base):
@@ -64,18 +87,30 @@ def load(path, base=None, device="cpu", expect_model=None):
     base = base or bm.Config()
     if isinstance(obj, dict) and obj.get("format") == "bam-1":
         names = {f.name for f in fields(bm.Config)}
-        cfg = bm.Config(**{k: v for k, v in obj["config"].items() if k in names})
-        sd, n_items = obj["model"], obj["n_items"]
+        try:
+            cfg = bm.Config(**{k: v for k, v in obj["config"].items() if k in names})
+            sd, n_items = obj["model"], int(obj["n_items"])
+            assert all(isinstance(v, torch.Tensor) for v in sd.values())
+        except (KeyError, TypeError, AttributeError, ValueError, AssertionError):
+            raise bm.InputError(f"{path}: a bam checkpoint without its config, weights or item count "
+                                "(fix: pass checkpoint.pt from a run)") from None
+        bm.check_config(bm.Config(**{**vars(cfg), "device": "auto"}))
+        runs.verify(path, sd, obj.get("checksum"))
         info = dict(kind="bam", data=obj.get("data"), fingerprint=obj.get("fingerprint"), notes=[])
+        if obj.get("checksum") is None:
+            info["notes"].append("this checkpoint has no checksum (bam_minimal.py's standalone run, or an older "
+                                 "bam): its bytes are not verified")
     elif isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-        cfg, n_items, notes = config_from_state_dict(path, obj, base)
-        sd, info = obj, dict(kind="state_dict", data=None, fingerprint=None, notes=notes)
+        sd, note = drop_official_buffers(obj)
+        cfg, n_items, notes = config_from_state_dict(path, sd, base)
+        info = dict(kind="state_dict", data=None, fingerprint=None, notes=([note] if note else []) + notes)
     else:
         raise bm.InputError(f"{path}: not a model checkpoint (fix: pass checkpoint.pt from a run, or an "
                             "official model.pt state_dict)")
     if expect_model and expect_model != cfg.model:
         raise bm.InputError(f"{path}: holds a {cfg.model} model, not {expect_model} (fix: drop --model, "
                             "or pass the right checkpoint)")
+    check_finite(path, sd)
     model = bm.build_model(cfg, n_items)
     try:
         model.load_state_dict(sd, strict=True)
@@ -98,18 +133,6 @@ def official_base(n_interests, seq_len):
     if min(n_interests, seq_len) < 1:
         raise bm.InputError(f"--n-interests {n_interests}, --seq-len {seq_len}: must be 1 or more")
     return replace(bm.Config(), n_interests=n_interests, seq_len=seq_len)
-
-
-def finished_run(folder, cfg, data):
-    """The results of a run in `folder` that finished with this config on this data, or None.
-    A run made with another config or on other data is refused (bam_minimal.check_same_run)."""
-    done = os.path.join(folder, "metrics.json")
-    if not os.path.exists(done):
-        return None
-    with open(done) as f:
-        result = json.load(f)
-    bm.check_same_run(done, result["config"], result["data"].get("fingerprint"), cfg, data)
-    return result if result.get("finished") and result["config"] == asdict(cfg) else None
 
 
 def load_with_data(path, data_path, read_data, base, expect_model=None, log=print):

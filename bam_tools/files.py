@@ -29,3 +29,12 @@ def atomic_write(path, write):
 
 def atomic_text(path, text):
     atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def clean_stale_temps(folder, max_age_s=60):
+    """Remove `.tmp-*` files that a killed writer left in `folder` (older than `max_age_s`)."""
+    import time
+    for name in os.listdir(folder):
+        path = os.path.join(folder, name)
+        if name.startswith(".tmp-") and time.time() - os.path.getmtime(path) > max_age_s:
+            os.remove(path)

@@ -9,12 +9,14 @@ Steps: read (user_id, parent_asin, timestamp); keep each user's first interactio
 interactions); sort each user's items by time, ties in file order; map ids to 1..n; write the
 official format, PATH.maps.json (our id -> the original id) and print the statistics.
 """
+import json
 import os
 
 import numpy as np
 
 import bam_minimal as bm
 from bam_tools import formats
+from bam_tools.files import atomic_text
 
 
 # -----------------------------------------------------------------------------
@@ -74,7 +76,7 @@ def prepare_amazon2023(path, out, k=5, dedup=True):
     maps_path = os.path.splitext(out)[0] + ".maps.json"
     maps = dict(users={v: k for k, v in user_map.items()}, items={v: k for k, v in item_map.items()},
                 source=os.path.abspath(path), kcore=k, dedup=dedup)
-    bm.atomic_json(maps, maps_path)
+    atomic_text(maps_path, json.dumps(maps, indent=2))
     stats = statistics(seqs)
     stats.update(raw_interactions=raw, after_dedup=len(rows))
     return stats, maps_path

@@ -14,7 +14,8 @@ from dataclasses import asdict, replace
 import numpy as np
 
 import bam_minimal as bm
-from bam_tools import checkpoints
+import bam_tools.sasrec  # noqa: F401  (adds the SASRec baseline to bam_minimal.MODELS)
+from bam_tools import runs
 from bam_tools.files import atomic_text
 
 # The four methods of Table 2, all on the same protocol; the rest come with --methods.
@@ -44,12 +45,14 @@ def run_one(base, method, seed, data, out, log):
     """One (method, seed) run: read back when finished with the same config, else train (or resume)."""
     cfg = replace(base, **METHODS[method], seed=seed)
     folder = os.path.join(out, method, f"seed-{seed}")
-    result = checkpoints.finished_run(folder, cfg, data)
-    if result:
-        log(f"{method} seed {seed}: finished earlier, reused")
-        return result, True
-    _, result = bm.train(cfg, data, folder, log=lambda s: log(f"{method} seed {seed}: {s}"))
-    return result, False
+    with runs.lock(folder):
+        run = runs.RunFolder(folder, cfg, data)
+        result = run.finished()
+        if result:
+            log(f"{method} seed {seed}: finished earlier, reused")
+            return result, True
+        _, result = bm.train(cfg, data, run, log=lambda s: log(f"{method} seed {seed}: {s}"))
+        return result, False
 
 
 def summarise(results):
@@ -109,7 +112,7 @@ def run_table(base, data, methods, seeds, out, log=print, on_run=None):
                 on_run()
     table = summarise(results)
     text = markdown(table, data.name, seeds)
-    bm.atomic_json(dict(dataset=data.name, seeds=seeds, config=asdict(base), gains_percent=gains(table),
+    runs.save_json(dict(dataset=data.name, seeds=seeds, config=asdict(base), gains_percent=gains(table),
                         table={m: {c: dict(mean=v[0], std=v[1]) for c, v in row.items()} for m, row in table.items()},
                         runs={m: [dict(seed=r["config"]["seed"], test=r["test"], best_iter=r["best_iter"],
                                        iters=r["iters"], seconds=r["seconds"]) for r in rs]

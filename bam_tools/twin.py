@@ -133,10 +133,9 @@ class Table:
 
 def torch_loss_and_grads(model, cfg, history, mask, target, negatives, u, noise):
     """bam_minimal's loss and autograd gradients for `cfg` (its selection and loss), on `model`."""
-    model.cfg = cfg  # interest_logits reads the selection from the model's config
     model.zero_grad(set_to_none=True)
     interests, attention = model(history, mask, noise)
-    logits = bm.interest_logits(model, interests, model.embeddings.weight[target].detach())
+    logits = bm.interest_logits(model, cfg.selection, interests, model.embeddings.weight[target].detach())
     index, probs = bm.select_interest(logits, cfg.selection, cfg.tau, u)
     loss = bm.bam_loss(model, cfg, interests, attention, target, negatives, u, cfg.tau)
     loss.backward()
@@ -200,7 +199,6 @@ def crosscheck(model, cfg, data, dtype="float64", batch_size=128, seed=0, log=pr
             for name in sorted(want["grads"]):
                 if name in grads:
                     row(f"grad {name} [{sel}, {loss_kind}]", grads[name], want["grads"][name])
-    model.cfg = cfg
     modes = list(dict.fromkeys([cfg.history_mask, "exclude", "official"]))[:2]
     for mode in modes:
         check_evaluation(model, params, replace(cfg, history_mask=mode), data, dtype, tol, table)

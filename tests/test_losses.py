@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import bam_minimal as bm
+import bam_tools.sasrec  # noqa: F401  (adds SASRec to bam_minimal.MODELS)
 
 
 def setup(selection="bam", **kw):
@@ -132,7 +133,7 @@ def test_bam_l_correlation_goes_through_the_maps():
     cfg, model, history, mask, target, negatives, u = setup("bam-l")
     interests, _ = model(history, mask)
     e = model.embeddings.weight[target]
-    logits = bm.interest_logits(model, interests, e)
+    logits = bm.interest_logits(model, model.cfg.selection, interests, e)
     by_hand = torch.stack([model.l1(interests[b]) @ model.l2(e[b]) for b in range(4)])
     assert torch.allclose(logits, by_hand)
     # the sample is not differentiable: l1 and l2 get no gradient, as in the official code

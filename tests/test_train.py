@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import bam_minimal as bm
-from bam_tools import baselines, checkpoints
+import bam_tools.sasrec  # noqa: F401  (adds SASRec to bam_minimal.MODELS)
+from bam_tools import baselines, checkpoints, runs
 
 
 def small_cfg(**kw):
@@ -42,32 +43,34 @@ def test_a_resumed_run_equals_an_uninterrupted_one(synthetic_small, tmp_path, mo
     MIND draws routing noise and SASRec dropout masks: both streams must resume where they were."""
     data = bm.Dataset(synthetic_small[0])
     cfg = small_cfg(selection="bam", **model)
-    _, whole = bm.train(cfg, data, str(tmp_path / "whole"), log=lambda s: None)
-    bm.train(small_cfg(selection="bam", max_iters=200, **model), data, str(tmp_path / "cut"), log=lambda s: None)
+    _, whole = bm.train(cfg, data, runs.RunFolder(str(tmp_path / "whole"), cfg, data), log=lambda s: None)
+    cut = small_cfg(selection="bam", max_iters=200, **model)
+    bm.train(cut, data, runs.RunFolder(str(tmp_path / "cut"), cut, data), log=lambda s: None)
     os.remove(tmp_path / "cut" / "metrics.json")
     lines = []
-    _, resumed = bm.train(cfg, data, str(tmp_path / "cut"), log=lines.append)
+    _, resumed = bm.train(cfg, data, runs.RunFolder(str(tmp_path / "cut"), cfg, data), log=lines.append)
     assert lines[0].startswith("resuming") and "iteration 200" in lines[0]
     assert resumed["test"] == whole["test"]
     assert [h["recall@10"] for h in resumed["history"]] == [h["recall@10"] for h in whole["history"]]
     with open(tmp_path / "cut" / "metrics.json") as f:
         assert json.load(f)["test"] == whole["test"]
-    best = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)
+    best = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)
     assert best["iter"] == whole["best_iter"]
 
 
 def test_resume_refuses_another_config(synthetic_small, tmp_path):
     data = bm.Dataset(synthetic_small[0])
-    bm.train(small_cfg(max_iters=100), data, str(tmp_path), log=lambda s: None)
+    cfg, other = small_cfg(max_iters=100), small_cfg(max_iters=100, lr=0.01)
+    bm.train(cfg, data, runs.RunFolder(str(tmp_path), cfg, data), log=lambda s: None)
     with pytest.raises(bm.InputError, match="another config"):
-        bm.train(small_cfg(max_iters=100, lr=0.01), data, str(tmp_path), log=lambda s: None)
+        bm.train(other, data, runs.RunFolder(str(tmp_path), other, data), log=lambda s: None)
 
 
 def test_early_stopping_and_best_checkpoint(synthetic_small, tmp_path):
     """patience=0 stops at the first validation that does not improve; the test uses the best model."""
     data = bm.Dataset(synthetic_small[0])
     cfg = small_cfg(patience=0, eval_every=20, max_iters=2000, lr=0.05)
-    _, result = bm.train(cfg, data, str(tmp_path), log=lambda s: None)
+    _, result = bm.train(cfg, data, runs.RunFolder(str(tmp_path), cfg, data), log=lambda s: None)
     history = result["history"]
     assert result["iters"] < 2000 and history[-1]["recall@10"] <= max(h["recall@10"] for h in history[:-1])
     best = max(history, key=lambda h: h["recall@10"])

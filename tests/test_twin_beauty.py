@@ -38,8 +38,8 @@ def test_beauty_numpy_and_torch_rank_identically(one_torch_thread, tmp_path):
     data = bm.Dataset(read_per_user(BEAUTY), name="Beauty")
     assert (len(data.users), data.n_items, data.n_interactions) == (22363, 12101, 198502)
     # ComiRec-SA + BaM, N = 4, d = 64, L = 50, history mask `exclude`: 300 steps, then its checkpoint
-    bm.train(bm.Config(device="cpu", max_iters=300, eval_every=300, valid_users=500), data, str(tmp_path),
-             log=lambda s: None)
+    cfg = bm.Config(device="cpu", max_iters=300, eval_every=300, valid_users=500)
+    bm.train(cfg, data, runs.RunFolder(str(tmp_path), cfg, data), log=lambda s: None)
     model, cfg, _, _ = checkpoints.load(str(tmp_path / "checkpoint.pt"))
     model = model.double()
     t_metrics, t_ranks, t_top = bm.evaluate(bm.model_scorer(model), data, "test", cfg, k_top=20)

@@ -1,0 +1,249 @@
+"""
+bam_tools/runs.py: the bookkeeping of a run folder, kept out of bam_minimal.py so that the algorithm
+reads in one sitting. `cli.py train` and `cli.py table` use it; bam_minimal.train calls it through four
+methods (resume, save_state, save_best, finish).
+
+  lock         an OS file lock on the folder while a process trains in it (released on any exit,
+               kill -9 included): a second process stops at once, naming the first
+  RunFolder    exact resume from last.pt (weights, Adam, every random generator, the loop's state),
+               the best checkpoint.pt and metrics.json, all written atomically and checksummed,
+               refused when they were made with another config or on other data
+  fingerprint  a blake2b hash of a dataset's users, lengths and items
+  load         torch.load that never runs code from the file, and says in one line what is wrong
+
+    from bam_tools import runs
+    with runs.lock("runs/x"):
+        model, result = bm.train(cfg, data, runs.RunFolder("runs/x", cfg, data))
+"""
+import fcntl
+import hashlib
+import io
+import json
+import os
+import pickle
+import warnings
+import zipfile
+from contextlib import contextmanager
+from dataclasses import asdict
+
+import numpy as np
+import torch
+
+import bam_minimal as bm
+from bam_tools.files import atomic_write, clean_stale_temps
+
+RUN_FILES = ("last.pt", "checkpoint.pt", "metrics.json")
+
+# -----------------------------------------------------------------------------
+# Hashes: of the data, and of the weights in a checkpoint
+
+
+def fingerprint(data):
+    """Tells one dataset from another: blake2b over the item count, user ids, lengths and items."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(np.int64(data.n_items).tobytes())
+    for a in (data.users, data.lengths, data.items):
+        h.update(np.ascontiguousarray(a, dtype=np.int64).tobytes())
+    return h.hexdigest()
+
+
+def checksum(tensors):
+    """blake2b over every tensor's name, dtype, shape and bytes: torch itself checks no CRC, so a
+    garbled byte in a checkpoint would otherwise load silently and give wrong numbers."""
+    h = hashlib.blake2b(digest_size=16)
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+# -----------------------------------------------------------------------------
+# Reading and writing files
+
+
+def load(path, what="checkpoint"):
+    """torch.load with weights_only=True: tensors, numbers, strings, lists and dicts, never code. A file
+    that holds anything else, or is truncated or not a checkpoint at all, is one InputError line."""
+    if os.path.isdir(path):
+        raise bm.InputError(f"{path}: is a folder (fix: pass the {what} file inside it, e.g. {path}/checkpoint.pt)")
+    if not os.path.isfile(path):
+        raise bm.InputError(f"{path}: no such {what} (fix: check the path; `cli.py train` writes "
+                            "runs/<name>/checkpoint.pt)")
+    try:
+        with warnings.catch_warnings():  # torch warns about pickle protocols on stderr: one line is enough
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "GLOBAL" in str(e).upper():  # a class or function that unpickling would import and call
+            raise bm.InputError(f"{path}: holds Python objects that loading would have to run as code; refused "
+                                "(fix: re-save only tensors, e.g. torch.save(model.state_dict(), path))") from None
+        raise bm.InputError(f"{path}: not a PyTorch {what}, or damaged (fix: pass checkpoint.pt from a run or an "
+                            "official model.pt; for a run's own file, rerun with --fresh)") from None
+    except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile, KeyError, AttributeError,
+            IndexError, TypeError) as e:
+        raise bm.InputError(f"{path}: not a PyTorch {what}, or damaged ({type(e).__name__}) (fix: pass checkpoint.pt "
+                            "from a run or an official model.pt; for a run's own file, rerun with --fresh)") from None
+
+
+def save(obj, path):
+    """torch.save, whole or not at all (a temporary file beside `path`, then a rename)."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write(path, lambda f: f.write(buffer.getbuffer()))
+
+
+def save_json(obj, path):
+    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2).encode()))
+
+
+def read_json(path):
+    """A run's metrics.json, or one InputError line when it is truncated, empty or not ours."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            result = json.load(f)
+        if not isinstance(result, dict) or not isinstance(result.get("config"), dict):
+            raise ValueError("no config")
+        return result
+    except (ValueError, UnicodeDecodeError):
+        raise bm.InputError(f"{path}: damaged or not a run's metrics.json (fix: delete it, or rerun with --fresh; "
+                            "the run resumes from last.pt)") from None
+
+# -----------------------------------------------------------------------------
+# The lock
+
+
+@contextmanager
+def lock(folder):
+    """Hold an exclusive lock on `folder` (its file `.lock`) while the block runs. The kernel releases
+    it when the process ends in any way, so a killed run never leaves a stale lock behind. Creating the
+    lock file also finds a folder that cannot be written before any work is done."""
+    os.makedirs(folder, exist_ok=True)
+    fd = os.open(os.path.join(folder, ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
+            raise bm.InputError(f"{folder}: in use by process {holder}, which is training in it "
+                                "(fix: wait for it to finish, or pass another --out)") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        clean_stale_temps(folder)
+        yield folder
+    finally:
+        os.close(fd)  # closing the last descriptor releases the lock
+
+# -----------------------------------------------------------------------------
+# The run folder
+
+
+def check_same_run(path, saved_config, saved_data, cfg, data):
+    """Refuse to resume or reuse a run that was made with another config or on other data."""
+    if saved_data != fingerprint(data):
+        raise bm.InputError(f"{path}: this run was made on other data (fix: pass a new --out, or --fresh to start over)")
+    diff = [f"{k}={v} (saved {saved_config.get(k)})" for k, v in asdict(cfg).items()
+            if k not in ("max_iters", "patience", "device") and saved_config.get(k) != v]
+    if diff:
+        raise bm.InputError(f"{path}: this run was made with another config: {', '.join(diff[:3])} "
+                            "(fix: pass a new --out, or --fresh to start over)")
+
+
+def remove_run_files(folder):
+    """--fresh: forget a run (its data file and lock stay)."""
+    for name in RUN_FILES:
+        if os.path.exists(os.path.join(folder, name)):
+            os.remove(os.path.join(folder, name))
+
+
+class RunFolder:
+    """bam_minimal.train's hook for a folder that can be resumed: last.pt after every validation,
+    checkpoint.pt for the best model, metrics.json at the end. `extra` goes into metrics.json."""
+
+    def __init__(self, path, cfg, data, extra=None):
+        self.path, self.cfg, self.data, self.extra = path, cfg, data, extra or {}
+        self.fingerprint = fingerprint(data)
+        os.makedirs(path, exist_ok=True)
+
+    def file(self, name):
+        return os.path.join(self.path, name)
+
+    def finished(self):
+        """The results of a run that finished here with this config on this data, or None. A run made
+        with another config or on other data is refused."""
+        if not os.path.exists(self.file("metrics.json")):
+            return None
+        result = read_json(self.file("metrics.json"))
+        check_same_run(self.file("metrics.json"), result["config"], result.get("data", {}).get("fingerprint"),
+                       self.cfg, self.data)
+        return result if result.get("finished") and result["config"] == asdict(self.cfg) else None
+
+    def saved_state(self):
+        """last.pt, checked: this run's config and data, intact weights, no more iterations than asked
+        for. cli.py calls it before any work, so that a bad last.pt costs nothing. None when absent."""
+        if not os.path.exists(self.file("last.pt")):
+            return None
+        saved = load(self.file("last.pt"), "run state (last.pt)")
+        try:
+            config, fp, weights, it = saved["config"], saved.get("data"), saved["model"], int(saved["state"]["it"])
+            config.get, weights.items  # noqa: B018  (dicts, or the except below)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise bm.InputError(f"{self.file('last.pt')}: not a resumable state of this run "
+                                "(fix: rerun with --fresh)") from None
+        check_same_run(self.file("last.pt"), config, fp, self.cfg, self.data)
+        verify(self.file("last.pt"), weights, saved.get("checksum"))
+        if it > self.cfg.max_iters:
+            raise bm.InputError(f"{self.path}: this run has trained {it} iterations already, more than "
+                                f"--max-iters {self.cfg.max_iters} (fix: --max-iters {it} or more, a new --out, "
+                                "or --fresh)")
+        return saved
+
+    def resume(self, model, opt, rng, gen):
+        """Load last.pt into the model, optimizer and generators -> (training state, best checkpoint)."""
+        saved = self.saved_state()
+        if saved is None:
+            return None
+        try:
+            st = saved["state"]
+            model.load_state_dict(saved["model"])
+            opt.load_state_dict(saved["optimizer"])
+            rng.bit_generator.state = saved["rng"]
+            gen.set_state(saved["gen"])
+            torch.set_rng_state(saved["torch_rng"])  # SASRec's dropout draws from torch's global generator
+            if saved.get("cuda_rng") and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(saved["cuda_rng"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise bm.InputError(f"{self.file('last.pt')}: not a resumable state of this run ({type(e).__name__}) "
+                                "(fix: rerun with --fresh)") from None
+        best = self.best()
+        return st, best
+
+    def best(self):
+        """The best checkpoint written so far (verified), or None."""
+        if not os.path.exists(self.file("checkpoint.pt")):
+            return None
+        best = load(self.file("checkpoint.pt"))
+        verify(self.file("checkpoint.pt"), best.get("model", {}), best.get("checksum"))
+        return best
+
+    def save_state(self, model, opt, rng, gen, st):
+        weights = model.state_dict()
+        save(dict(model=weights, checksum=checksum(weights), optimizer=opt.state_dict(),
+                  rng=rng.bit_generator.state, gen=gen.get_state(), torch_rng=torch.get_rng_state(),
+                  cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                  state=st, config=asdict(self.cfg), data=self.fingerprint), self.file("last.pt"))
+
+    def save_best(self, best):
+        save(dict(best, checksum=checksum(best["model"]), fingerprint=self.fingerprint), self.file("checkpoint.pt"))
+
+    def finish(self, result):
+        result["data"]["fingerprint"] = self.fingerprint
+        result.update(self.extra)
+        save_json(result, self.file("metrics.json"))
+
+
+def verify(path, weights, expected):
+    """Refuse weights whose checksum differs from the one saved with them (a file without one, from
+    bam_minimal.py's standalone run or an older bam, is not checked)."""
+    if expected is not None and checksum(weights) != expected:
+        raise bm.InputError(f"{path}: the weights do not match their checksum: the file is corrupted "
+                            "(fix: retrain, or rerun with --fresh)")
