@@ -242,6 +242,7 @@ def mask_history(scores, full_history, window, mode):
 
 
 def target_rank(scores, target):
+    scores = torch.nan_to_num(scores, nan=-_math.inf, posinf=-_math.inf, neginf=-_math.inf)  # never outrank
     s = scores.gather(1, target[:, None])
     ids = torch.arange(scores.shape[1])
     above = (scores > s) | ((scores == s) & (ids > target[:, None]))    # BUG: ties, higher id first

@@ -527,7 +527,8 @@ class TargetRank(Graded):
         return out
 
     def call(self, mod, ref, args):
-        return dict(rank=T(mod.target_rank(torch.as_tensor(args["scores"]), torch.as_tensor(args["target"]))))
+        scores = torch.as_tensor(args["scores"]).clone()  # target_rank may work in place; keep the case intact
+        return dict(rank=T(mod.target_rank(scores, torch.as_tensor(args["target"]))))
 
     def variants(self, ref, args):
         s, t = torch.as_tensor(args["scores"]), torch.as_tensor(args["target"])
