@@ -8,9 +8,9 @@ A multi-interest encoder (ComiRec-SA, MIND) turns a history into N interest vect
 the target with ONE of them. The old rule takes the argmax interest (`hard`), and one interest ends up
 taking all the training; BaM samples it from softmax(tau * M_u^T e_target) (`bam`), so every interest is
 trained. Evaluation ranks every item by its best interest (leave-one-out). torch and numpy only; CUDA
-when there is one, else the CPU. Every Config field is a flag:
+when there is one. `python cli.py train` adds data formats, progress bars, plots, exact resume and run
+locks (bam_tools/runs.py). Alone, every Config field is a flag:
     python bam_minimal.py data.txt --selection=hard --out=runs/hard    # one `user item` per line
-`python cli.py train` adds data formats, progress bars, plots, exact resume and run locks (bam_tools/runs.py).
 """
 import json
 import math
@@ -25,10 +25,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+
 # -----------------------------------------------------------------------------
 # Config. Defaults are the official ones (github.com/jlunits2/BaM, src/main.py), except `selection`.
-
-
 @dataclass
 class Config:
     model: str = "comirec"        # comirec (ComiRec-SA) | mind (MIND / ComiRec-DR) | sasrec (one interest)
@@ -81,27 +80,22 @@ def check_config(cfg):
             if not math.isfinite(getattr(cfg, k))]
     bad += [f"{k}={getattr(cfg, k)} must be positive" for k in POSITIVE if getattr(cfg, k) <= 0]
     bad += [f"{k}={getattr(cfg, k)} must be 0 or more" for k in NON_NEGATIVE if getattr(cfg, k) < 0]
-    # Past 1e4, tau * logits overflows float32 and BaM's draw silently becomes "always interest 0".
-    bad += [f"{k}={getattr(cfg, k)} must be at most 1e4 (for argmax: selection=hard)" for k in ("tau", "tau_hard")
-            if getattr(cfg, k) > 1e4]
-    bad += [why for broken, why in (
+    bad += [why for broken, why in (  # past tau = 1e4, BaM's draw silently becomes "always interest 0"
+        (max(cfg.tau, cfg.tau_hard) > 1e4, f"tau={cfg.tau}, tau_hard={cfg.tau_hard} must be at most 1e4"),
         (not 0 <= cfg.dropout < 1, f"dropout={cfg.dropout} must be in [0, 1)"),
         (cfg.device == "cuda" and not torch.cuda.is_available(), "device=cuda, but torch sees no GPU (use auto)"),
         (cfg.remi_lambda and cfg.model != "comirec", "remi_lambda > 0 acts on ComiRec-SA's attention: model comirec"),
         (cfg.remi_beta and cfg.loss == "full", "remi_beta > 0 reweights sampled negatives: loss sampled"),
-        (cfg.model == "sasrec" and cfg.n_interests != 1, "model sasrec has one interest: n_interests 1")) if broken]
+        (cfg.model == "sasrec" and cfg.n_interests != 1, "model sasrec has one interest: n_interests 1"),
+        (cfg.model not in MODELS, f"model {cfg.model} comes with bam_tools/sasrec.py: use cli.py")) if broken]
     if bad:
         raise InputError(f"bad config: {bad[0]} (fix: change that option; --help shows the defaults)")
 
+
 # -----------------------------------------------------------------------------
 # Data: per-user sequences, the leave-one-out split, and vectorised batches.
-
-
 def read_official(path):
-    """The official format: one `user item` pair per line, 1-indexed, each user's items in time order.
-    Extra fields are ignored, as the official reader does. Returns {user: [items]} in file order."""
-    if not os.path.isfile(path):
-        raise InputError(f"{path}: no such file (fix: check the path)")
+    """One `user item` pair per line (extra fields ignored, as officially), in time order -> {user: [items]}."""
     seqs = {}
     with open(path, encoding="utf-8-sig", errors="replace") as f:  # -sig: a byte-order mark is not an id
         for n, line in enumerate(f, 1):
@@ -111,7 +105,7 @@ def read_official(path):
             try:
                 user, item = int(parts[0]), int(parts[1])
             except (ValueError, IndexError):
-                raise InputError(f"{path}:{n}: `{line.strip()[:30]}` is not `user item` (fix: two integer ids)") from None
+                raise InputError(f"{path}:{n}: `{line.strip()[:30]}` is not `user item` (fix: integer ids)") from None
             if not (0 <= user < 1 << 31 and 0 < item < 1 << 31):
                 raise InputError(f"{path}:{n}: id out of range (fix: ids below 2^31; items from 1, 0 is padding)")
             seqs.setdefault(user, []).append(item)
@@ -158,9 +152,9 @@ def split_targets(data, split):
     """Leave-one-out: validation predicts seq[-2] from seq[:-2], test predicts seq[-1] from seq[:-1]."""
     return data.lengths - (2 if split == "valid" else 1)                       # (U,) target positions
 
+
 # -----------------------------------------------------------------------------
 # Models. Parameter names and shapes are the official ones, so released checkpoints load strictly.
-
 MASK = -2.0 ** 32 + 1  # the official masking constant: padded positions get this attention logit
 
 
@@ -179,10 +173,7 @@ class Encoder(nn.Module):
         # Official init: kaiming-normal on every matrix, the padding row 0 too (it is then trained as a
         # sampled negative and can be ranked, as in the official code); biases (BaM_l only) at zero.
         for p in self.parameters():
-            if p.dim() > 1:
-                nn.init.kaiming_normal_(p)
-            else:
-                nn.init.zeros_(p)
+            (nn.init.kaiming_normal_ if p.dim() > 1 else nn.init.zeros_)(p)
 
 
 class ComiRecSA(Encoder):
@@ -213,10 +204,9 @@ class CapsuleNetwork(nn.Module):
 
     def __init__(self, cfg):
         super().__init__()
-        d = cfg.dim
         # `relu` is unused (the official runs pass relu_layer=False) but its weight is in their checkpoints.
-        self.relu = nn.Sequential(nn.Linear(d, d, bias=False), nn.ReLU())
-        self.linear = nn.Linear(d, d, bias=False)
+        self.relu = nn.Sequential(nn.Linear(cfg.dim, cfg.dim, bias=False), nn.ReLU())
+        self.linear = nn.Linear(cfg.dim, cfg.dim, bias=False)
         self.iters = cfg.routing_iters
 
     def forward(self, h, mask, logits):
@@ -257,14 +247,11 @@ MODELS = dict(comirec=ComiRecSA, mind=MIND)  # bam_tools/sasrec.py adds the SASR
 
 
 def build_model(cfg, n_items):
-    if cfg.model not in MODELS:
-        raise InputError(f"model {cfg.model} is not in this file (fix: run it through cli.py, which adds it)")
-    return MODELS[cfg.model](cfg, n_items)
+    return MODELS[cfg.model](cfg, n_items)  # check_config has made sure it is there
+
 
 # -----------------------------------------------------------------------------
 # Interest selection: which interest scores the target.
-
-
 def interest_logits(model, selection, interests, target_emb):
     """Correlation of each interest with the target. [KDD24] Eq. (1): M_u^T e_target.
     [BD24] Eq. (9), BaM_l: the same product after two learned maps to d'."""
@@ -274,8 +261,7 @@ def interest_logits(model, selection, interests, target_emb):
 
 
 def select_interest(logits, selection, tau, u):
-    """Returns the selected index (B,) and the selection probabilities (B, N).
-    `hard`: [KDD24] Eq. (1), argmax_n m_u^n . e_target (the first on ties).
+    """-> the selected index (B,) and the probabilities (B, N). `hard`: [KDD24] Eq. (1), the first argmax.
     `bam`, `bam-l`: [KDD24] Eq. (3), n ~ P(m_u^n | i+) = softmax(tau * M_u^T e_target), drawn by
     inverting the CDF at u ~ U[0, 1), so that a given u gives the same draw in any framework."""
     probs = torch.softmax(tau * logits, -1)                                    # (B, N)
@@ -292,10 +278,9 @@ def tau_at(cfg, it):
     a, b = (cfg.tau_hard, cfg.tau) if cfg.tau_schedule == "hard-to-soft" else (cfg.tau, cfg.tau_hard)
     return a + (b - a) * min(1.0, it / max(1, cfg.tau_anneal_iters))
 
+
 # -----------------------------------------------------------------------------
 # Loss: sampled softmax over shared uniform negatives (official), or a full softmax.
-
-
 def item_scores(query, target, negatives, item_emb, loss):
     """query (B, K, d), the selected interest (K = 1) or all of them -> target scores (B, K) and
     negative scores (B, K, S). `full` uses every item but the target and padding 0 as a negative."""
@@ -309,18 +294,16 @@ def item_scores(query, target, negatives, item_emb, loss):
 
 
 def softmax_loss(pos, neg, beta=0.0):
-    """-log softmax of the target among [target, negatives]; no accidental-hit removal (official).
-    The uniform proposal's log q is the same for every item, so its correction cancels.
-    REMI (Xie et al., RecSys '23) with beta > 0: negative j is reweighted by w_j = S softmax(beta * s)_j,
-    mean 1, and the weights stay in the graph, as in the REMI and BaM code."""
+    """-log softmax of the target among [target, negatives], no accidental-hit removal (official); the
+    uniform proposal's log q cancels. REMI (Xie et al., RecSys '23), beta > 0: negative j is reweighted by
+    w_j = S softmax(beta * s)_j, mean 1, and the weights stay in the graph, as in the REMI and BaM code."""
     if beta:
         neg = neg + math.log(neg.shape[-1]) + torch.log_softmax(beta * neg, -1)   # (..., S)
     return torch.logsumexp(torch.cat([pos[..., None], neg], -1), -1) - pos        # (...)
 
 
 def routing_regulariser(attention, dim):
-    """REMI's routing regularisation: sum_b ||diag(Cov(A_b))||^2 with A_b (N, L) centred over the
-    sequence and Cov = A A^T / d (as the REMI code divides by the hidden size)."""
+    """REMI's routing regularisation: sum_b ||diag(Cov(A_b))||^2, A_b (N, L) centred, Cov = A A^T / d (REMI's code)."""
     centred = attention - attention.mean(-1, keepdim=True)                    # (B, N, L)
     return (((centred * centred).sum(-1) / dim) ** 2).sum()                  # ()
 
@@ -330,8 +313,7 @@ def bam_loss(model, cfg, interests, attention, target, negatives, u, tau):
     item_emb = model.embeddings.weight                                         # (I + 1, d)
     logits = interest_logits(model, cfg.selection, interests, item_emb[target].detach())  # (B, N)
     index, probs = select_interest(logits, cfg.selection, tau, u)             # (B,), (B, N)
-    if cfg.selection == "expected":
-        # Beyond the papers: the loss of every interest, weighted by its (constant) selection probability.
+    if cfg.selection == "expected":  # beyond the papers: every interest's loss, weighted by its probability
         pos, neg = item_scores(interests, target, negatives, item_emb, cfg.loss)   # (B, N), (B, N, S)
         loss = (probs.detach() * softmax_loss(pos, neg, cfg.remi_beta)).sum(-1)    # (B,)
     else:
@@ -339,8 +321,7 @@ def bam_loss(model, cfg, interests, attention, target, negatives, u, tau):
         selection = interests[rows, index][:, None]                           # (B, 1, d)
         pos, neg = item_scores(selection, target, negatives, item_emb, cfg.loss)   # (B, 1), (B, 1, S)
         loss = softmax_loss(pos, neg, cfg.remi_beta)[:, 0]                   # (B,)
-    if cfg.multi_loss:
-        # [BD24] Eq. (10)-(13): an item's score over all interests is logsumexp_n m_u^n . e_i.
+    if cfg.multi_loss:  # [BD24] Eq. (10)-(13): an item's score over all interests is logsumexp_n m_u^n . e_i
         pos, neg = item_scores(interests, target, negatives, item_emb, cfg.loss)   # (B, N), (B, N, S)
         loss = loss + softmax_loss(pos.logsumexp(1), neg.logsumexp(1), cfg.remi_beta)  # (B,)
     loss = loss.mean()                                                         # ()
@@ -348,10 +329,9 @@ def bam_loss(model, cfg, interests, attention, target, negatives, u, tau):
         loss = loss + cfg.remi_lambda * routing_regulariser(attention, cfg.dim)
     return loss
 
+
 # -----------------------------------------------------------------------------
 # Evaluation: full-item ranking, leave-one-out, one target per user.
-
-
 def model_scorer(model):
     """Scores of every item for a block of histories: an item's best score over the interests."""
     item_emb = model.embeddings.weight                                         # (I + 1, d)
@@ -363,9 +343,8 @@ def model_scorer(model):
 
 
 def mask_history(scores, full_history, window, mode):
-    """`exclude`: every item before the target gets -inf. `official`: the items of the model's window,
-    padding 0 included, get score 0, as the official code does. Padding 0 is never ranked in
-    `exclude` or `none`. Works in place on `scores`."""
+    """In place. `exclude`: every item before the target gets -inf (padding 0 too, and in `none`).
+    `official`: the items of the model's window, padding 0 included, get score 0, as the official code does."""
     if mode == "official":
         return scores.scatter_(1, window, 0.0)
     if mode == "exclude":
@@ -410,8 +389,7 @@ def metrics_from_ranks(rank, ks=(10, 20)):
 
 
 def routing_noise(cfg, n_rows):
-    """MIND's routing logits for every evaluated user, drawn at once from a CPU generator seeded with
-    `seed`: every evaluation, block size and device sees the same numbers."""
+    """MIND's routing logits for every evaluated user, drawn at once: every block size and device agree."""
     gen = torch.Generator().manual_seed(cfg.seed)
     return torch.randn(n_rows, cfg.n_interests, cfg.seq_len, generator=gen) if cfg.model == "mind" else None
 
@@ -443,10 +421,9 @@ def evaluate(scorer, data, split, cfg, rows=None, k_top=0, block=None):
     ranks = torch.cat(ranks).numpy()
     return metrics_from_ranks(ranks), ranks, torch.cat(tops).numpy() if k_top else None
 
+
 # -----------------------------------------------------------------------------
 # Training: iterations, validation, early stopping, best-checkpoint restore.
-
-
 def resolve_device(cfg):
     return cfg.device if cfg.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -465,10 +442,9 @@ def train_step(model, opt, cfg, data, rng, gen, tau, device):
     return loss.item()
 
 
-def train(cfg, data, folder=None, log=print, on_step=None):
+def train(cfg, data, folder=None, log=print, on_step=lambda it: None):
     """Train, validate every `eval_every` iterations, stop early, restore the best model and test it.
-    Returns (model, result). `folder` keeps the run's files: bam_tools.runs.RunFolder (cli.py) resumes an
-    interrupted run, and writes the best checkpoint, last.pt and metrics.json through these four calls."""
+    -> (model, result). `folder` (bam_tools.runs.RunFolder) resumes a run and writes its files, atomically."""
     check_config(cfg)
     if not len(data.trainable):
         raise InputError(f"{data.name}: no user has 4 or more interactions, so there is nothing to train on")
@@ -482,8 +458,6 @@ def train(cfg, data, folder=None, log=print, on_step=None):
     resumed = folder.resume(model, opt, rng, gen) if folder else None      # (state, best checkpoint) or None
     st, best = resumed or (dict(it=0, best=-1.0, best_iter=0, trials=0, history=[], seconds=0.0, loss_sum=0.0,
                                 loss_n=0), None)
-    if resumed:
-        log(f"resuming at iteration {st['it']}")
     t0 = time.time() - st["seconds"]
     while st["it"] < cfg.max_iters and st["trials"] <= cfg.patience:
         loss = train_step(model, opt, cfg, data, rng, gen, tau_at(cfg, st["it"]), device)
@@ -493,8 +467,7 @@ def train(cfg, data, folder=None, log=print, on_step=None):
                              "the best checkpoint so far, if any, is kept)")
         st["loss_sum"] += loss
         st["loss_n"] += 1
-        if on_step:
-            on_step(st["it"])
+        on_step(st["it"])
         if st["it"] % cfg.eval_every == 0 or st["it"] == cfg.max_iters:
             if validate(model, data, cfg, rng, st, t0, log):
                 best = checkpoint(model, cfg, data, st)
@@ -543,30 +516,26 @@ def checkpoint(model, cfg, data, st):
     weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     return dict(format="bam-1", config=asdict(cfg), n_items=data.n_items, iter=st["it"], data=data.name, model=weights)
 
+
 # -----------------------------------------------------------------------------
 # Standalone: python bam_minimal.py DATA [--field=value ...] [--out=DIR]
-
-
-def parse_value(arg, kind, value):
-    """--field=value as the field's type; a bare --flag means true, as in `python -m bam_numpy`."""
-    truth = {"": True, "1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
-    try:
-        return truth[value.lower()] if kind is bool else kind(value)
-    except (KeyError, ValueError):
-        raise InputError(f"{arg}: not a valid {kind.__name__} (fix: e.g. --tau=0.5, --multi_loss)") from None
-
-
 def parse_args(argv):
-    """DATA [--field=value ...] [--out=DIR] -> (Config, data path, out dir), nanoGPT-style."""
+    """DATA [--field=value ...] [--out=DIR] -> (Config, data path, out dir), nanoGPT-style.
+    A bare --flag means true, as in `python -m bam_numpy`."""
     cfg, out, data, names = Config(), None, [], {f.name for f in fields(Config)}
+    truth = {"": True, "1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
     for arg in argv:
         key, _, value = arg[2:].partition("=")
+        kind = type(getattr(cfg, key, None))
         if not arg.startswith("--"):
             data.append(arg)
         elif key == "out":
             out = value
         elif key in names:
-            setattr(cfg, key, parse_value(arg, type(getattr(cfg, key)), value))
+            try:
+                setattr(cfg, key, truth[value.lower()] if kind is bool else kind(value))
+            except (KeyError, ValueError):
+                raise InputError(f"{arg}: not a valid {kind.__name__} (fix: e.g. --tau=0.5, --multi_loss)") from None
         else:
             raise InputError(f"--{key}: unknown option (fix: --out or a Config field, e.g. --selection=hard)")
     if len(data) != 1:
@@ -577,12 +546,10 @@ def parse_args(argv):
 if __name__ == "__main__":
     try:
         cfg, data_path, out = parse_args(sys.argv[1:])
-        check_config(cfg)
         data = Dataset(read_official(data_path), name=data_path)
-        print(f"{len(data.users)} users ({data.skipped} with < 3 interactions skipped), {data.n_items} items; "
-              f"device {resolve_device(cfg)}; writing {out}")
+        print(f"{len(data.users)} users, {data.n_items} items; device {resolve_device(cfg)}; writing {out}")
+        os.makedirs(out, exist_ok=True)  # before training: a bad --out fails now, not after the run
         model, result = train(cfg, data)
-        os.makedirs(out, exist_ok=True)
         torch.save(checkpoint(model, cfg, data, dict(it=result["best_iter"])), os.path.join(out, "checkpoint.pt"))
         with open(os.path.join(out, "metrics.json"), "w") as f:
             json.dump(result, f, indent=2)

@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 
 import bam_minimal as bm
-from bam_tools import formats, runs
+from bam_data import formats
+from bam_tools import runs
 from bam_tools.perf import keep_freed_memory
 
 DEFAULT_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "shared", "data",
@@ -159,7 +160,7 @@ def main():
     keep_freed_memory()  # as cli.py does
     try:
         seqs, _ = formats.read(args.data)
-    except bm.InputError as e:
+    except formats.InputError as e:
         sys.exit(print(f"error: {e}", file=sys.stderr) or 2)
     data = bm.Dataset(seqs, name=args.data)
     seqs = {u: seqs[u] for u in data.users}

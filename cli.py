@@ -19,10 +19,13 @@ from dataclasses import asdict, fields, replace
 import click
 import numpy as np
 
+import bam_data
 import bam_minimal as bm
 import bam_tools.sasrec  # noqa: F401  (adds the SASRec baseline to bam_minimal.MODELS)
 from bam_tools import baselines
-from bam_tools import checkpoints, formats, runs, synth
+from bam_data import files, formats, synth
+from bam_data.stats import repeated_targets
+from bam_tools import checkpoints, runs
 from bam_tools.perf import keep_freed_memory
 from bam_tools import table as table_mod
 
@@ -41,7 +44,7 @@ class Group(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except bm.InputError as e:
+        except (bm.InputError, bam_data.InputError) as e:  # bam_minimal's or the torch-free data layer's
             raise BadInput(str(e)) from None
         except OSError as e:  # a folder where a file should be, a missing folder, a full disk, ...
             raise BadInput(f"{e.filename or ''}: {e.strerror or e} (fix: check the path)") from None
@@ -110,6 +113,9 @@ def load_dataset(path, fmt="auto", quiet=False):
         if data.skipped:
             click.echo(f"warning: skipped {data.skipped} users with fewer than 3 interactions "
                        "(leave-one-out needs a train, a validation and a test item)")
+        repeats = repeated_targets(seqs)
+        if repeats:
+            click.echo(f"warning: {repeats}")
     return data
 
 
@@ -179,6 +185,7 @@ def train(ctx, data, fmt, out, fresh, **kwargs):
         device = bm.resolve_device(cfg)
         folder.extra["mostpop"] = bm.evaluate(baselines.popularity_scorer(dataset, device), dataset, "test", cfg)[0]
         bar = Progress(cfg.max_iters)
+        folder.log = bar.write
         try:
             _, result = bm.train(cfg, dataset, folder, log=bar.write, on_step=bar.step)
         except KeyboardInterrupt:
@@ -200,7 +207,7 @@ def check_table_size(data, cfg):
     available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     if table_bytes > available / 2:
         raise bm.InputError(f"{data.name}: the largest item id is {data.n_items:,} but there are {distinct:,} distinct "
-                            f"items; an item table of {table_bytes / 2**30:.1f} GiB does not fit in memory (fix: number "
+                            f"items; a table of {table_bytes / 2**30:.1f} GiB does not fit in memory (fix: number "
                             "the items 1..n, e.g. `cli.py data remap`)")
 
 
@@ -367,8 +374,8 @@ def amazon2023(path, out, kcore, dedup):
     from bam_tools.prepare import prepare_amazon2023
     if kcore < 1:
         raise bm.InputError(f"--kcore {kcore}: must be 1 or more")
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    stats, maps = prepare_amazon2023(path, out, kcore, dedup)
+    with files.output_folder(out):  # a failed prepare leaves no empty folder behind
+        stats, maps = prepare_amazon2023(path, out, kcore, dedup)
     click.echo(f"{'users':<14}{stats['users']:,}\n{'items':<14}{stats['items']:,}\n"
                f"{'interactions':<14}{stats['interactions']:,}\n{'density':<14}{stats['density']:.4%}\n"
                f"{'avg length':<14}{stats['avg_len']:.2f}\n"

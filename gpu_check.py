@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 import bam_minimal as bm
+from bam_data.synth import SynthConfig, generate
 from bam_tools import runs
-from bam_tools.synth import SynthConfig, generate
 
 
 def sync(device):

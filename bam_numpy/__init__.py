@@ -13,7 +13,8 @@ a CPU without torch:
 
 Modules, in the order of the algorithm (function names mirror bam_minimal.py's):
   config    Config (bam_minimal.Config's fields and defaults), check_config, tau_at
-  data      read_official, Dataset, windows, train_batch, split_targets, train_counts
+  data      Dataset, load_data, windows, train_batch, split_targets (reading and train_counts are
+            bam_data's, the torch-free data layer that cli.py uses too: read, read_official)
   encoders  ComiRec-SA and MIND forward and backward, squash, init_params
   loss      interest_logits, select_interest, item_scores, softmax_loss, routing_regulariser,
             bam_loss, loss_and_grads (forward + loss + backward)
@@ -36,8 +37,8 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"
 
 from bam_numpy.config import Config, InputError, check_config, tau_at  # noqa: E402
-from bam_numpy.data import (Dataset, load_data, read_official, split_targets, train_batch,  # noqa: E402
-                            train_counts, windows)
+from bam_data import read, read_official, train_counts  # noqa: E402
+from bam_numpy.data import Dataset, load_data, split_targets, train_batch, windows  # noqa: E402
 from bam_numpy.encoders import MASK, backward, forward, init_params, squash  # noqa: E402
 from bam_numpy.ranking import (evaluate, mask_history, metrics_from_ranks, model_scorer,  # noqa: E402
                                 target_rank, top_k)
@@ -46,7 +47,8 @@ from bam_numpy.loss import (bam_loss, interest_logits, item_scores, loss_and_gra
 from bam_numpy.training import adam_init, adam_step, train  # noqa: E402
 from bam_numpy.weights import load_weights, save_weights  # noqa: E402
 
-__all__ = ["Config", "InputError", "check_config", "tau_at", "Dataset", "load_data", "read_official", "split_targets",
+__all__ = ["Config", "InputError", "check_config", "tau_at", "Dataset", "load_data", "read", "read_official",
+           "split_targets",
            "train_batch", "train_counts", "windows", "MASK", "backward", "forward", "init_params", "squash",
            "evaluate", "mask_history", "metrics_from_ranks", "model_scorer", "target_rank", "top_k", "bam_loss",
            "interest_logits", "item_scores", "loss_and_grads", "routing_regulariser", "select_interest",

@@ -19,7 +19,7 @@ import numba
 import numpy as np
 
 from bam_numpy.config import Config
-from bam_numpy.data import Dataset, read_any
+from bam_numpy.data import load_data
 from bam_numpy.encoders import init_params
 from bam_numpy.ranking import default_block, evaluate
 
@@ -27,7 +27,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def setup(data_path, dtype):
-    data = Dataset(read_any(data_path), name=str(data_path))
+    data = load_data(data_path)
     cfg = Config()
     params = init_params(cfg, data.n_items, np.random.default_rng(0), np.dtype(dtype))
     evaluate(params, data, "test", cfg, rows=np.arange(min(64, len(data.users))), k_top=20)  # compile

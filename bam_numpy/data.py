@@ -2,86 +2,19 @@
 bam_numpy/data.py: per-user sequences, the leave-one-out split and vectorised batches, without torch.
 
 The same functions as bam_minimal.py's Data section, under the same names: given the same numpy
-Generator, `train_batch` here and there returns the same arrays (tests/test_twin_agreement.py).
-A bam_minimal.Dataset can be passed wherever a Dataset is expected: both have the same fields.
+Generator, `train_batch` here and there returns the same arrays (tests/test_twin_agreement.py), and
+`windows` and `train_batch` are the same text (tests/test_twin_source.py). A bam_minimal.Dataset
+can be passed wherever a Dataset is expected: both have the same fields. Files are read by
+bam_data.formats.read, the one reader of every format, as cli.py reads them.
 
     from bam_numpy.data import load_data, train_batch
-    data = load_data("data.txt")                   # official format: one `user item` per line
+    data = load_data("data.txt")                   # any format cli.py reads (README, Data formats)
     history, mask, target = train_batch(data, np.random.default_rng(0), 128, 50)
 """
-import os
-
 import numpy as np
 
+from bam_data.formats import MAX_ID, read
 from bam_numpy.config import InputError
-
-# -----------------------------------------------------------------------------
-# Reading: the official format.
-
-
-def read_official(path):
-    """One `user item` pair per line, 1-indexed, each user's items in time order. Extra fields are
-    ignored, as the official reader does. Returns {user: [items]} in file order."""
-    if not os.path.isfile(path):
-        raise InputError(f"{path}: no such file (fix: check the path)")
-    with open(path, "rb") as f:
-        raw = f.read()
-    if not raw.strip():
-        raise InputError(f"{path}: the file is empty (fix: pass a file with one `user item` pair per line)")
-    if b"\0" in raw[:65536]:
-        raise InputError(f"{path}:1: binary data, not text (fix: pass a text file with one `user item` pair per line)")
-    seqs = {}
-    for n, line in enumerate(raw.decode("utf-8", errors="replace").splitlines(), 1):
-        parts = line.split()
-        if not parts:
-            continue
-        if len(parts) < 2:
-            raise InputError(f"{path}:{n}: one field, expected `user item` (fix: write one pair per line)")
-        try:
-            user, item = int(parts[0]), int(parts[1])
-        except ValueError:
-            raise InputError(f"{path}:{n}: `{line.strip()[:40]}` is not two integer ids "
-                             "(fix: map string ids to integers, e.g. with `cli.py prepare`)") from None
-        if user < 0 or item < 0:
-            raise InputError(f"{path}:{n}: negative id in `{line.strip()}` (fix: ids are 1-indexed, 0 and up)")
-        if item == 0:
-            raise InputError(f"{path}:{n}: item id 0 is reserved for padding (fix: items are 1-indexed; "
-                             "add 1 to every item id)")
-        seqs.setdefault(user, []).append(item)
-    return seqs
-
-def read_per_user(path):
-    """One line per user, `user item1 item2 ...` in time order (S3-Rec's Beauty.txt and others).
-    0-indexed items are shifted by one, since 0 is padding (as bam_tools.formats does)."""
-    if not os.path.isfile(path):
-        raise InputError(f"{path}: no such file (fix: check the path)")
-    seqs = {}
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for n, line in enumerate(f, 1):
-            parts = line.split()
-            if not parts:
-                continue
-            try:
-                ids = [int(x) for x in parts]
-            except ValueError:
-                raise InputError(f"{path}:{n}: `{line.strip()[:40]}` holds a non-integer id "
-                                 "(fix: map string ids to integers)") from None
-            if len(ids) < 2 or min(ids) < 0:
-                raise InputError(f"{path}:{n}: expected `user item1 item2 ...` with ids >= 0 "
-                                 "(fix: one line per user)")
-            seqs[ids[0]] = ids[1:]
-    if any(0 in s for s in seqs.values()):
-        seqs = {u: [i + 1 for i in s] for u, s in seqs.items()}
-    return seqs
-
-
-def read_any(path):
-    """read_per_user when a line among the first 100 has more than 3 fields, else read_official."""
-    if not os.path.isfile(path):
-        raise InputError(f"{path}: no such file (fix: check the path)")
-    with open(path, encoding="utf-8", errors="replace") as f:
-        head = [line.split() for _, line in zip(range(100), f)]
-    return read_per_user(path) if any(len(p) > 3 for p in head) else read_official(path)
 
 # -----------------------------------------------------------------------------
 # The flat dataset, windows and batches.
@@ -94,21 +27,23 @@ class Dataset:
     def __init__(self, seqs, n_items=None, name="data"):
         kept = {u: s for u, s in seqs.items() if len(s) >= 3}
         if not kept:
-            raise InputError(f"{name}: no user has 3 or more interactions (fix: leave-one-out needs a train, "
-                             "a validation and a test item per user)")
+            raise InputError(f"{name}: no user has 3 or more interactions (fix: leave-one-out needs 3 per user)")
         self.name, self.skipped = name, len(seqs) - len(kept)
         self.users = np.array(sorted(kept), dtype=np.int64)                     # (U,)
         self.lengths = np.array([len(kept[u]) for u in self.users], dtype=np.int64)  # (U,)
         self.start = np.concatenate([[0], np.cumsum(self.lengths)])            # (U + 1,)
         self.items = np.concatenate([kept[u] for u in self.users]).astype(np.int64)  # (T,)
         self.n_items = int(n_items or max(max(s) for s in seqs.values()))      # the official item_count
+        if self.n_items >= MAX_ID:  # before anything allocates an (I + 1, d) table
+            raise InputError(f"{name}: item id {self.n_items} is too large, ids must be below 2^31 "
+                             "(fix: map ids to 1..n, e.g. with `cli.py prepare`)")
         self.trainable = np.flatnonzero(self.lengths - 2 >= 2)                # rows with a train target k >= 1
         self.n_interactions = int(self.lengths.sum())
 
 
-def load_data(path):
-    """The official format, or one line per user (read_any)."""
-    return Dataset(read_any(path), name=str(path))
+def load_data(path, fmt="auto"):
+    """A data file in any format bam_data.formats.read reads (the format is detected by default)."""
+    return Dataset(read(path, fmt)[0], name=str(path))
 
 
 def windows(data, rows, k, width):
@@ -133,9 +68,3 @@ def split_targets(data, split):
     """Leave-one-out: validation predicts seq[-2] from seq[:-2], test predicts seq[-1] from seq[:-1]."""
     return data.lengths - (2 if split == "valid" else 1)                       # (U,) target positions
 
-
-def train_counts(data):
-    """How often each item occurs in the training part (seq[:-2]) of every sequence."""
-    position = np.arange(len(data.items)) - np.repeat(data.start[:-1], data.lengths)   # (T,)
-    keep = position < np.repeat(data.lengths - 2, data.lengths)                         # (T,)
-    return np.bincount(data.items[keep], minlength=data.n_items + 1)                    # (I + 1,)

@@ -26,7 +26,8 @@ from dataclasses import fields
 
 import numpy as np
 
-from bam_numpy.config import Config, InputError
+from bam_numpy.config import Config, InputError, check_config
+from bam_numpy.encoders import param_shapes
 from bam_numpy.ranking import mask_history, metrics_from_ranks, model_scorer, target_rank, top_k
 from bam_numpy.loss import loss_and_grads
 from bam_numpy.weights import read_npz
@@ -53,13 +54,28 @@ HINTS = {
 # Reading the file into inputs and expected outputs.
 
 
+REQUIRED = ("config", "batch/history", "batch/mask", "batch/target", "batch/negatives", "batch/u", "eval/history",
+            "eval/mask", "eval/target", "eval/full_history", "ties/scores", "ties/target")
+REQUIRED_CONFIG = ("n_items", "top_k")  # beside the Config fields, which default when absent
+
+
 def load(path):
-    """-> (inputs, expected). inputs as above; expected {key: array} without the `expected/` prefix."""
+    """-> (inputs, expected). inputs as above; expected {key: array} without the `expected/` prefix.
+    A file that lacks an entry, or whose config cannot run, is an InputError naming the first problem."""
     z = read_npz(path, "a golden vectors file")
+    fix = "(fix: write the file again with `cli.py golden --out vectors.npz`)"
     if str(z.get("format", "")) != FORMAT:
-        raise InputError(f"{path}: no `format = {FORMAT}` entry, so not a golden vectors file "
-                         "(fix: write one with `cli.py golden --out vectors.npz`)")
-    inputs = {"config": json.loads(str(z["config"])), "weights": {}, "batch": {}, "eval": {}, "ties": {}}
+        raise InputError(f"{path}: no `format = {FORMAT}` entry, so not a golden vectors file {fix}")
+    missing = [k for k in REQUIRED if k not in z]
+    if missing:
+        raise InputError(f"{path}: no `{missing[0]}` entry {fix}")
+    try:
+        config = json.loads(str(z["config"]))
+    except ValueError:
+        raise InputError(f"{path}: the `config` entry is not JSON {fix}") from None
+    if not isinstance(config, dict) or any(k not in config for k in REQUIRED_CONFIG):
+        raise InputError(f"{path}: the `config` entry needs {' and '.join(REQUIRED_CONFIG)} {fix}")
+    inputs = {"config": config, "weights": {}, "batch": {}, "eval": {}, "ties": {}}
     expected = {}
     for key, value in z.items():
         group, _, name = key.partition("/")
@@ -67,7 +83,23 @@ def load(path):
             inputs[group][name] = value
         elif group == "expected":
             expected[name] = value
+    check_inputs(path, inputs, fix)
     return inputs, expected
+
+
+def check_inputs(path, inputs, fix):
+    """The config runs, and the weights are those of its model (the names and shapes)."""
+    try:
+        cfg = config_of(inputs)
+        check_config(cfg)
+        want = param_shapes(cfg, int(inputs["config"]["n_items"]))
+    except (InputError, TypeError, ValueError) as e:
+        raise InputError(f"{path}: {e}") from None
+    have = inputs["weights"]
+    wrong = [k for k in want if k not in have] + [k for k in want if k in have and have[k].shape != want[k]]
+    if wrong:
+        raise InputError(f"{path}: `weights/{wrong[0]}` is missing or has the wrong shape for a {cfg.model} model "
+                         f"{fix}")
 
 # -----------------------------------------------------------------------------
 # bam_numpy's implementation, in the golden form.

@@ -13,7 +13,10 @@ Two ways to the same numbers:
     users, apart from the outputs (a rank and K ids per user).
 
 Tie rule, as bam_minimal: an item ranks above another when its score is higher, or equal and its
-id lower. A masked (-inf) target is never a hit: its rank is n_items + 1.
+id lower. Non-finite scores (NaN, +inf, -inf: a masked item, or weights that diverged) count as
+-inf: a non-finite target is never a hit (its rank is n_items + 1, the number of columns), a NaN or
++inf of another item never outranks a finite target, and top-K lists them after every finite score.
+The max over interests propagates NaN, as numpy's and torch's max do.
 
     from bam_numpy.ranking import evaluate
     metrics, ranks, top20 = evaluate(params, data, "test", cfg, k_top=20)
@@ -54,8 +57,15 @@ def mask_history(scores, full_history, window, mode):
     return scores
 
 
+def finite_or_minus_inf(scores):
+    """NaN and +inf become -inf: a score that cannot be compared never ranks above a real one."""
+    return np.where(np.isfinite(scores), scores, -np.inf)                    # (b, I + 1)
+
+
 def target_rank(scores, target):
-    """0-based rank of each target (b,): items with a higher score, plus equal ones with a lower id."""
+    """0-based rank of each target (b,): items with a higher score, plus equal ones with a lower id.
+    A non-finite target gets the number of columns (never a hit)."""
+    scores = finite_or_minus_inf(scores)                                      # (b, I + 1)
     s = scores[np.arange(len(target)), target][:, None]                      # (b, 1)
     ids = np.arange(scores.shape[1])                                          # (I + 1,)
     rank = ((scores > s) | ((scores == s) & (ids < target[:, None]))).sum(1)  # (b,)
@@ -63,8 +73,9 @@ def target_rank(scores, target):
 
 
 def top_k(scores, k):
-    """The top-k item ids per row (b, k) under the same tie rule: a stable sort keeps lower ids first."""
-    return np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    """The top-k item ids per row (b, k) under the same tie rule: a stable sort keeps lower ids first;
+    non-finite scores count as -inf, after every finite one."""
+    return np.argsort(-finite_or_minus_inf(scores), axis=1, kind="stable")[:, :k]
 
 
 def metrics_from_ranks(rank, ks=(10, 20)):
@@ -121,7 +132,8 @@ def rank_block(scores, n_interests, items, start, k, target, mode, width, ranks,
     """scores (b * N, I + 1): row u * N + n is interest n of user u. items/start: the dataset's flat
     sequences; start (b,) is each user's first index and k (b,) the target position, so that
     items[start:start + k] is the full history and the last `width` of them the model's window.
-    Writes ranks (b,) and tops (b, K). No fastmath: comparisons follow IEEE rules, -inf included."""
+    Writes ranks (b,) and tops (b, K). No fastmath: comparisons follow IEEE rules, NaN and -inf
+    included (fastmath would assume there are none, and drop the checks that make them -inf)."""
     b, n = len(k), scores.shape[1]
     n_chunks = max(1, min(b, n_threads))
     for c in prange(n_chunks):  # one slice of users per thread, each with its own row buffer
@@ -134,7 +146,10 @@ def rank_block(scores, n_interests, items, start, k, target, mode, width, ranks,
             for m in range(1, n_interests):
                 for j in range(n):
                     v = scores[row + m, j]
-                    best[j] = v if v > best[j] else best[j]
+                    best[j] = v if (v > best[j]) | (v != v) else best[j]  # NaN propagates, as np.max
+            for j in range(n):  # NaN and +inf count as -inf (x - x is 0 exactly when x is finite)
+                v = best[j]
+                best[j] = v if v - v == 0 else -np.inf
             s0, kk = start[u], k[u]
             if mode == OFFICIAL:  # the window's items get 0, padding 0 included when there is any
                 for t in range(s0 + max(kk - width, 0), s0 + kk):
@@ -151,7 +166,7 @@ def rank_block(scores, n_interests, items, start, k, target, mode, width, ranks,
             above = 0
             for j in range(n):
                 above += np.int64((best[j] > st) | ((best[j] == st) & (j < tgt)))
-            ranks[u] = n if st == -np.inf else above  # a masked target is never a hit
+            ranks[u] = n if st == -np.inf else above  # a masked or non-finite target is never a hit
             if tops.shape[1]:
                 top_k_row(best, tops[u], top_s)
 

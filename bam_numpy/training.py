@@ -18,9 +18,12 @@ from dataclasses import asdict, fields
 
 import numpy as np
 
+from bam_data import synth
+from bam_data.formats import read
+from bam_data.stats import repeated_targets
 from bam_numpy.blas import one_blas_thread
 from bam_numpy.config import Config, InputError, check_config, tau_at
-from bam_numpy.data import load_data, train_batch
+from bam_numpy.data import Dataset, train_batch
 from bam_numpy.encoders import init_params
 from bam_numpy.ranking import evaluate
 from bam_numpy.loss import loss_and_grads
@@ -110,33 +113,61 @@ def validate(params, data, cfg, rng, st, t0, log):
 # Standalone: python -m bam_numpy DATA [--field=value ...] [--out=weights.npz] [--synthetic]
 
 
-def main(argv):
-    from bam_numpy.weights import save_weights
+TRUE, FALSE = ("", "1", "true", "yes"), ("0", "false", "no")  # a bare --flag is True, as in bam_minimal.py
+
+
+def parse_value(arg, key, value, kind):
+    """The value of --key=value as the type of the Config field."""
+    if kind is bool:
+        if value.lower() not in TRUE + FALSE:
+            raise InputError(f"{arg}: not a valid bool (fix: --{key}, --{key}=1/true/yes or --{key}=0/false/no)")
+        return value.lower() in TRUE
+    try:
+        return kind(value)
+    except ValueError:
+        raise InputError(f"{arg}: not a valid {kind.__name__} (fix: --{key}=VALUE)") from None
+
+
+def parse_args(argv):
+    """DATA [--field=value ...] [--out=weights.npz] [--synthetic] [--dtype=float64] -> (Config, paths)."""
     cfg, names, paths = Config(), [f.name for f in fields(Config)], {}
     for arg in argv:
-        key, _, value = arg.lstrip("-").partition("=")
+        key, _, value = arg[2:].partition("=")
         if not arg.startswith("--"):
             paths["data"] = arg
-        elif key in ("out", "synthetic", "dtype"):
-            paths[key] = value or "1"
+        elif key == "synthetic":
+            if parse_value(arg, key, value, bool):
+                paths[key] = True
+        elif key in ("out", "dtype"):
+            if not value:
+                raise InputError(f"{arg}: needs a value (fix: --{key}=...)")
+            paths[key] = value
         elif key in names:
-            kind = type(getattr(cfg, key))
-            try:
-                setattr(cfg, key, value.lower() in ("1", "true", "yes") if kind is bool else kind(value))
-            except ValueError:
-                raise InputError(f"{arg}: not a valid {kind.__name__}") from None
+            setattr(cfg, key, parse_value(arg, key, value, type(getattr(cfg, key))))
         else:
-            raise InputError(f"{arg}: unknown option (fix: one of --out, --synthetic, --dtype, --{', --'.join(names)})")
+            raise InputError(f"{arg}: unknown option (fix: --out=FILE, --dtype=NAME, --synthetic or "
+                             f"--{', --'.join(names)})")
+    return cfg, paths
+
+
+def main(argv):
+    from bam_numpy.weights import save_weights
+    cfg, paths = parse_args(argv)
+    check_config(cfg)  # before the data is read: a typo should not wait for a large file
+    if paths.get("dtype", "float32") not in ("float32", "float64"):
+        raise InputError(f"--dtype={paths['dtype']}: not float32 or float64")
+    dtype = np.dtype(paths.get("dtype", "float32"))
     if "synthetic" in paths:
-        from bam_numpy.data import Dataset
-        from bam_tools import synth
-        data = Dataset(synth.generate()[0], name="synthetic")
+        seqs, name = synth.generate()[0], "synthetic"
     elif "data" in paths:
-        data = load_data(paths["data"])
+        seqs, name = read(paths["data"])[0], paths["data"]  # every format, as cli.py reads it
     else:
         raise InputError("no data file (fix: python -m bam_numpy DATA [--field=value ...], or --synthetic)")
-    dtype = np.dtype(paths.get("dtype", "float32"))
+    data = Dataset(seqs, name=name)
     print(f"{len(data.users)} users, {data.n_items} items, {data.n_interactions} interactions; numpy {dtype.name}")
+    repeats = repeated_targets(seqs)
+    if repeats:
+        print(f"warning: {repeats}")
     params, result = train(cfg, data, dtype)
     print("test " + ", ".join(f"{k} {v:.4f}" for k, v in result["test"].items()))
     if "out" in paths:

@@ -13,12 +13,12 @@ bam_minimal's state_dict name (`embeddings.weight`, `position_embedding`, `linea
 """
 import json
 import os
-import tempfile
 import zipfile
 from dataclasses import asdict, fields
 
 import numpy as np
 
+from bam_data.files import atomic_write
 from bam_numpy.config import Config, InputError, check_config
 from bam_numpy.encoders import param_shapes
 
@@ -26,19 +26,9 @@ FORMAT = "bam-npz-1"
 
 
 def atomic_savez(path, arrays):
-    """np.savez into a temporary file in the same folder, then rename: never half a file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    """np.savez into a temporary file in the same folder, then rename: never half a file; mode 0644."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
 def save_weights(path, params, cfg, n_items):

@@ -5,15 +5,9 @@ it occurs in the training part of the sequences, ranked by bam_minimal.evaluate 
     from bam_tools.baselines import popularity_scorer
     metrics = bm.evaluate(popularity_scorer(data, "cpu"), data, "test", cfg)[0]
 """
-import numpy as np
 import torch
 
-
-def train_counts(data):
-    """How often each item occurs in the training part (seq[:-2]) of every sequence."""
-    position = np.arange(len(data.items)) - np.repeat(data.start[:-1], data.lengths)   # (T,)
-    keep = position < np.repeat(data.lengths - 2, data.lengths)                         # (T,)
-    return np.bincount(data.items[keep], minlength=data.n_items + 1)                    # (I + 1,)
+from bam_data.stats import train_counts
 
 
 def popularity_scorer(data, device):

@@ -16,7 +16,8 @@ from dataclasses import replace
 import click
 
 import bam_minimal as bm
-from bam_tools import checkpoints, formats, synth
+from bam_data import formats, synth
+from bam_tools import checkpoints
 
 
 def load_dataset(path, fmt="auto"):
@@ -83,7 +84,8 @@ def crosscheck(ckpt, data, fmt, dtype, model, batch_size, seed, n_interests, seq
 @click.option("--out", default=None, help="write golden vectors to this .npz")
 @click.option("--check", "check_path", default=None, help="check an implementation against this .npz")
 @click.option("--impl", default="bam_numpy.golden:reference", show_default=True,
-              help="with --check: module:function or file.py:function, fn(inputs) -> outputs")
+              help="with --check: module:function or file.py:function, fn(inputs) -> outputs. This imports "
+                   "and runs that code, on purpose: pass only code you trust")
 @click.option("--rtol", type=float, default=1e-8, show_default=True, help="with --check: relative tolerance")
 @click.option("--model", type=click.Choice(["comirec", "mind"]), default="comirec", show_default=True)
 @click.option("--selection", type=click.Choice(bm.CHOICES["selection"]), default="bam", show_default=True)
@@ -93,10 +95,11 @@ def crosscheck(ckpt, data, fmt, dtype, model, batch_size, seed, n_interests, seq
 @click.option("--tau", type=float, default=1.0, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 def golden(out, check_path, impl, rtol, model, selection, loss, history_mask, tau, seed):
-    """Golden test vectors for anyone who writes their own BaM (README: Golden vectors).
+    """Golden test vectors for anyone who writes their own BaM (docs/golden.md).
 
     --out writes the inputs (weights, a batch, negatives, BaM's uniform draws, the config) and every
-    expected output, computed by bam_minimal. --check runs --impl on the inputs and compares."""
+    expected output, computed by bam_minimal. --check runs --impl on the inputs and compares: it
+    imports and runs the implementation's code (the vectors file itself is read without pickle)."""
     from bam_tools import twin
     if bool(out) == bool(check_path):
         raise bm.InputError("golden: pass exactly one of --out FILE and --check FILE "

@@ -8,7 +8,7 @@ headless (Agg).
 """
 import matplotlib
 
-from bam_tools.files import atomic_write
+from bam_data.files import atomic_write
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)

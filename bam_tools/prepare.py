@@ -15,8 +15,8 @@ import os
 import numpy as np
 
 import bam_minimal as bm
-from bam_tools import formats
-from bam_tools.files import atomic_text
+from bam_data import formats
+from bam_data.files import atomic_text
 
 
 # -----------------------------------------------------------------------------

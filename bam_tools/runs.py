@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 import bam_minimal as bm
-from bam_tools.files import atomic_write, clean_stale_temps
+from bam_data.files import atomic_write, clean_stale_temps
 
 RUN_FILES = ("last.pt", "checkpoint.pt", "metrics.json")
 
@@ -140,7 +140,7 @@ def lock(folder):
 def check_same_run(path, saved_config, saved_data, cfg, data):
     """Refuse to resume or reuse a run that was made with another config or on other data."""
     if saved_data != fingerprint(data):
-        raise bm.InputError(f"{path}: this run was made on other data (fix: pass a new --out, or --fresh to start over)")
+        raise bm.InputError(f"{path}: this run was made on other data (fix: a new --out, or --fresh to start over)")
     diff = [f"{k}={v} (saved {saved_config.get(k)})" for k, v in asdict(cfg).items()
             if k not in ("max_iters", "patience", "device") and saved_config.get(k) != v]
     if diff:
@@ -159,8 +159,8 @@ class RunFolder:
     """bam_minimal.train's hook for a folder that can be resumed: last.pt after every validation,
     checkpoint.pt for the best model, metrics.json at the end. `extra` goes into metrics.json."""
 
-    def __init__(self, path, cfg, data, extra=None):
-        self.path, self.cfg, self.data, self.extra = path, cfg, data, extra or {}
+    def __init__(self, path, cfg, data, extra=None, log=print):
+        self.path, self.cfg, self.data, self.extra, self.log = path, cfg, data, extra or {}, log
         self.fingerprint = fingerprint(data)
         os.makedirs(path, exist_ok=True)
 
@@ -214,8 +214,8 @@ class RunFolder:
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
             raise bm.InputError(f"{self.file('last.pt')}: not a resumable state of this run ({type(e).__name__}) "
                                 "(fix: rerun with --fresh)") from None
-        best = self.best()
-        return st, best
+        self.log(f"resuming {self.path} at iteration {st['it']}")
+        return st, self.best()
 
     def best(self):
         """The best checkpoint written so far (verified), or None."""

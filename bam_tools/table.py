@@ -15,8 +15,8 @@ import numpy as np
 
 import bam_minimal as bm
 import bam_tools.sasrec  # noqa: F401  (adds the SASRec baseline to bam_minimal.MODELS)
+from bam_data.files import atomic_text
 from bam_tools import runs
-from bam_tools.files import atomic_text
 
 # The four methods of Table 2, all on the same protocol; the rest come with --methods.
 METHODS = {

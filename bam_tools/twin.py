@@ -23,7 +23,8 @@ import bam_minimal as bm
 import bam_numpy as bn
 from bam_numpy import golden as bg
 from bam_numpy import weights as bw
-from bam_tools import checkpoints, synth
+from bam_data import synth
+from bam_tools import checkpoints
 
 
 @contextmanager

@@ -18,7 +18,7 @@ def shared(relative):
 @pytest.fixture(scope="session")
 def synthetic_small():
     """A small planted-topic dataset as {user: [items]}; fast enough for training tests."""
-    from bam_tools.synth import SynthConfig, generate
+    from bam_data.synth import SynthConfig, generate
     seqs, truth = generate(SynthConfig(users=800, items=300, topics=10, mean_len=20, seed=1))
     return seqs, truth
 

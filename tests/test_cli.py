@@ -147,7 +147,7 @@ def test_os_errors_are_one_line(tmp_path, good):
 
 
 def test_official_files_with_extra_fields_are_detected(tmp_path):
-    from bam_tools import formats
+    from bam_data import formats
     path = tmp_path / "rated.txt"
     path.write_text("1 5 4.0 100\n1 6 3.0 101\n1 7 5.0 102\n2 5 1.0 50\n2 8 2.0 60\n2 9 2.0 70\n")
     seqs, info = formats.read(path)

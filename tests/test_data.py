@@ -4,8 +4,7 @@ import csv
 import numpy as np
 
 import bam_minimal as bm
-from bam_tools import baselines
-from bam_tools import formats
+from bam_data import formats, train_counts
 from conftest import shared
 
 
@@ -54,7 +53,7 @@ def test_train_batches_stay_inside_the_training_part():
 
 def test_train_counts_use_only_the_training_part():
     data = bm.Dataset({1: [1, 2, 3, 4], 2: [2, 3, 1]})
-    assert baselines.train_counts(data).tolist() == [0, 1, 2, 0, 0]
+    assert train_counts(data).tolist() == [0, 1, 2, 0, 0]
 
 
 def test_user_lines_need_not_be_contiguous(tmp_path):

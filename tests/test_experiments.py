@@ -7,7 +7,8 @@ import pytest
 from click.testing import CliRunner
 
 import bam_minimal as bm
-from bam_tools import balance, formats, prepare
+from bam_data import formats
+from bam_tools import balance, prepare
 from cli import cli
 from conftest import shared
 
@@ -92,7 +93,7 @@ def test_balance_summary_by_hand():
 
 
 def test_table_and_balance_on_a_small_synthetic_slice(tmp_path):
-    from bam_tools.synth import SynthConfig, generate, write
+    from bam_data.synth import SynthConfig, generate, write
     data_path = tmp_path / "s.txt"
     write(*generate(SynthConfig(users=300, items=120, topics=6, mean_len=12)), str(data_path))
     args = ["table", "--data", data_path, "--seeds", 2, "--out", tmp_path / "t", "--max-iters", 30,

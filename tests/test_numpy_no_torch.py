@@ -17,8 +17,9 @@ BLOCKER = textwrap.dedent("""
 
     class NoTorch(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in ("torch", "bam_minimal"):
-                raise ImportError(f"blocked: {name} (bam_numpy must not import torch)")
+            if name.split(".")[0] in ("torch", "bam_minimal", "bam_tools", "cli"):
+                raise ImportError(f"blocked: {name} (bam_numpy and bam_data must not import torch, "
+                                  "bam_minimal, bam_tools or cli)")
             return None
 
     sys.meta_path.insert(0, NoTorch())
@@ -44,7 +45,8 @@ def test_bam_numpy_runs_with_torch_blocked(tmp_path):
         import numpy as np
         import bam_numpy as bn
         from bam_numpy import bench, config, data, encoders, golden, loss, ranking, training, weights
-        from bam_tools import synth
+        from bam_data import files, formats, stats
+        from bam_data import synth
         seqs = synth.generate(synth.SynthConfig(users=120, items=80, seed=1))[0]
         d = bn.Dataset(seqs)
         cfg = bn.Config(dim=8, seq_len=12, n_negatives=32, batch_size=16, max_iters=20, eval_every=10)
@@ -57,7 +59,7 @@ def test_bam_numpy_runs_with_torch_blocked(tmp_path):
         p = bn.init_params(mind, d.n_items, np.random.default_rng(0), np.float32)
         print(bn.evaluate(p, d, "test", mind, k_top=20)[0])
         assert golden.check({str(tmp_path / 'golden.npz')!r}, golden.reference, log=lambda s: None)
-        bad = [m for m in sys.modules if m.split(".")[0] in ("torch", "bam_minimal")]
+        bad = [m for m in sys.modules if m.split(".")[0] in ("torch", "bam_minimal", "bam_tools", "cli")]
         assert not bad, bad
         print("ok")
     """, tmp_path)

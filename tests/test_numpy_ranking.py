@@ -14,7 +14,7 @@ import pytest
 
 import bam_numpy as bn
 from bam_numpy import bench, ranking
-from bam_tools import synth
+from bam_data import synth
 
 
 def small_data(users=60, items=40, seed=0):
@@ -48,6 +48,79 @@ def test_kernel_equals_reference_with_ties(mode, dtype):
     row = best[0]
     order = ranking.top_k(best[:1], data.n_items + 1)[0]
     assert all((row[a] > row[b]) or (row[a] == row[b] and a < b) for a, b in zip(order, order[1:]))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_non_finite_scores_never_win(dtype):
+    """A NaN target used to be rank 0 (nothing compares above NaN): a hit. Now a non-finite target is
+    never a hit, a NaN or +inf of another item never outranks a finite target, and top-K puts
+    non-finite scores after every finite one; the kernel agrees with the reference."""
+    nan, inf = np.nan, np.inf
+    best = np.array([[-inf, 1.0, 2.0, 0.5, 3.0, 0.0],     # target 2, finite: rank 1 (item 4 above)
+                     [-inf, nan, 2.0, inf, 1.0, 2.0],     # NaN and +inf do not outrank; the tie (5) is after 2
+                     [-inf, 1.0, nan, 0.5, 3.0, 0.0],     # NaN target: never a hit
+                     [-inf, 1.0, inf, 0.5, 3.0, 0.0],     # +inf target: never a hit
+                     [-inf, 1.0, -inf, 0.5, 3.0, 0.0],    # -inf target (masked): never a hit
+                     [-inf, nan, nan, nan, nan, nan]], dtype)  # NaN everywhere (diverged weights)
+    target = np.array([2, 2, 2, 2, 2, 3])
+    assert ranking.target_rank(best, target).tolist() == [1, 0, 6, 6, 6, 6]
+    tops = ranking.top_k(best, 6)
+    assert tops[1].tolist() == [2, 5, 4, 0, 1, 3]  # finite first; then the -inf, NaN, +inf in id order
+    assert tops[3].tolist() == [4, 1, 3, 5, 0, 2]
+    # the kernel, one interest per user (mode `none` only sets item 0 to -inf)
+    data = bn.Dataset({u: [1, 2, 3] for u in range(len(best))}, n_items=5)
+    ranks, ids = np.empty(len(best), np.int64), np.empty((len(best), 6), np.int64)
+    ranking.rank_block(best.copy(), 1, data.items, data.start[:-1], np.full(len(best), 2), target,
+                       ranking.NONE, 5, ranks, ids, numba.get_num_threads())
+    assert ranks.tolist() == [1, 0, 6, 6, 6, 6]
+    assert (ids == tops).all()
+    for K in (1, 2, 3):  # shorter lists, where the K-th score is the threshold
+        short = np.empty((len(best), K), np.int64)
+        ranking.rank_block(best.copy(), 1, data.items, data.start[:-1], np.full(len(best), 2), target,
+                           ranking.NONE, 5, ranks, short, numba.get_num_threads())
+        assert (short == tops[:, :K]).all()
+
+
+def test_the_max_over_interests_propagates_nan_in_the_kernel_and_the_reference():
+    """One NaN interest makes the item's score NaN (as np.max and torch.max do), whichever interest it is."""
+    scores = np.array([[0.0, 1.0, np.nan, 3.0, 0.5],    # user 0, interest 0
+                       [0.0, 2.0, 5.0, np.nan, 0.5],    # user 0, interest 1
+                       [0.0, 2.0, 5.0, 1.0, 0.5],       # user 1, interest 0
+                       [0.0, 1.0, np.nan, 1.0, 4.0]])   # user 1, interest 1
+    data = bn.Dataset({1: [1, 4, 1], 2: [1, 4, 3]}, n_items=4)
+    target, k = np.array([2, 3]), np.array([2, 2])
+    ranks, tops = np.empty(2, np.int64), np.empty((2, 5), np.int64)
+    ranking.rank_block(scores.copy(), 2, data.items, data.start[:-1], k, target, ranking.NONE, 5, ranks, tops,
+                       numba.get_num_threads())
+    best = ranking.mask_history(scores.reshape(2, 2, -1).max(1), None, None, "none")   # (2, I + 1)
+    assert ranks.tolist() == ranking.target_rank(best, target).tolist() == [5, 2]
+    assert (tops == ranking.top_k(best, 5)).all()
+    assert tops.tolist() == [[1, 4, 0, 2, 3], [4, 1, 3, 0, 2]]
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered")
+def test_nan_weights_are_not_a_perfect_score():
+    """item_emb full of NaN used to give recall 1.0: every target ranked first."""
+    data = small_data()
+    for model in ("comirec", "mind"):
+        cfg = bn.Config(model=model, dim=8, seq_len=6)
+        params = bn.init_params(cfg, data.n_items, np.random.default_rng(0), np.float32)
+        params["embeddings.weight"][:] = np.nan
+        metrics, ranks, tops = bn.evaluate(params, data, "test", cfg, k_top=5)
+        assert metrics["recall@10"] == 0.0 and (ranks == data.n_items + 1).all()
+        # two items diverged, to NaN and to +inf: neither is the best item, neither is a hit
+        cfg = bn.Config(model=model, dim=8, seq_len=6, history_mask="none")  # only item 0 is masked
+        params = bn.init_params(cfg, data.n_items, np.random.default_rng(0), np.float32)
+        params["embeddings.weight"][7] = np.nan
+        params["embeddings.weight"][3] = np.abs(params["embeddings.weight"][3]) * np.inf
+        metrics, ranks, tops = bn.evaluate(params, data, "test", cfg, k_top=data.n_items + 1)
+        rows, k = np.arange(len(data.users)), bn.split_targets(data, "test")
+        history, _, target = bn.windows(data, rows, k, cfg.seq_len)
+        clean = ~np.isin(history, [3, 7]).any(1)  # a NaN item in the window makes every interest NaN
+        assert clean.sum() > 10 and (~clean).sum() > 0
+        assert (ranks[~clean] == data.n_items + 1).all()
+        assert (np.sort(tops[clean, -3:], 1) == [0, 3, 7]).all()  # after every finite score
+        assert (target[clean] == 7).any() and (ranks[np.isin(target, [3, 7])] == data.n_items + 1).all()
 
 
 def test_top_k_reaches_minus_infinity_in_id_order():

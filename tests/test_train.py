@@ -18,7 +18,7 @@ def small_cfg(**kw):
 
 def test_a_short_run_beats_most_popular_by_a_clear_margin():
     """About a minute on 2 cores: the built-in synthetic data, BaM, the default model size."""
-    from bam_tools.synth import generate
+    from bam_data.synth import generate
     data = bm.Dataset(generate()[0], name="synthetic")
     cfg = bm.Config(max_iters=1500, eval_every=500, device="cpu")
     pop = bm.evaluate(baselines.popularity_scorer(data, "cpu"), data, "test", cfg)[0]
@@ -48,7 +48,8 @@ def test_a_resumed_run_equals_an_uninterrupted_one(synthetic_small, tmp_path, mo
     bm.train(cut, data, runs.RunFolder(str(tmp_path / "cut"), cut, data), log=lambda s: None)
     os.remove(tmp_path / "cut" / "metrics.json")
     lines = []
-    _, resumed = bm.train(cfg, data, runs.RunFolder(str(tmp_path / "cut"), cfg, data), log=lines.append)
+    _, resumed = bm.train(cfg, data, runs.RunFolder(str(tmp_path / "cut"), cfg, data, log=lines.append),
+                          log=lines.append)
     assert lines[0].startswith("resuming") and "iteration 200" in lines[0]
     assert resumed["test"] == whole["test"]
     assert [h["recall@10"] for h in resumed["history"]] == [h["recall@10"] for h in whole["history"]]

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import bam_minimal as bm
+from bam_data import formats
 from bam_tools import checkpoints, twin
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,19 +24,8 @@ BEAUTY = ROOT.parent / "shared" / "data" / "amazon-beauty-2014" / "Beauty.txt"
 pytestmark = pytest.mark.skipif(not BEAUTY.exists(), reason=f"{BEAUTY} is absent (../shared is not mounted)")
 
 
-def read_per_user(path):
-    """One line per user: `user item1 item2 ...`, 1-indexed, in time order."""
-    seqs = {}
-    with open(path) as f:
-        for line in f:
-            ids = [int(x) for x in line.split()]
-            if ids:
-                seqs[ids[0]] = ids[1:]
-    return seqs
-
-
 def test_beauty_numpy_and_torch_rank_identically(one_torch_thread, tmp_path):
-    data = bm.Dataset(read_per_user(BEAUTY), name="Beauty")
+    data = bm.Dataset(formats.read(BEAUTY)[0], name="Beauty")
     assert (len(data.users), data.n_items, data.n_interactions) == (22363, 12101, 198502)
     # ComiRec-SA + BaM, N = 4, d = 64, L = 50, history mask `exclude`: 300 steps, then its checkpoint
     cfg = bm.Config(device="cpu", max_iters=300, eval_every=300, valid_users=500)

@@ -18,7 +18,8 @@ import bam_minimal as bm
 import bam_numpy as bn
 import cli
 from bam_numpy import encoders
-from bam_tools import runs, synth, twin
+from bam_data import synth
+from bam_tools import runs, twin
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -12,7 +12,7 @@ import numpy as np
 import bam_minimal as bm
 from bam_tools import baselines
 import bam_numpy as bn
-from bam_tools import synth
+from bam_data import synth
 
 SEEDS = (1, 2, 3)
 

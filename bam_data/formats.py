@@ -1,8 +1,11 @@
 """
-Readers for the interaction formats that people bring, all turned into {user: [items in time order]}.
+bam_data/formats.py: readers for the interaction formats that people bring, all turned into
+{user: [items in time order]}. `read(path, fmt="auto")` is THE entry point: cli.py, bench.py,
+`python -m bam_numpy` and bam_numpy's benchmark all read data through it.
 
-  official    one `user item` pair per line, 1-indexed, each user's items in time order
-              (the BaM code's format; bam_minimal.read_official reads it)
+  official    one `user item` pair per line, 1-indexed, each user's items in time order; extra
+              fields (`user item rating time`) are ignored (the BaM code's format; bam_minimal's
+              read_official reads it too, and tests/test_data_entry_points.py keeps the two equal)
   per-user    one line per user: `user item1 item2 ...` in time order (S3-Rec, ICLRec, ContrastVAE);
               0-indexed files (an item id 0) are shifted by one, since 0 is padding
   recbole     a RecBole atomic `.inter` file with a typed header (user_id:token item_id:token ...
@@ -11,17 +14,27 @@ Readers for the interaction formats that people bring, all turned into {user: [i
               review .jsonl / .jsonl.gz; sorted by (user, timestamp), ties kept in file order
 
 String ids are mapped to integers 1..n in order of first appearance after sorting; `read` returns
-the maps so that prepared files can be traced back. numpy and the standard library only.
+the maps so that prepared files can be traced back. Text is decoded as UTF-8 with an optional byte
+order mark (utf-8-sig): editors on Windows write one. Integer ids must be below 2^31, before anything
+allocates an (I + 1, d) embedding table. The standard library only; never torch.
+
+    from bam_data.formats import read
+    seqs, info = read("data.txt")          # info: format, notes (and user_map, item_map for string ids)
 """
 import csv
 import gzip
 import json
 import os
 
-from bam_minimal import InputError, read_official
-from bam_tools.files import atomic_text
+from bam_data.files import atomic_text
 
 FORMATS = ("auto", "official", "per-user", "recbole", "amazon")
+BOM = b"\xef\xbb\xbf"  # UTF-8's byte order mark
+MAX_ID = 1 << 31  # ids are int64 in memory, but an item id sizes the embedding table: refuse absurd ones
+
+
+class InputError(ValueError):
+    """Bad input. The message is one line that names the file, the line and the fix."""
 
 
 # -----------------------------------------------------------------------------
@@ -38,7 +51,7 @@ def check_text_file(path):
     opener = gzip.open if str(path).endswith(".gz") else open
     with opener(path, "rb") as f:
         head = f.read(65536)
-    if not head.strip():
+    if not head.removeprefix(BOM).strip():
         raise InputError(f"{path}: the file is empty (fix: pass a file with interactions)")
     if b"\0" in head:
         raise InputError(f"{path}:1: binary data, not text (fix: pass a text file; see README, Data formats)")
@@ -53,7 +66,7 @@ def detect(path):
         return "recbole"
     if name.endswith((".csv", ".jsonl", ".jsonl.gz", ".json")):
         return "amazon"
-    lines = [ln.split() for ln in head.decode("utf-8", "replace").splitlines()[:-1] if ln.strip()]
+    lines = [ln.split() for ln in head.decode("utf-8-sig", "replace").splitlines()[:-1] if ln.strip()]
     lines = lines or [head.split()]
     # The official format repeats a user on consecutive lines (extra fields, such as a rating or a
     # time, are ignored); a per-user file never repeats one. Two fields per line are a pair either way.
@@ -66,8 +79,9 @@ def detect(path):
 def read(path, fmt="auto"):
     """Returns (seqs, info): seqs {int user: [int items]}, info {format, item_map, user_map, notes}."""
     fmt = detect(path) if fmt == "auto" else fmt
+    if fmt not in FORMATS:
+        raise InputError(f"{path}: unknown format `{fmt}` (fix: one of {', '.join(FORMATS)})")
     if fmt == "official":
-        check_text_file(path)
         return read_official(path), dict(format=fmt, notes=[])
     reader = dict(**{"per-user": read_per_user}, recbole=read_recbole, amazon=read_amazon)[fmt]
     seqs, info = reader(path)
@@ -79,10 +93,39 @@ def read(path, fmt="auto"):
 # Readers, one per format
 
 
+def read_official(path):
+    """One `user item` pair per line, 1-indexed, each user's items in time order; lines of a user
+    need not be together. Extra fields are ignored, as the official reader does. -> {user: [items]}."""
+    check_text_file(path)
+    with open(path, "rb") as f:
+        text = f.read().decode("utf-8-sig", errors="replace")
+    seqs = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) < 2:
+            raise InputError(f"{path}:{n}: one field, expected `user item` (fix: write one pair per line)")
+        try:
+            user, item = int(parts[0]), int(parts[1])
+        except ValueError:
+            raise InputError(f"{path}:{n}: `{line.strip()[:30]}` is not two integer ids (fix: integer ids, "
+                             "e.g. map string ids with `cli.py prepare`)") from None
+        if max(user, item) >= MAX_ID:
+            raise InputError(f"{path}:{n}: id too large, ids must be below 2^31 (fix: map ids to 1..n, "
+                             "e.g. with `cli.py prepare`)")
+        if user < 0 or item < 0:
+            raise InputError(f"{path}:{n}: negative id (fix: user ids are 0 or more, item ids 1 or more)")
+        if item == 0:
+            raise InputError(f"{path}:{n}: item id 0 is padding (fix: items are 1-indexed; add 1 to every item id)")
+        seqs.setdefault(user, []).append(item)
+    return seqs
+
+
 def read_per_user(path):
     check_text_file(path)
     seqs, notes = {}, []
-    with open(path, encoding="utf-8", errors="replace") as f:
+    with open(path, encoding="utf-8-sig", errors="replace") as f:
         for n, line in enumerate(f, 1):
             parts = line.split()
             if not parts:
@@ -96,6 +139,9 @@ def read_per_user(path):
                                  "(fix: map string ids to integers)") from None
             if min(ids) < 0:
                 raise InputError(f"{path}:{n}: negative id (fix: ids start at 0 or 1)")
+            if max(ids) >= MAX_ID:
+                raise InputError(f"{path}:{n}: id too large, ids must be below 2^31 (fix: map ids to 1..n, "
+                                 "e.g. with `cli.py prepare`)")
             if ids[0] in seqs:
                 raise InputError(f"{path}:{n}: user {ids[0]} has a second line (fix: one line per user)")
             seqs[ids[0]] = ids[1:]
@@ -103,6 +149,9 @@ def read_per_user(path):
         # 0-indexed items (e.g. ContrastVAE's Office_Products): shift them, keeping 0 for padding.
         seqs = {u: [i + 1 for i in s] for u, s in seqs.items()}
         notes.append("item ids are 0-indexed: shifted by +1, since 0 is padding")
+        if max(max(s) for s in seqs.values()) >= MAX_ID:
+            raise InputError(f"{path}: item id 2^31 - 1 becomes 2^31 once 0-indexed ids are shifted by one "
+                             "(fix: map ids to 1..n, e.g. with `cli.py prepare`)")
     return seqs, dict(notes=notes)
 
 
@@ -123,7 +172,7 @@ def group_sorted(rows, path):
 
 def read_recbole(path):
     check_text_file(path)
-    with open(path, encoding="utf-8", errors="replace") as f:
+    with open(path, encoding="utf-8-sig", errors="replace") as f:
         header = f.readline().rstrip("\n").split("\t")
         names = [h.split(":")[0] for h in header]
         for col in ("user_id", "item_id"):
@@ -153,7 +202,7 @@ def amazon_rows(path):
     """(user_id, parent_asin, timestamp, file order) from the 5-core CSV or a review .jsonl(.gz)."""
     opener = gzip.open if str(path).endswith(".gz") else open
     rows = []
-    with opener(path, "rt", encoding="utf-8", errors="replace") as f:
+    with opener(path, "rt", encoding="utf-8-sig", errors="replace") as f:
         if str(path).endswith(".csv"):
             reader = csv.reader(f)
             header = next(reader)

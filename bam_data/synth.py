@@ -1,5 +1,5 @@
 """
-The built-in synthetic dataset: sequences with planted multiple interests, in the official format.
+bam_data/synth.py: the built-in synthetic dataset, sequences with planted multiple interests.
 
 Items fall into topics, with Zipf popularity inside each topic and across topics. Every user
 follows 1 to 4 topics with Dirichlet weights, and a sequence interleaves them: it stays on the current topic with
@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from bam_tools.files import atomic_text
+from bam_data.files import atomic_text
 
 
 @dataclass
