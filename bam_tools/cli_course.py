@@ -52,7 +52,7 @@ def make(out, parts, track):
     public_vectors.npz and gradescope/run_autograder into --out."""
     from bam_tools.course import grader, handout, skeleton
     from bam_tools.course.runner import graded
-    from bam_tools.files import atomic_text
+    from bam_data.files import atomic_text
     tracks = ["torch"] + (["numpy"] if track == "numpy" else [])
     chosen = [p for t in tracks for p in spec.select(parts, t) if p.track == t] if parts else \
         [p for t in tracks for p in spec.parts_of(t)]

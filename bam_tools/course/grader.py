@@ -269,7 +269,7 @@ def print_table(tests, info, echo=print):
 
 def write_json(tests, infos, path):
     """Gradescope's autograder results format: score, and tests as {name, score, max_score, output}."""
-    from bam_tools.files import atomic_text
+    from bam_data.files import atomic_text
     result = dict(score=sum(t.score for t in tests), tests=[asdict(t) for t in tests],
                   output="; ".join(f"{os.path.basename(i['file'])}: {i['track']} track, {i['cases']} cases, "
                                    f"seed {i['seed']}" for i in infos))
