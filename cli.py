@@ -465,6 +465,9 @@ from bam_tools import cli_twin  # noqa: E402  (export, crosscheck, golden: the N
 for c in cli_twin.COMMANDS:
     cli.add_command(c)
 
+from bam_tools.cli_course import COMMANDS as COURSE_COMMANDS  # noqa: E402  (course make, check, grade)
+list(map(cli.add_command, COURSE_COMMANDS))
+
 if __name__ == "__main__":
     try:
         cli(prog_name="cli.py")

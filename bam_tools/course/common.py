@@ -1,0 +1,174 @@
+"""
+bam_tools/course/common.py: what the grader and the runner share, torch-free: a test case, flat
+.npz storage of nested arguments and outputs (loaded with allow_pickle=False), and the comparison
+that names the first wrong output.
+
+A case is one call of the graded function. `checks` maps each subtest to the outputs it grades, so
+one call can feed several subtests (ComiRecSA's attention, interests and gradients).
+"""
+import json
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Case:
+    args: dict                      # argument name -> array, number, string, or a dict of arrays
+    note: str                       # the case in words, for the student: "selection=bam, tau=2.0, B=7"
+    checks: dict = field(default_factory=dict)   # subtest -> output names it grades
+
+# -----------------------------------------------------------------------------
+# Random inputs, and the interface of a graded part
+
+
+def size(rng, public, value, lo, hi):
+    """`value` for the public cases; for the hidden ones a draw from [lo, hi] (other shapes)."""
+    return value if public else int(rng.integers(lo, hi + 1))
+
+
+def kaiming(rng, *shape):
+    fan_in = shape[1] * int(np.prod(shape[2:]))
+    return (rng.standard_normal(shape) * math.sqrt(2.0 / fan_in)).astype(np.float32)
+
+
+def histories(rng, B, L, n_items, full_row=True):
+    """Right-padded histories (B, L) and their masks; one row is full, one has a single item."""
+    lengths = rng.integers(1, L + 1, B)
+    lengths[0], lengths[-1] = (L, 1) if full_row else (lengths[0], lengths[-1])
+    history = np.zeros((B, L), np.int64)
+    for r, k in enumerate(lengths):
+        history[r, :k] = rng.choice(np.arange(1, n_items + 1), k, replace=False)
+    return history, (history > 0).astype(np.float32)
+
+
+class Graded:
+    """The interface every part implements (see the module docstring)."""
+    key = ""
+    rtol, atol = 1e-4, 1e-5
+    hints = {}                  # subtest -> the hint when no known bug matches
+
+    def cases(self, rng, public):
+        raise NotImplementedError
+
+    def call(self, mod, ref, args):
+        raise NotImplementedError
+
+    def variants(self, ref, args):
+        """[(outputs of a known bug, hint)], computed in the grader's process only."""
+        return []
+
+    def derive(self, args, outputs):
+        """Extra outputs computed in the grader from the returned ones (finite-difference dot products)."""
+        return {}
+
+    def expected_extra(self, ref, args):
+        """Extra expected outputs that are not the reference's return value (finite differences)."""
+        return {}
+
+    def tol(self, key):
+        return self.rtol, self.atol
+
+# -----------------------------------------------------------------------------
+# Flat storage: {"a": {"b": x}} <-> {"a/b": x}; numbers and strings as 0-d arrays.
+
+
+def flatten(tree, prefix=""):
+    out = {}
+    for k, v in tree.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "/"))
+        elif isinstance(v, (tuple, list)):
+            out[key] = np.asarray(v, dtype=np.int64)
+        else:
+            out[key] = np.asarray(v)
+    return out
+
+
+def scalar(a):
+    """A 0-d array back to the Python number or string it was; other arrays as they are."""
+    if a.ndim:
+        return a
+    return str(a) if a.dtype.kind == "U" else a.item()
+
+
+def unflatten(flat):
+    tree = {}
+    for key, v in flat.items():
+        *path, last = key.split("/")
+        node = tree
+        for p in path:
+            node = node.setdefault(p, {})
+        node[last] = scalar(v)
+    return tree
+
+
+def save_cases(path, cases, expected=None):
+    """cases (and their expected outputs) -> one .npz: i/args/..., i/expected/..., i/meta (JSON)."""
+    flat = {}
+    for i, case in enumerate(cases):
+        flat.update(flatten(case.args, f"{i}/args/"))
+        flat[f"{i}/meta"] = np.asarray(json.dumps(dict(note=case.note, checks=case.checks)))
+        if expected is not None:
+            flat.update(flatten(expected[i], f"{i}/expected/"))
+    np.savez(path, **flat)
+
+
+def load_cases(path, prefix=""):
+    """-> (cases, expected outputs or None). Only arrays: np.load(allow_pickle=False)."""
+    with np.load(path, allow_pickle=False) as z:
+        flat = {k[len(prefix):]: z[k] for k in z.files if k.startswith(prefix)}
+    groups = {}
+    for key, v in flat.items():
+        i, rest = key.split("/", 1)
+        groups.setdefault(int(i), {})[rest] = v
+    cases, expected = [], []
+    for i in sorted(groups):
+        g = groups[i]
+        meta = json.loads(str(g["meta"]))
+        args = unflatten({k[5:]: v for k, v in g.items() if k.startswith("args/")})
+        cases.append(Case(args, meta["note"], meta["checks"]))
+        expected.append({k[9:]: v for k, v in g.items() if k.startswith("expected/")})
+    return cases, (expected if any(expected) else None)
+
+# -----------------------------------------------------------------------------
+# Comparing one output with its expected value
+
+
+def show(a):
+    a = np.asarray(a)
+    if a.dtype.kind == "f":
+        return np.array2string(a, precision=4, threshold=8, edgeitems=3, separator=", ")
+    return np.array2string(a, threshold=8, edgeitems=3, separator=", ")
+
+
+def first_wrong(name, got, want, rtol, atol):
+    """None when `got` matches `want`, else one line that names the first wrong entry."""
+    if got is None:
+        return f"{name}: missing from your outputs"
+    got, want = np.asarray(got), np.asarray(want)
+    if got.shape != want.shape:
+        return f"{name}: shape {tuple(got.shape)}, expected {tuple(want.shape)}"
+    if want.dtype.kind in "iu":
+        if got.dtype.kind not in "iu":
+            return f"{name}: dtype {got.dtype}, expected an integer tensor ({want.dtype})"
+        bad = got != want
+    elif got.dtype.kind not in "fiub":
+        return f"{name}: dtype {got.dtype}, expected numbers"
+    else:
+        g, w = got.astype(np.float64), want.astype(np.float64)
+        bad = ~np.isclose(g, w, rtol=rtol, atol=atol, equal_nan=True)
+    if not bad.any():
+        return None
+    if want.ndim == 0:
+        return f"{name} = {show(got)}, expected {show(want)}"
+    at = tuple(int(i) for i in np.argwhere(bad)[0])
+    where = ", ".join(map(str, at))
+    return (f"{name}[{where}] = {show(got[at])}, expected {show(want[at])} "
+            f"({int(bad.sum())} of {bad.size} entries wrong)")
+
+
+def matches(got, want, rtol, atol):
+    return first_wrong("", got, want, rtol, atol) is None

@@ -1,0 +1,385 @@
+"""
+Tests of the course kit (bam_tools/course, `python cli.py course ...`). Everything is generated here
+from the bam_minimal.py at the repository root: the kit, the student skeletons, files with planted
+bugs. About two minutes on one thread; the end-to-end part runs once (on the reference).
+
+    OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 python -m pytest -q tests/test_course.py
+"""
+import ast
+import json
+import os
+import shutil
+import textwrap
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import cli
+from bam_tools.course import grader, skeleton, spec
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REFERENCE = os.path.join(ROOT, "bam_minimal.py")
+FUNCTION_PARTS = [p.key for p in spec.parts_of("torch") if p.target]
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli.cli, ["course", *args], catch_exceptions=False)
+
+
+def by_name(tests):
+    return {t.name: t for t in tests}
+
+
+def with_appended(tmp_path, name, code):
+    """bam_minimal.py with `code` appended: later definitions replace the reference's at import."""
+    path = tmp_path / name
+    with open(REFERENCE) as f:
+        path.write_text(f.read() + "\n\n" + textwrap.dedent(code))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def kit(tmp_path_factory):
+    out = tmp_path_factory.mktemp("kit")
+    result = invoke("make", "--out", str(out), "--track", "numpy")
+    assert result.exit_code == 0, result.output
+    return out
+
+# -----------------------------------------------------------------------------
+# course make: the skeletons
+
+
+def test_make_writes_the_kit(kit):
+    for name in ("bam_student.py", "bam_numpy_student.py", "HANDOUT.md", "public_vectors.npz",
+                 "gradescope/run_autograder", "gradescope/setup.sh"):
+        assert (kit / name).is_file(), name
+    with np.load(kit / "public_vectors.npz", allow_pickle=False) as z:
+        assert {k.split("/")[0] for k in z.files} == {p.key for p in spec.PARTS if p.target}
+    handout = (kit / "HANDOUT.md").read_text()
+    assert "imports and runs your code" in handout and "subprocess" in handout and "time limit" in handout
+    for part in spec.PARTS:
+        assert f"Part {part.number}: `{part.key}`" in handout
+    assert os.access(kit / "gradescope" / "run_autograder", os.X_OK)
+
+
+def signature(node):
+    return ast.unparse(node.args)
+
+
+def functions(tree):
+    """qualified name -> FunctionDef, methods as Class.method."""
+    out = {}
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            out[node.name] = node
+        elif isinstance(node, ast.ClassDef):
+            out.update({f"{node.name}.{m.name}": m for m in node.body if isinstance(m, ast.FunctionDef)})
+    return out
+
+
+def test_skeleton_keeps_signatures_and_everything_else(kit):
+    with open(REFERENCE) as f:
+        source = f.read()
+    student = (kit / "bam_student.py").read_text()
+    ref_fns, st_fns = functions(ast.parse(source)), functions(ast.parse(student))
+    assert set(ref_fns) == set(st_fns)
+    for part in spec.parts_of("torch"):
+        if part.target:
+            node = st_fns[part.target]
+            assert signature(node) == signature(ref_fns[part.target])
+            assert ast.get_docstring(node), part.target
+            text = ast.get_source_segment(student, node)
+            assert f'raise NotImplementedError("Part {part.number}:' in text and "# TODO:" in text
+    # every line outside the blanked bodies survives, comments included, in order
+    _, removed = skeleton.blank(source, spec.parts_of("torch"), "bam_minimal.py")
+    kept = source
+    for body in removed.values():
+        kept = kept.replace(body, "", 1)
+    it = iter([s for s in student.splitlines() if s.strip()])
+    for line in (k for k in kept.splitlines() if k.strip()):
+        assert any(line == s for s in it), f"lost line: {line!r}"
+
+
+def distinctive(removed, elsewhere):
+    """The lines of a removed body that appear nowhere else in the reference."""
+    return [line.strip() for line in removed.splitlines()
+            if len(line.strip()) > 12 and line.strip() not in elsewhere and not line.strip().startswith("#")]
+
+
+@pytest.mark.parametrize("track", ["torch", "numpy"])
+def test_no_solution_text_in_the_skeletons(kit, track):
+    if track == "torch":
+        with open(REFERENCE) as f:
+            source = f.read()
+        _, removed = skeleton.blank(source, spec.parts_of("torch"), "bam_minimal.py")
+        student = (kit / "bam_student.py").read_text()
+        rest = source
+        for body in removed.values():
+            rest = rest.replace(body, "", 1)
+    else:
+        removed, rest = {}, ""
+        for part in spec.parts_of("numpy"):
+            with open(os.path.join(ROOT, part.source)) as f:
+                src = f.read()
+            _, cut = skeleton.blank(src, [part], part.source)
+            removed.update(cut)
+            rest += src.replace(cut[part.key], "", 1)
+        student = (kit / "bam_numpy_student.py").read_text()
+    assert removed
+    for key, body in removed.items():
+        lines = distinctive(body, rest)
+        assert lines, key  # else this test could not fail
+        leaked = [line for line in lines if line in student]
+        assert not leaked, f"{key}: {leaked}"
+
+
+def test_make_blanks_only_the_parts_asked_for(tmp_path):
+    assert invoke("make", "--out", str(tmp_path), "--parts", "target_rank").exit_code == 0
+    student = (tmp_path / "bam_student.py").read_text()
+    assert 'NotImplementedError("Part 6:' in student and 'NotImplementedError("Part 2:' not in student
+    assert not (tmp_path / "bam_numpy_student.py").exists()
+
+# -----------------------------------------------------------------------------
+# course grade: the reference, the skeleton, planted bugs
+
+
+def test_reference_gets_full_marks_with_gradescope_json(tmp_path):
+    out = tmp_path / "results.json"
+    result = invoke("grade", REFERENCE, "--json", str(out), "--seed", "3")
+    assert result.exit_code == 0, result.output
+    res = json.loads(out.read_text())
+    top = sum(p.max_points for p in spec.parts_of("torch"))
+    assert res["score"] == top, result.output
+    assert sum(t["max_score"] for t in res["tests"]) == top
+    keys = {p.key for p in spec.parts_of("torch")}
+    for t in res["tests"]:
+        assert set(t) >= {"name", "score", "max_score", "output"}
+        assert t["name"].split(":")[0] in keys
+    assert "train: BaM beats most popular" in {t["name"] for t in res["tests"]}
+
+
+def test_skeleton_scores_zero_without_crashing_the_grader(kit, tmp_path):
+    out = tmp_path / "results.json"
+    result = invoke("grade", str(kit / "bam_student.py"), "--json", str(out), "--seed", "4")
+    assert result.exit_code == 0, result.output
+    res = json.loads(out.read_text())
+    assert res["score"] == 0 and len(res["tests"]) == sum(len(p.points) for p in spec.parts_of("torch"))
+    for t in res["tests"]:
+        assert "not implemented" in t["output"], t
+
+
+def test_numpy_track_skeleton_zero_and_reference_full(kit, tmp_path):
+    tests, info = grader.grade(str(kit / "bam_numpy_student.py"), seed=2)
+    assert info["track"] == "numpy" and sum(t.score for t in tests) == 0 and len(tests) == 4
+    wrapper = tmp_path / "np_reference.py"
+    wrapper.write_text("from bam_numpy import encoders, loss\n\n\n"
+                       "def softmax_loss_backward(pos, neg, beta, d_loss):\n"
+                       "    return loss.softmax_loss_backward(pos, neg, beta, d_loss)\n\n\n"
+                       "def comirec_backward(params, cache, d_interests, d_attention=None):\n"
+                       "    return encoders.comirec_backward(params, cache, d_interests, d_attention)\n")
+    tests, _ = grader.grade(str(wrapper), seed=2)
+    assert all(t.score == t.max_score for t in tests), [t.output for t in tests]
+
+
+def test_numpy_track_bug_fails_golden_and_finite_differences(tmp_path):
+    bug = tmp_path / "np_bug.py"
+    bug.write_text("from bam_numpy import encoders, loss\n\n\n"
+                   "def comirec_backward(params, cache, d_interests, d_attention=None):\n"
+                   "    cache = dict(cache, a1=cache['a1'] * 0 + 0.5)  # BUG: tanh' taken at the wrong point\n"
+                   "    return encoders.comirec_backward(params, cache, d_interests, d_attention)\n")
+    tests = by_name(grader.grade(str(bug), seed=6, parts="comirec_backward")[0])
+    assert tests["comirec_backward: golden"].score == 0
+    assert tests["comirec_backward: finite differences"].score == 0
+    assert "fd/" in tests["comirec_backward: finite differences"].output
+
+
+BUGS = '''
+import math as _math
+
+
+def _forward_over_interests(self, history, mask, noise=None):
+    h = self.embeddings(history) * mask[..., None]
+    logits = self.linear2(self.linear1(h + self.position_embedding))
+    logits = logits.masked_fill(mask[..., None] == 0, -2.0 ** 32 + 1)
+    attention = logits.softmax(-1).transpose(1, 2)          # BUG: softmax over the N interests
+    return attention @ h, attention
+
+
+ComiRecSA.forward = _forward_over_interests
+
+
+def select_interest(logits, selection, tau, u):
+    probs = torch.softmax(tau * logits, -1)
+    return logits.argmax(-1), probs                          # BUG: the argmax for bam too
+
+
+def bam_loss(model, cfg, interests, attention, target, negatives, u, tau):
+    item_emb = model.embeddings.weight
+    logits = (interests @ item_emb[target].detach()[..., None])[..., 0]
+    index, probs = select_interest(logits, cfg.selection, tau, u)
+    if cfg.selection == "expected":
+        pos, neg = item_scores(interests, target, negatives, item_emb, cfg.loss)
+        loss = (probs.detach() * softmax_loss(pos, neg, cfg.remi_beta)).mean(-1)   # BUG: mean over N
+    else:
+        chosen = interests[torch.arange(len(index)), index]
+        pos, neg = item_scores(chosen[:, None], target, negatives, item_emb, cfg.loss)
+        loss = softmax_loss(pos, neg, cfg.remi_beta)[:, 0]
+    if cfg.multi_loss:
+        pos, neg = item_scores(interests, target, negatives, item_emb, cfg.loss)
+        loss = loss + softmax_loss(pos.logsumexp(1), neg.logsumexp(1), cfg.remi_beta)
+    loss = loss.mean()
+    if cfg.remi_lambda:
+        loss = loss + cfg.remi_lambda * routing_regulariser(attention, cfg.dim)
+    return loss
+
+
+def mask_history(scores, full_history, window, mode):
+    if mode == "official":
+        return scores.scatter_(1, window, 0.0)
+    scores[:, 0] = -_math.inf                                  # BUG: exclude leaves the history unmasked
+    return scores
+
+
+def target_rank(scores, target):
+    scores = torch.nan_to_num(scores, nan=-_math.inf, posinf=-_math.inf, neginf=-_math.inf)  # never outrank
+    s = scores.gather(1, target[:, None])
+    ids = torch.arange(scores.shape[1])
+    above = (scores > s) | ((scores == s) & (ids > target[:, None]))    # BUG: ties, higher id first
+    return torch.where(torch.isfinite(s[:, 0]), above.sum(1), scores.shape[1])
+
+
+def metrics_from_ranks(rank, ks=(10, 20)):
+    rank = np.asarray(rank, dtype=np.float64)
+    out = {}
+    with np.errstate(divide="ignore"):
+        for k in ks:
+            hit = rank < k
+            out[f"recall@{k}"] = float(hit.mean())
+            out[f"ndcg@{k}"] = float(np.where(hit, 1.0 / np.log2(rank + 1), 0.0).mean())   # BUG: log2(rank + 1)
+    return out
+'''
+
+
+@pytest.fixture(scope="module")
+def graded_bugs(tmp_path_factory):
+    path = with_appended(tmp_path_factory.mktemp("bugs"), "bugs.py", BUGS)
+    return by_name(grader.grade(path, parts=",".join(FUNCTION_PARTS), seed=11)[0])
+
+
+# function, the subtests its bug breaks, words of the hint, its subtests that stay at full marks
+PLANTED = [
+    ("ComiRecSA", ["attention", "interests"], "softmax over the N interests", []),
+    ("select_interest", ["bam"], "you took the argmax", ["hard"]),
+    ("bam_loss", ["expected"], "averaged the loss over the N interests", ["hard", "bam", "extras"]),
+    ("mask_history", ["exclude"], "history left unmasked", ["official", "none"]),
+    ("target_rank", ["ties"], "ties broken the other way", ["distinct", "non-finite"]),
+    ("metrics_from_ranks", ["ndcg"], "log2(r + 2)", ["recall"]),
+]
+
+
+@pytest.mark.parametrize("key, broken, hint, intact", PLANTED, ids=[p[0] for p in PLANTED])
+def test_planted_bug_costs_its_own_points_with_a_hint(graded_bugs, key, broken, hint, intact):
+    for sub in broken:
+        t = graded_bugs[f"{key}: {sub}"]
+        assert t.score == 0, t
+        assert "hint: " in t.output and hint in t.output, t.output
+    for sub in intact:  # the same file's other bugs do not leak into these (the grader patches them out)
+        assert graded_bugs[f"{key}: {sub}"].score == graded_bugs[f"{key}: {sub}"].max_score, graded_bugs[f"{key}: {sub}"]
+
+
+def test_a_function_without_a_bug_keeps_full_marks_beside_buggy_ones(graded_bugs):
+    for name, t in graded_bugs.items():
+        if name.startswith("softmax_loss:"):
+            assert t.score == t.max_score, t
+
+# -----------------------------------------------------------------------------
+# Robustness: hangs, crashes, garbage, syntax errors, bad paths
+
+
+def test_endless_loop_is_timed_out_and_the_rest_is_graded(tmp_path):
+    path = with_appended(tmp_path, "loop.py", """
+        def target_rank(scores, target):
+            while True:
+                pass
+        """)
+    tests = by_name(grader.grade(path, parts="target_rank,metrics_from_ranks", seed=1, timeout=6)[0])
+    for sub in ("distinct", "ties", "non-finite"):
+        assert tests[f"target_rank: {sub}"].score == 0 and "timed out" in tests[f"target_rank: {sub}"].output
+    assert all(t.score == t.max_score for n, t in tests.items() if n.startswith("metrics_from_ranks"))
+
+
+def test_garbage_and_crashes_score_zero_with_the_reason(tmp_path):
+    path = with_appended(tmp_path, "garbage.py", """
+        import os as _os
+
+
+        def select_interest(logits, selection, tau, u):
+            return "index", "probs"
+
+
+        def mask_history(scores, full_history, window, mode):
+            _os._exit(3)
+
+
+        _softmax_loss = softmax_loss
+
+
+        def softmax_loss(pos, neg, beta=0.0):
+            print("garbage " * 1000)                     # printing is harmless
+            return _softmax_loss(pos, neg, beta)
+        """)
+    tests = by_name(grader.grade(path, parts="select_interest,mask_history,softmax_loss", seed=1)[0])
+    assert tests["select_interest: bam"].score == 0 and "expected numbers" in tests["select_interest: bam"].output
+    assert tests["mask_history: exclude"].score == 0 and "exited with code 3" in tests["mask_history: exclude"].output
+    assert all(t.score == t.max_score for n, t in tests.items() if n.startswith("softmax_loss"))
+
+
+def test_syntax_error_scores_zero_with_the_error(tmp_path):
+    bad = tmp_path / "broken.py"
+    bad.write_text("def select_interest(logits, selection, tau, u:\n    return 1\n")
+    out = tmp_path / "r.json"
+    result = invoke("grade", str(bad), "--json", str(out), "--parts", "select_interest,target_rank")
+    assert result.exit_code == 0, result.output
+    res = json.loads(out.read_text())
+    assert res["score"] == 0 and all("SyntaxError" in t["output"] and "line 1" in t["output"] for t in res["tests"])
+
+
+def test_bad_paths_exit_2_with_one_line(tmp_path):
+    binary = tmp_path / "binary.py"
+    binary.write_bytes(b"\x7fELF\x00\x01")
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    for path in (tmp_path / "missing.py", tmp_path, text, binary):
+        result = invoke("grade", str(path))
+        assert result.exit_code == 2, (path, result.output)
+        assert "Traceback" not in result.output and result.output.strip().count("\n") == 0, result.output
+        assert result.output.startswith("error: ")
+    assert invoke("grade", REFERENCE, "--parts", "no_such_part").exit_code == 2
+
+# -----------------------------------------------------------------------------
+# Hidden against public cases, and course check
+
+
+def test_hidden_cases_use_other_shapes_than_the_public_ones():
+    from bam_tools.course.runner import graded
+    for part in spec.PARTS:
+        if not part.target:
+            continue
+        g = graded(part, grader.reference(part))
+        public = g.cases(np.random.default_rng([0, part.number]), public=True)
+        hidden = g.cases(np.random.default_rng([12345, part.number]), public=False)
+
+        def shapes(cases):
+            return [tuple(sorted((k, np.shape(v)) for k, v in c.args.items() if not isinstance(v, dict))) for c in cases]
+        assert not set(shapes(public)) & set(shapes(hidden)), part.key
+
+
+def test_check_against_public_vectors(kit, tmp_path):
+    parts = "target_rank,metrics_from_ranks"
+    good = invoke("check", REFERENCE, "--vectors", str(kit / "public_vectors.npz"), "--parts", parts)
+    assert good.exit_code == 0 and "FAIL" not in good.output, good.output
+    bad = invoke("check", str(kit / "bam_student.py"), "--parts", parts)
+    assert bad.exit_code == 1 and "FAIL" in bad.output and "not implemented" in bad.output
+    shutil.copy(REFERENCE, tmp_path / "alone.py")  # no public_vectors.npz beside it
+    assert invoke("check", str(tmp_path / "alone.py")).exit_code == 2
