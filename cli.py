@@ -466,7 +466,9 @@ for c in cli_twin.COMMANDS:
     cli.add_command(c)
 
 from bam_tools.cli_course import COMMANDS as COURSE_COMMANDS  # noqa: E402  (course make, check, grade)
-list(map(cli.add_command, COURSE_COMMANDS))
+
+for c in COURSE_COMMANDS:
+    cli.add_command(c)
 
 if __name__ == "__main__":
     try:

@@ -60,7 +60,8 @@ def official_file(path, cfg, n_items, seed=0):
 def test_an_official_model_pt_with_the_sampler_buffers_loads(tmp_path, good, cfg):
     model = official_file(tmp_path / "model.pt", cfg, 40)
     net, got, n_items, info = checkpoints.load(str(tmp_path / "model.pt"))
-    assert n_items == 40 and got.model == cfg.model and got.selection == ("bam-l" if cfg.selection == "bam-l" else "bam")
+    assert n_items == 40 and got.model == cfg.model
+    assert got.selection == ("bam-l" if cfg.selection == "bam-l" else "bam")
     assert any("sample_loss.logprob_noise" in n and "sample_loss.alias.alias" in n for n in info["notes"])
     history = torch.randint(1, 41, (5, got.seq_len))
     mask = torch.ones(5, got.seq_len)
@@ -158,7 +159,8 @@ def test_a_second_train_on_a_locked_folder_stops_at_once(tmp_path, good):
 
 def test_the_lock_is_released_by_kill_9(tmp_path):
     out = tmp_path / "run"
-    code = f"from bam_tools import runs; import time\nwith runs.lock({str(out)!r}):\n print('held', flush=True); time.sleep(60)"
+    code = (f"from bam_tools import runs; import time\nwith runs.lock({str(out)!r}):\n"
+            " print('held', flush=True); time.sleep(60)")
     child = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout.readline().strip() == "held"
