@@ -7,7 +7,7 @@ gpu_check.py: checks and times bam_minimal.py's CUDA path against its CPU path, 
 1. Agreement: the same weights and batch (history, target, negatives, BaM draws, MIND's routing
    noise) on the CPU and on CUDA, for ComiRec-SA and MIND, in float64 and float32: interests,
    selection probabilities, loss and every gradient (max relative error), and full-item metrics.
-2. Repeatability: two GPU trainings with the same seed (README: not promised bit for bit).
+2. Repeatability: two GPU trainings with the same seed (docs/determinism.md: not promised bit for bit).
 3. Speed: the training step and full evaluation on data the size of Amazon Beauty (22,363 users,
    12,101 items, synthetic), against a bare matmul of the same FLOPs on the same GPU.
 """

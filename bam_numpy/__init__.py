@@ -27,7 +27,7 @@ Modules, in the order of the algorithm (function names mirror bam_minimal.py's):
 
 Threads: numba's `workqueue` threading layer is chosen here unless NUMBA_THREADING_LAYER is set.
 The default (OpenMP, when present) keeps its threads spinning after each parallel region, and on a
-2-core machine they then compete with OpenBLAS's threads in the next matmul (README: Performance).
+2-core machine they then compete with OpenBLAS's threads in the next matmul (docs/performance.md).
 """
 import os
 

@@ -4,7 +4,7 @@ bam_numpy/blas.py: run small matmuls on one BLAS thread.
 A multi-threaded BLAS call wakes its helper threads and waits for them. On an idle machine that takes
 microseconds; on a busy 2-core machine (other jobs running) it takes milliseconds, because the helper
 waits for a time slice: a (2,000 x 32) @ (32 x 128) product then costs 8 ms instead of 0.2 ms
-(measured, README: Performance). The training step and the encoder are made of such small products,
+(measured, docs/performance.md). The training step and the encoder are made of such small products,
 so they run on one thread; the large scoring matmul of the evaluation keeps every thread.
 
 numpy's wheels bundle OpenBLAS, whose `openblas_set_num_threads_local` (OpenBLAS >= 0.3.27) sets the

@@ -12,7 +12,7 @@ evaluation, and every expected output). An implementation is a function `fn(inpu
            "eval/recall@10": ..., ..., "ties/ranks": ..., "ties/top20": ...}
           -- one entry per `expected/...` key of the file
 
-README.md (Golden vectors) documents every key. Check one with either of
+docs/golden.md documents every key. Check one with either of
     python cli.py golden --check vectors.npz --impl my_bam:golden
     python -m bam_numpy.golden vectors.npz my_bam.py:golden          # numpy only
 `reference` below is bam_numpy's own implementation, in that form.

@@ -11,7 +11,7 @@ import ctypes
 def keep_freed_memory():
     """glibc returns large freed blocks to the OS, so every CPU training step and evaluation block
     page-faults fresh memory for its gradients and scores: a quarter of the CPU time on these 2-core
-    machines (bench.py, README: Performance). Raising the mmap and trim thresholds keeps freed blocks
+    machines (bench.py, docs/performance.md). Raising the mmap and trim thresholds keeps freed blocks
     for reuse; the peak memory is the same. A no-op where the C library is not glibc."""
     try:
         libc = ctypes.CDLL("libc.so.6")
