@@ -9,6 +9,12 @@ cli.py which process it is, so that only process 0 writes files and prints.
 
 The backend is gloo on the CPU and nccl on CUDA. With one process (plain `python cli.py`, or torchrun
 with --nproc_per_node=1) nothing is joined, and every number is the same as without torchrun.
+
+Why bam_minimal.train_step averages the gradients itself (four lines) rather than wrapping the model
+in DistributedDataParallel: the wrapper treats a parameter that gets no gradient as an error, and
+MIND's unused `relu` (kept for the official checkpoints) and BaM_l's maps (no gradient, as in the
+official code) are such parameters; the wrapper's way out, find_unused_parameters=True, walks the
+autograd graph on every step. What it computes is the same: the mean of every process's gradients.
 """
 import datetime
 import os
