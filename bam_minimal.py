@@ -7,10 +7,9 @@ bam_minimal.py: BaM, balanced interest learning for multi-interest recommendatio
 A multi-interest encoder (ComiRec-SA, MIND) turns a history into N interest vectors, and training scores
 the target with ONE of them. The old rule takes the argmax interest (`hard`), and one interest ends up
 taking all the training; BaM samples it from softmax(tau * M_u^T e_target) (`bam`), so every interest is
-trained. Evaluation ranks every item by its best interest (leave-one-out). torch and numpy only; CUDA
-when there is one. `python cli.py train` adds data formats, progress bars, plots, exact resume and run
-locks (bam_tools/runs.py). Alone, every Config field is a flag:
-    python bam_minimal.py data.txt --selection=hard --out=runs/hard    # one `user item` per line
+trained. Evaluation ranks every item by its best interest (leave-one-out). torch and numpy only; CUDA when
+there is one; data parallel under torchrun. `python cli.py train` adds data formats, progress, plots, exact
+resume and run locks (bam_tools/runs.py). Alone:  python bam_minimal.py data.txt --selection=hard
 """
 import json
 import math
@@ -87,6 +86,7 @@ def check_config(cfg):
         (cfg.remi_lambda and cfg.model != "comirec", "remi_lambda > 0 acts on ComiRec-SA's attention: model comirec"),
         (cfg.remi_beta and cfg.loss == "full", "remi_beta > 0 reweights sampled negatives: loss sampled"),
         (cfg.model == "sasrec" and cfg.n_interests != 1, "model sasrec has one interest: n_interests 1"),
+        (cfg.seed >= 1 << 63, f"seed={cfg.seed} must be below 2^63"),
         (cfg.model not in MODELS, f"model {cfg.model} comes with bam_tools/sasrec.py: use cli.py")) if broken]
     if bad:
         raise InputError(f"bad config: {bad[0]} (fix: change that option; --help shows the defaults)")
@@ -179,10 +179,9 @@ class ComiRecSA(Encoder):
 
     def __init__(self, cfg, n_items):
         super().__init__(cfg, n_items)
-        d, N = cfg.dim, cfg.n_interests
-        self.position_embedding = nn.Parameter(torch.empty(1, cfg.seq_len, d))    # (1, L, d)
-        self.linear1 = nn.Sequential(nn.Linear(d, 4 * d, bias=False), nn.Tanh())
-        self.linear2 = nn.Linear(4 * d, N, bias=False)
+        self.position_embedding = nn.Parameter(torch.empty(1, cfg.seq_len, cfg.dim))   # (1, L, d)
+        self.linear1 = nn.Sequential(nn.Linear(cfg.dim, 4 * cfg.dim, bias=False), nn.Tanh())
+        self.linear2 = nn.Linear(4 * cfg.dim, cfg.n_interests, bias=False)
         self.reset_parameters()
 
     def forward(self, history, mask, noise=None):
@@ -209,15 +208,14 @@ class CapsuleNetwork(nn.Module):
 
     def forward(self, h, mask, logits):
         u = self.linear(h)                                                     # (B, L, d), shared by all N capsules
-        u_frozen = u.detach()
         keep = mask[:, None] > 0                                               # (B, 1, L)
         for i in range(self.iters):
             # Softmax over the sequence, then zero at padding without renormalising (official).
             w = torch.where(keep, logits.softmax(-1), 0.0)                    # (B, N, L)
             if i == self.iters - 1:  # the gradient flows through the last pass only
                 return squash(w @ u), w                                        # (B, N, d), (B, N, L)
-            z = squash(w @ u_frozen)                                           # (B, N, d)
-            logits = logits + z @ u_frozen.transpose(1, 2)                    # (B, N, L)
+            z = squash(w @ u.detach())                                         # (B, N, d)
+            logits = logits + z @ u.detach().transpose(1, 2)                  # (B, N, L)
 
 
 def squash(z):
@@ -400,11 +398,11 @@ def evaluate(scorer, data, split, cfg, rows=None, k_top=0, block=None):
     rows = np.arange(len(data.users)) if rows is None else np.asarray(rows)
     k = split_targets(data, split)[rows]                                       # (U,)
     noise = routing_noise(cfg, len(rows))                                      # (U, N, L) or None
-    budget = 1 << (28 if device == "cuda" else 24)  # elements of one block's (b, N, I + 1) scores
-    block = block or max(16, min(8192, budget // (cfg.n_interests * (data.n_items + 1))))
+    budget = (1 << 28 if device == "cuda" else 1 << 24) // (cfg.n_interests * (data.n_items + 1))  # (b, N, I + 1)
+    block = block or max(16, min(8192, budget))                                # users of a block
     rank, size = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)  # torchrun's
     i, end = len(rows) * rank // size, len(rows) * (rank + 1) // size         # this process's users
-    ranks, tops = [np.zeros(0, np.int64)], [np.zeros((0, k_top), np.int64)]
+    ranks, tops = [np.zeros(0, np.int64)], [np.zeros((0, min(k_top, data.n_items + 1)), np.int64)]
     while i < end:
         j = min(i + block, end)
         while j - i > 1 and (j - i) * int(k[i:j].max()) > 1 << 21:  # one long history must not inflate a block
@@ -459,7 +457,8 @@ def train(cfg, data, folder=None, log=print, on_step=lambda it: None):
     torch.manual_seed(cfg.seed)  # the model's initialisation, as the official setup_seed does first
     model = build_model(cfg, data.n_items).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
-    seed = cfg.seed + (dist.get_rank() << 32 if dist.is_initialized() else 0)  # torchrun: a stream per process
+    rank = dist.get_rank() if dist.is_initialized() else 0  # torchrun: process 0 keeps a single process's seed
+    seed = cfg.seed if rank == 0 else int(np.random.SeedSequence([cfg.seed, rank]).generate_state(1)[0])
     rng = np.random.default_rng(seed)                                         # batches, validation users
     gen = torch.Generator(device).manual_seed(seed)                           # negatives, BaM draws, routing
     resumed = folder.resume(model, opt, rng, gen) if folder else None      # (state, best checkpoint) or None
@@ -469,7 +468,7 @@ def train(cfg, data, folder=None, log=print, on_step=lambda it: None):
         loss = train_step(model, opt, cfg, data, rng, gen, tau_at(cfg, st["it"]), device)
         st["it"] += 1
         if not math.isfinite(loss):
-            raise InputError(f"iteration {st['it']}: the loss is {loss} (fix: a lower --lr; the best model is kept)")
+            raise InputError(f"iteration {st['it']}: the loss is {loss} (fix: --fresh with a lower --lr)")
         st["losses"].append(loss)
         on_step(st["it"])
         if st["it"] % cfg.eval_every == 0 or st["it"] == cfg.max_iters:
@@ -515,8 +514,7 @@ def finish(model, cfg, data, st, t0, device):
                           skipped_users=data.skipped), device=device, torch=torch.__version__, finished=True)
 
 
-def checkpoint(model, cfg, data, st):
-    """The best model so far, with what is needed to rebuild and evaluate it."""
+def checkpoint(model, cfg, data, st):  # the model, and what rebuilding and evaluating it needs
     weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     return dict(format="bam-1", config=asdict(cfg), n_items=data.n_items, iter=st["it"], data=data.name, model=weights)
 
@@ -540,7 +538,7 @@ def parse_args(argv):
             raise InputError(f"--{key}={value}: not a {kind.__name__} (fix: e.g. --tau=0.5, --multi_loss)") from None
     if len(data) != 1:
         raise InputError("expected one data file (fix: python bam_minimal.py DATA [--field=value ...])")
-    return cfg, data[0], out or f"runs/{os.path.basename(data[0]).split('.')[0]}-{cfg.model}-{cfg.selection}"
+    return cfg, data[0], out or f"runs/minimal-{os.path.basename(data[0]).split('.')[0]}-{cfg.model}-{cfg.selection}"
 
 
 if __name__ == "__main__":
@@ -550,9 +548,11 @@ if __name__ == "__main__":
         print(f"{len(data.users)} users, {data.n_items} items; device {resolve_device(cfg)}; writing {out}")
         os.makedirs(out, exist_ok=True)  # before training: a bad --out fails now, not after the run
         model, result = train(cfg, data)
-        torch.save(checkpoint(model, cfg, data, dict(it=result["best_iter"])), os.path.join(out, "checkpoint.pt"))
-        with open(os.path.join(out, "metrics.json"), "w") as f:
+        torch.save(checkpoint(model, cfg, data, dict(it=result["best_iter"])), os.path.join(out, "checkpoint.tmp"))
+        with open(os.path.join(out, "metrics.tmp"), "w") as f:
             json.dump(result, f, indent=2)
+        for name in ("checkpoint.pt", "metrics.json"):  # each renamed once whole: a crash leaves no half file
+            os.replace(os.path.join(out, name.split(".")[0] + ".tmp"), os.path.join(out, name))
         print("test", result["test"])
     except (InputError, OSError) as e:
         sys.exit(print(f"error: {e}", file=sys.stderr) or 2)

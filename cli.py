@@ -125,16 +125,21 @@ def synthetic(folder, fresh=False):
     Written again when `fresh`, or when the generator's settings have changed since."""
     path = os.path.join(folder, "synthetic.txt")
     truth = os.path.join(folder, "synthetic.truth.json")
-    current = asdict(synth.SynthConfig())
-    if not fresh and os.path.exists(path) and os.path.exists(truth):
-        with open(truth) as f:
-            if json.load(f).get("config") == current:
-                return path
-    if distributed.is_main():  # under torchrun, process 0 writes it and the others wait
+    if distributed.is_main() and (fresh or not synthetic_is_current(path, truth)):
         os.makedirs(folder, exist_ok=True)
         synth.write(*synth.generate(), path)
-    distributed.barrier()
+    distributed.barrier()  # under torchrun, process 0 alone decides and writes, and every process waits here
     return path
+
+
+def synthetic_is_current(path, truth):
+    if not (os.path.exists(path) and os.path.exists(truth)):
+        return False
+    try:
+        with open(truth) as f:
+            return json.load(f).get("config") == asdict(synth.SynthConfig())
+    except (ValueError, AttributeError):  # damaged: written again
+        return False
 
 
 def join_torchrun(device):

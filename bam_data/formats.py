@@ -23,8 +23,11 @@ allocates an (I + 1, d) embedding table. The standard library only; never torch.
 """
 import csv
 import gzip
+import io
 import json
+import math
 import os
+import zlib
 
 from bam_data.files import atomic_text
 
@@ -49,8 +52,11 @@ def check_text_file(path):
     if os.path.isdir(path):
         raise InputError(f"{path}: is a folder, not a file (fix: pass the data file inside it)")
     opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rb") as f:
-        head = f.read(65536)
+    try:
+        with opener(path, "rb") as f:
+            head = f.read(65536)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as e:
+        raise InputError(f"{path}: damaged or truncated gzip ({type(e).__name__}) (fix: download it again)") from None
     if not head.removeprefix(BOM).strip():
         raise InputError(f"{path}: the file is empty (fix: pass a file with interactions)")
     if b"\0" in head:
@@ -100,7 +106,9 @@ def read_official(path):
     with open(path, "rb") as f:
         text = f.read().decode("utf-8-sig", errors="replace")
     seqs = {}
-    for n, line in enumerate(text.splitlines(), 1):
+    # Lines as Python's text files split them (\n, \r\n, \r), as bam_minimal.read_official reads them;
+    # str.splitlines would also split at form feeds and other separators inside a line.
+    for n, line in enumerate(io.StringIO(text, newline=None), 1):
         parts = line.split()
         if not parts:
             continue
@@ -191,8 +199,10 @@ def read_recbole(path):
                                  "(fix: tab-separated columns as in the header)")
             try:
                 time = float(parts[t]) if t is not None else 0.0
-            except ValueError:
-                raise InputError(f"{path}:{n}: timestamp `{parts[t]}` is not a number") from None
+                assert math.isfinite(time)  # a NaN would make the sort by time meaningless
+            except (ValueError, AssertionError):
+                raise InputError(f"{path}:{n}: timestamp `{parts[t]}` is not a finite number "
+                                 "(fix: numeric timestamps)") from None
             rows.append((parts[u], parts[i], time, n))
     seqs, user_map, item_map = group_sorted(rows, path)
     return seqs, dict(user_map=user_map, item_map=item_map, notes=[])
@@ -200,6 +210,13 @@ def read_recbole(path):
 
 def amazon_rows(path):
     """(user_id, parent_asin, timestamp, file order) from the 5-core CSV or a review .jsonl(.gz)."""
+    try:
+        return _amazon_rows(path)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as e:
+        raise InputError(f"{path}: damaged or truncated gzip ({type(e).__name__}) (fix: download it again)") from None
+
+
+def _amazon_rows(path):
     opener = gzip.open if str(path).endswith(".gz") else open
     rows = []
     with opener(path, "rt", encoding="utf-8-sig", errors="replace") as f:
@@ -216,7 +233,7 @@ def amazon_rows(path):
                     continue
                 try:
                     rows.append((parts[cu], parts[ci], int(float(parts[ct])), n))
-                except (ValueError, IndexError):
+                except (ValueError, IndexError, OverflowError):
                     raise InputError(f"{path}:{n}: expected user_id,parent_asin,rating,timestamp, "
                                      f"found `{','.join(parts)[:60]}`") from None
         else:
@@ -226,7 +243,7 @@ def amazon_rows(path):
                 try:
                     r = json.loads(line)
                     rows.append((r["user_id"], r["parent_asin"], int(r["timestamp"]), n))
-                except (ValueError, KeyError, TypeError):
+                except (ValueError, KeyError, TypeError, OverflowError):
                     raise InputError(f"{path}:{n}: not a review record with user_id, parent_asin and timestamp "
                                      "(fix: pass the raw Amazon Reviews 2023 .jsonl)") from None
     return rows

@@ -80,6 +80,8 @@ def train(cfg, data, dtype=np.float32, log=print, params=None):
                                             tau_at(cfg, st["it"]), draw)
             adam_step(params, grads, opt, cfg.lr, weight_decay=cfg.weight_decay)
         st["it"] += 1
+        if not np.isfinite(loss):  # as bam_minimal.train: stop at once rather than train and save NaN weights
+            raise InputError(f"iteration {st['it']}: the loss is {float(loss)} (fix: a lower --lr)")
         st["loss_sum"] += float(loss)
         st["loss_n"] += 1
         if st["it"] % cfg.eval_every == 0 or st["it"] == cfg.max_iters:

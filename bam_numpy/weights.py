@@ -56,9 +56,13 @@ def load_weights(path, dtype=None):
         raise InputError(f"{path}: no `__format__ = {FORMAT}` entry, so not a bam_numpy weights file "
                          "(fix: write it with `cli.py export --checkpoint X --out weights.npz`)")
     names = {f.name for f in fields(Config)}
-    cfg = Config(**{k: v for k, v in json.loads(str(z["__config__"])).items() if k in names})
+    try:
+        cfg = Config(**{k: v for k, v in json.loads(str(z["__config__"])).items() if k in names})
+        n_items = int(z["__n_items__"])
+    except (ValueError, KeyError, AttributeError, TypeError):
+        raise InputError(f"{path}: a damaged `__config__` or `__n_items__` entry "
+                         "(fix: write it with `cli.py export --checkpoint X --out weights.npz`)") from None
     check_config(cfg)
-    n_items = int(z["__n_items__"])
     params = {k: v for k, v in z.items() if not k.startswith("__")}
     want = param_shapes(cfg, n_items)
     missing = sorted(set(want) - set(params))
@@ -66,6 +70,10 @@ def load_weights(path, dtype=None):
     if missing or wrong:
         raise InputError(f"{path}: the weights do not fit a {cfg.model} model: "
                          f"{', '.join(missing + wrong)[:160]} (fix: export the checkpoint again)")
+    bad = [k for k, v in params.items() if v.dtype.kind == "f" and not np.isfinite(v).all()]
+    if bad:
+        raise InputError(f"{path}: the weights are not all finite (NaN or inf in {', '.join(bad[:3])}): the "
+                         "training diverged (fix: retrain with a lower --lr)")
     if dtype is not None:
         params = {k: v.astype(dtype) for k, v in params.items()}
     return params, cfg, n_items

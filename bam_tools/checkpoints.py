@@ -45,6 +45,18 @@ def drop_official_buffers(sd):
     return {k: v for k, v in sd.items() if k not in found}, note
 
 
+def typed_config(saved):
+    """A Config from a checkpoint's dict, each value of its field's type (an int may stand for a float),
+    so that a crafted file gets one line, not a traceback from deep inside torch."""
+    defaults = {f.name: f.default for f in fields(bm.Config)}
+    values = {k: v for k, v in saved.items() if k in defaults}
+    for k, v in values.items():
+        kind = type(defaults[k])
+        if not (type(v) is kind or (kind is float and type(v) is int)):
+            raise TypeError(f"{k}={v!r}")
+    return bm.Config(**values)
+
+
 def check_finite(path, sd):
     """Weights with a NaN or an infinity would give meaningless ranks: refuse them before evaluating."""
     bad = [k for k, v in sd.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
@@ -58,6 +70,8 @@ def config_from_state_dict(path, sd, base):
     Returns (cfg, n_items, notes)."""
     if "embeddings.weight" not in sd:
         raise bm.InputError(f"{path}: no `embeddings.weight` (fix: pass a BaM, ComiRec or MIND model)")
+    if sd["embeddings.weight"].dim() != 2:
+        raise bm.InputError(f"{path}: `embeddings.weight` is not a matrix (fix: pass a BaM, ComiRec or MIND model)")
     n_items, dim = sd["embeddings.weight"].shape
     cfg, notes = replace(base, dim=int(dim)), []
     if "capsule_network.linear.weight" in sd:
@@ -86,11 +100,10 @@ def load(path, base=None, device="cpu", expect_model=None):
     obj = read(path)
     base = base or bm.Config()
     if isinstance(obj, dict) and obj.get("format") == "bam-1":
-        names = {f.name for f in fields(bm.Config)}
         try:
-            cfg = bm.Config(**{k: v for k, v in obj["config"].items() if k in names})
+            cfg = typed_config(obj["config"])
             sd, n_items = obj["model"], int(obj["n_items"])
-            assert all(isinstance(v, torch.Tensor) for v in sd.values())
+            assert runs.tensors_only(sd)
         except (KeyError, TypeError, AttributeError, ValueError, AssertionError):
             raise bm.InputError(f"{path}: a bam checkpoint without its config, weights or item count "
                                 "(fix: pass checkpoint.pt from a run)") from None

@@ -192,10 +192,15 @@ class RunFolder:
         saved = load(self.file("last.pt"), "run state (last.pt)")
         try:
             config, fp, weights, it = saved["config"], saved.get("data"), saved["model"], int(saved["state"]["it"])
-            config.get, weights.items, saved["state"]["losses"], saved["processes"]  # noqa: B018  (or the except)
-        except (KeyError, TypeError, ValueError, AttributeError):
+            assert isinstance(config, dict) and tensors_only(weights) and isinstance(saved["state"]["losses"], list)
+            assert isinstance(saved["processes"], list) and all(isinstance(p, dict) for p in saved["processes"])
+        except (KeyError, TypeError, ValueError, AttributeError, AssertionError):
             raise bm.InputError(f"{self.file('last.pt')}: not a resumable state of this version of bam "
                                 "(fix: rerun with --fresh)") from None
+        if saved.get("device", "cpu") != bm.resolve_device(self.cfg):  # generators differ between devices
+            made = saved.get("device", "cpu")
+            raise bm.InputError(f"{self.file('last.pt')}: made on {made}, resumed on {bm.resolve_device(self.cfg)} "
+                                f"(fix: --device {made}, or --fresh)")
         if len(saved["processes"]) != distributed.size():
             raise bm.InputError(f"{self.file('last.pt')}: made by {len(saved['processes'])} processes, resumed by "
                                 f"{distributed.size()} (fix: torchrun --nproc_per_node={len(saved['processes'])}, "
@@ -209,8 +214,14 @@ class RunFolder:
         return saved
 
     def resume(self, model, opt, rng, gen):
-        """Load last.pt into the model, optimizer and generators -> (training state, best checkpoint)."""
+        """Load last.pt into the model, optimizer and generators -> (training state, best checkpoint).
+        Under torchrun every process reads it, and all must have read the same one: without a folder
+        that every machine shares, the processes would go on from different states."""
         saved = self.saved_state()
+        seen = distributed.gather(None if saved is None else (saved["state"]["it"], saved.get("checksum")))
+        if len(set(seen)) > 1:
+            raise bm.InputError(f"{self.path}: the processes see different runs in it ({seen}) "
+                                "(fix: a run folder that every machine shares, e.g. on a network file system)")
         if saved is None:
             return None
         try:
@@ -234,7 +245,9 @@ class RunFolder:
         if not os.path.exists(self.file("checkpoint.pt")):
             return None
         best = load(self.file("checkpoint.pt"))
-        verify(self.file("checkpoint.pt"), best.get("model", {}), best.get("checksum"))
+        if not isinstance(best, dict) or not tensors_only(best.get("model")):
+            raise bm.InputError(f"{self.file('checkpoint.pt')}: not this run's checkpoint (fix: rerun with --fresh)")
+        verify(self.file("checkpoint.pt"), best["model"], best.get("checksum"))
         return best
 
     def save_state(self, model, opt, rng, gen, st):
@@ -244,7 +257,8 @@ class RunFolder:
         if distributed.is_main():
             weights = model.state_dict()
             save(dict(model=weights, checksum=checksum(weights), optimizer=opt.state_dict(), processes=processes,
-                      state=st, config=asdict(self.cfg), data=self.fingerprint), self.file("last.pt"))
+                      state=st, config=asdict(self.cfg), data=self.fingerprint, device=bm.resolve_device(self.cfg)),
+                 self.file("last.pt"))
         distributed.barrier()  # every process has its state on disk before any goes on
 
     def save_best(self, best):
@@ -256,6 +270,10 @@ class RunFolder:
         result.update(self.extra, world_size=distributed.size())
         if distributed.is_main():
             save_json(result, self.file("metrics.json"))
+
+
+def tensors_only(weights):
+    return isinstance(weights, dict) and all(isinstance(v, torch.Tensor) for v in weights.values())
 
 
 def verify(path, weights, expected):

@@ -203,3 +203,34 @@ def test_a_prepare_that_works_creates_the_folder(tmp_path):
     assert result.exit_code == 0, result.output
     assert formats.read(out)[0] == {u: [1, 2, 3, 4] for u in (1, 2, 3)}
     assert (tmp_path / "new" / "b.maps.json").exists()
+
+
+# -----------------------------------------------------------------------------
+# Found in review: each of these failed before its fix
+
+
+def test_non_finite_or_huge_timestamps_are_one_line(tmp_path):
+    import gzip
+    csv_path = tmp_path / "a.csv"
+    csv_path.write_text("user_id,parent_asin,rating,timestamp\nu1,i1,5,1\nu1,i2,5,inf\n")
+    with pytest.raises(InputError, match=":3:"):
+        formats.read(str(csv_path))
+    jsonl = tmp_path / "a.jsonl"
+    jsonl.write_text('{"user_id": "u", "parent_asin": "i", "timestamp": 1e400}\n')
+    with pytest.raises(InputError, match=":1:"):
+        formats.read(str(jsonl))
+    inter = tmp_path / "a.inter"
+    inter.write_text("user_id:token\titem_id:token\ttimestamp:float\nu\ti1\t3\nu\ti2\tnan\n")
+    with pytest.raises(InputError, match=":3:.*finite"):
+        formats.read(str(inter))
+    whole = gzip.compress(b'{"user_id": "u", "parent_asin": "i", "timestamp": 1}\n' * 2000)
+    (tmp_path / "t.jsonl.gz").write_bytes(whole[:len(whole) // 2])
+    with pytest.raises(InputError, match="gzip"):
+        formats.read(str(tmp_path / "t.jsonl.gz"))
+
+
+def test_both_official_readers_split_lines_alike(tmp_path):
+    import bam_minimal as bm
+    path = tmp_path / "ff.txt"
+    path.write_text("1 5\x0c2 3\n1 6\n1 7\n2 8\n2 9\n2 10\n")
+    assert formats.read(str(path))[0] == bm.read_official(str(path))

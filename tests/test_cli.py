@@ -156,7 +156,7 @@ def test_official_files_with_extra_fields_are_detected(tmp_path):
 
 def test_the_standalone_parser(tmp_path):
     cfg, data, out = bm.parse_args(["d.txt", "--multi_loss", "--dim=8", "--selection=hard"])
-    assert cfg.multi_loss is True and cfg.dim == 8 and data == "d.txt" and out == "runs/d-comirec-hard"
+    assert cfg.multi_loss is True and cfg.dim == 8 and data == "d.txt" and out == "runs/minimal-d-comirec-hard"
     with pytest.raises(bm.InputError, match="unknown option"):
         bm.parse_args(["d.txt", "--nope=1"])
 

@@ -234,7 +234,7 @@ def test_an_item_id_near_2_to_the_31_is_one_line_before_any_allocation(tmp_path)
 
 
 PEAK = """
-import resource, sys, numpy as np, torch
+import sys, numpy as np, torch
 import bam_minimal as bm
 long_user = sys.argv[1] == "1"
 rng = np.random.default_rng(0)
@@ -244,15 +244,17 @@ if long_user:
 data = bm.Dataset(seqs, n_items=500)
 torch.manual_seed(0)
 model = bm.build_model(bm.Config(dim=16, device="cpu"), 500).eval()
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+with open("/proc/self/clear_refs", "w") as f:  # the peak from here on, not the parent's (fork keeps it)
+    f.write("5")
 bm.evaluate(bm.model_scorer(model), data, "test", bm.Config(dim=16, device="cpu"))
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print(next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM")))
 """
 
 
 def test_evaluation_memory_does_not_depend_on_the_longest_history():
     """2,001 users, one with 100,000 interactions: the old blocks padded every user to that length
-    (7.6 GB at peak against 0.37 GB without that user)."""
+    (7.6 GB at peak against 0.37 GB without that user). The peak is the evaluation's own (VmHWM after
+    a reset), so that a large parent process cannot hide it."""
     peaks = [int(subprocess.run([sys.executable, "-c", PEAK, flag], cwd=ROOT, capture_output=True, text=True,
                                 check=True).stdout) for flag in ("0", "1")]
     assert peaks[1] < 1.5 * peaks[0], peaks
@@ -310,3 +312,110 @@ def test_a_folder_that_cannot_be_written_is_found_before_training(tmp_path, good
     t0 = time.time()
     one_line_error(run("train", "--data", good, "--out", tmp_path / "ro", *TINY), "Permission denied")
     assert time.time() - t0 < 5
+
+# -----------------------------------------------------------------------------
+# Found in review: each of these failed before its fix
+
+
+class FakeGroup:
+    """torch.distributed as one process of a group sees it, for a run in this process: `rank` of
+    `size`, with collectives that leave their inputs as they are."""
+
+    def __init__(self, rank):
+        self.rank = rank
+
+    def is_initialized(self):
+        return True
+
+    def get_rank(self):
+        return self.rank
+
+    def get_world_size(self):
+        return 1
+
+    def all_reduce(self, tensor):
+        return tensor
+
+    def broadcast_object_list(self, objs):
+        return objs
+
+
+def first_negatives(monkeypatch, synthetic_small, rank):
+    """The first negatives that process `rank` draws (None: without torchrun)."""
+    if rank is not None:
+        monkeypatch.setattr(bm, "dist", FakeGroup(rank))
+    drawn = []
+    real = bm.train_step
+
+    def spy(model, opt, cfg, data, rng, gen, tau, device):
+        real(model, opt, cfg, data, rng, gen, tau, device)
+        drawn.append(torch.randint(0, data.n_items + 1, (8,), generator=gen).tolist())
+        raise KeyboardInterrupt  # one step is enough
+    monkeypatch.setattr(bm, "train_step", spy)
+    cfg = bm.Config(dim=8, seq_len=10, batch_size=8, n_negatives=16, max_iters=5, device="cpu")
+    with pytest.raises(KeyboardInterrupt):
+        bm.train(cfg, bm.Dataset(synthetic_small[0]), log=lambda s: None)
+    monkeypatch.undo()
+    return drawn[0]
+
+
+def test_every_process_draws_its_own_negatives(monkeypatch, synthetic_small):
+    """torch's CPU generator keeps only 32 bits of a seed: seed + rank * 2^32 gave every process the
+    same negatives and BaM draws."""
+    alone, zero, one, two = (first_negatives(monkeypatch, synthetic_small, r) for r in (None, 0, 1, 2))
+    assert zero == alone  # process 0 is a single process
+    assert len({tuple(zero), tuple(one), tuple(two)}) == 3
+
+
+def test_crafted_checkpoints_are_one_line(tmp_path, trained):
+    obj = torch.load(trained / "checkpoint.pt", weights_only=True)
+    for name, change in (("tau_str", lambda o: o["config"].update(tau="1.0")),
+                         ("dim_float", lambda o: o["config"].update(dim=8.5)),
+                         ("weights_list", lambda o: o.update(model=[1, 2]))):
+        crafted = json.loads(json.dumps({k: v for k, v in obj.items() if k != "model"}))
+        crafted["model"] = dict(obj["model"])
+        change(crafted)
+        torch.save(crafted, tmp_path / f"{name}.pt")
+        one_line_error(run("evaluate", "--checkpoint", tmp_path / f"{name}.pt"), f"{name}.pt")
+    torch.save({"embeddings.weight": torch.zeros(5)}, tmp_path / "flat.pt")
+    one_line_error(run("evaluate", "--checkpoint", tmp_path / "flat.pt", "--data", tmp_path / "x"), "not a matrix")
+
+
+def test_a_last_pt_from_another_device_is_one_line(good, trained):
+    saved = torch.load(trained / "last.pt", weights_only=True)
+    saved["device"] = "cuda"
+    torch.save(saved, trained / "last.pt")
+    os.remove(trained / "metrics.json")
+    one_line_error(run("train", "--data", good, "--out", trained, *TINY), "made on cuda", "--device cuda")
+
+
+def test_the_standalone_run_writes_whole_files_in_its_own_folder(tmp_path, good):
+    cfg, _, out = bm.parse_args([str(good)])
+    assert out.startswith("runs/minimal-")  # not cli.py train's folder, whose metrics carry a fingerprint
+    result = subprocess.run([sys.executable, str(ROOT / "bam_minimal.py"), str(good), "--dim=16", "--seq_len=10",
+                             "--max_iters=20", "--eval_every=10", "--n_negatives=20", f"--out={tmp_path / 'm'}"],
+                            cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["checkpoint.pt", "metrics.json"]
+    assert json.loads((tmp_path / "m" / "metrics.json").read_text())["iters"] == 20
+
+
+def test_top_k_larger_than_the_catalogue(good):
+    data = bm.Dataset({u: [1 + (u + j) % 7 for j in range(5)] for u in range(1, 20)})
+    torch.manual_seed(0)
+    model = bm.build_model(bm.Config(dim=8, seq_len=5), data.n_items).eval()
+    _, _, top = bm.evaluate(bm.model_scorer(model), data, "test", bm.Config(dim=8, seq_len=5), k_top=20)
+    assert top.shape == (19, 8)
+
+
+def test_the_twin_stops_at_a_non_finite_loss_and_refuses_nan_weights(tmp_path, synthetic_small):
+    import bam_numpy as bn
+    data = bn.Dataset(synthetic_small[0])
+    cfg = bn.Config(dim=8, seq_len=10, batch_size=16, n_negatives=16, max_iters=200, eval_every=200, lr=1e20)
+    with pytest.raises(bn.InputError, match="iteration"):
+        bn.train(cfg, data, log=lambda s: None)
+    params = bn.init_params(cfg, data.n_items, np.random.default_rng(0))
+    params["embeddings.weight"][1, 0] = np.nan
+    bn.save_weights(str(tmp_path / "w.npz"), params, cfg, data.n_items)
+    with pytest.raises(bn.InputError, match="not all finite"):
+        bn.load_weights(str(tmp_path / "w.npz"))

@@ -16,7 +16,7 @@ import pytest
 
 import bam_minimal as bm
 from bam_data import formats
-from bam_tools import checkpoints, twin
+from bam_tools import checkpoints, runs, twin
 
 ROOT = Path(__file__).resolve().parents[1]
 BEAUTY = ROOT.parent / "shared" / "data" / "amazon-beauty-2014" / "Beauty.txt"
