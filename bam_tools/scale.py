@@ -262,6 +262,11 @@ def line(x, y):
     return float(a), float(b)
 
 
+def extra(r):
+    """MB above the RSS at the start of the stage."""
+    return r["peak_mb"] - r["before_mb"]
+
+
 def eval_work(r, n, d):
     """U N (I + 1) d multiply-adds of the scores: the cost model's variable."""
     return r["eval_users"] * n * (r["items"] + 1) * d
@@ -283,7 +288,7 @@ def fit(rows, n, d):
         eval_seconds_per_madd=c, eval_gmadd_per_s=1e-9 / c,
         eval_ratio_measured_to_fit=[round(r["seconds"] / r["fit_seconds"], 3) for r in ev],
         eval_peak_mb=dict(intercept=mem_eval[0], per_item_bytes=mem_eval[1] * 2 ** 20),
-        eval_extra_mb_range=[min(r["peak_mb"] - r["before_mb"] for r in ev), max(r["peak_mb"] - r["before_mb"] for r in ev)],
+        eval_extra_mb_range=[min(extra(r) for r in ev), max(extra(r) for r in ev)],
         train_peak_mb=dict(intercept=mem_train[0], per_item_bytes=mem_train[1] * 2 ** 20),
         train_step_ms=dict(items=[i for i, _ in step], ms=[m for _, m in step]),
         read_extra_mb=dict(intercept=mem_read[0], per_interaction_bytes=mem_read[1] * 2 ** 20),
@@ -387,7 +392,9 @@ def markdown(result):
 
 
 def duration(seconds):
-    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 # -----------------------------------------------------------------------------
 # Command line: `python bench.py --scale [options]` lands here
@@ -431,9 +438,11 @@ def main(argv=None):
         result = run(args.sizes, args.steps, args.eval_budget, args.mean_len, args.threads,
                      keep_freed_memory=args.keep_freed_memory)
     f = result["fit"]
-    print(f"fit: evaluation {f['eval_gmadd_per_s']:.2f} G multiply-adds/s; eval peak {f['eval_peak_mb']['intercept']:.0f} MB "
+    print(f"fit: evaluation {f['eval_gmadd_per_s']:.2f} G multiply-adds/s; "
+          f"eval peak {f['eval_peak_mb']['intercept']:.0f} MB "
           f"+ {f['eval_peak_mb']['per_item_bytes']:.0f} B/item; train peak {f['train_peak_mb']['intercept']:.0f} MB + "
-          f"{f['train_peak_mb']['per_item_bytes']:.0f} B/item; reading {f['read_extra_mb']['per_interaction_bytes']:.0f} "
+          f"{f['train_peak_mb']['per_item_bytes']:.0f} B/item; "
+          f"reading {f['read_extra_mb']['per_interaction_bytes']:.0f} "
           f"B/interaction")
     for p in result["projections"]:
         print(f"  {p['name']:24s} evaluation {p['eval_seconds']:10.1f} s, eval peak {p['eval_peak_mb']:6.0f} MB, "

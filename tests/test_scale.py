@@ -42,7 +42,8 @@ def test_bench_scale_on_tiny_sizes_writes_the_json_the_fit_and_the_plot(tmp_path
     assert all(r["seconds"] > 0 and r["peak_mb"] >= r["before_mb"] > 0 and r["threads"] == 1 for r in rows)
     ev = [r for r in rows if r["stage"] == "eval"]
     assert [(r["eval_users"], r["sampled"]) for r in ev] == [(300, False), (375, True)]  # 150,000 // 400
-    assert [r["interactions"] for r in rows[::3]] == [int(scale.synthetic(u, i)[0].sum()) for u, i in ((300, 200), (600, 400))]
+    sizes = ((300, 200), (600, 400))
+    assert [r["interactions"] for r in rows[::3]] == [int(scale.synthetic(u, i)[0].sum()) for u, i in sizes]
 
     fit, n, d = result["fit"], result["config"]["n_interests"], result["config"]["dim"]
     c = fit["eval_seconds_per_madd"]
