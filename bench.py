@@ -3,6 +3,7 @@ bench.py: how fast bam_minimal trains and evaluates, as ratios measured in one r
 
     python bench.py                                   # ../shared/data/amazon-beauty-2014/Beauty.txt
     python bench.py --data movies.txt --json bench.json
+    python bench.py --scale                           # time and memory against data size (bam_tools/scale.py)
 
 Every figure is a ratio to something timed in the same process, so that it means the same on a
 fast or a slow machine:
@@ -23,7 +24,7 @@ import torch.nn.functional as F
 
 import bam_minimal as bm
 from bam_data import formats
-from bam_tools import runs
+from bam_tools import runs, scale
 from bam_tools.perf import keep_freed_memory
 
 DEFAULT_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "shared", "data",
@@ -150,7 +151,11 @@ def official_style_eval(model, seqs, users, cfg):
 
 
 def main():
+    if "--scale" in sys.argv[1:]:  # the scaling benchmark has options of its own: `python bench.py --scale --help`
+        return scale.main([a for a in sys.argv[1:] if a != "--scale"])
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--scale", action="store_true", help="instead: time and peak memory of reading, training and "
+                    "evaluation against the data size (bam_tools/scale.py; --scale --help for its options)")
     ap.add_argument("--data", default=DEFAULT_DATA, help="interaction file (any format cli.py reads)")
     ap.add_argument("--json", default=None, help="write the figures to this JSON file")
     ap.add_argument("--steps", type=int, default=200, help="training steps per timing")

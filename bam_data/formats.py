@@ -23,7 +23,6 @@ allocates an (I + 1, d) embedding table. The standard library only; never torch.
 """
 import csv
 import gzip
-import io
 import json
 import math
 import os
@@ -101,33 +100,44 @@ def read(path, fmt="auto"):
 
 def read_official(path):
     """One `user item` pair per line, 1-indexed, each user's items in time order; lines of a user
-    need not be together. Extra fields are ignored, as the official reader does. -> {user: [items]}."""
+    need not be together. Extra fields are ignored, as the official reader does. -> {user: [items]}.
+
+    Memory: the file is read line by line (reading it whole held its text twice and a string per
+    line: 150 bytes per interaction at the peak, for 11 in the file), and each distinct id is parsed
+    and checked once and shared by every list that holds it (a separate int per interaction was 32
+    bytes of the 80 the lists took). docs/performance.md, Scaling, has the measurements."""
     check_text_file(path)
-    with open(path, "rb") as f:
-        text = f.read().decode("utf-8-sig", errors="replace")
-    seqs = {}
-    # Lines as Python's text files split them (\n, \r\n, \r), as bam_minimal.read_official reads them;
-    # str.splitlines would also split at form feeds and other separators inside a line.
-    for n, line in enumerate(io.StringIO(text, newline=None), 1):
-        parts = line.split()
-        if not parts:
-            continue
-        if len(parts) < 2:
-            raise InputError(f"{path}:{n}: one field, expected `user item` (fix: write one pair per line)")
-        try:
-            user, item = int(parts[0]), int(parts[1])
-        except ValueError:
-            raise InputError(f"{path}:{n}: `{line.strip()[:30]}` is not two integer ids (fix: integer ids, "
-                             "e.g. map string ids with `cli.py prepare`)") from None
-        if max(user, item) >= MAX_ID:
-            raise InputError(f"{path}:{n}: id too large, ids must be below 2^31 (fix: map ids to 1..n, "
-                             "e.g. with `cli.py prepare`)")
-        if user < 0 or item < 0:
-            raise InputError(f"{path}:{n}: negative id (fix: user ids are 0 or more, item ids 1 or more)")
-        if item == 0:
-            raise InputError(f"{path}:{n}: item id 0 is padding (fix: items are 1-indexed; add 1 to every item id)")
-        seqs.setdefault(user, []).append(item)
+    seqs, users, items = {}, {}, {}  # users, items: token -> its checked int, one object per id
+    with open(path, encoding="utf-8-sig", errors="replace") as f:  # -sig: a byte-order mark is not an id
+        for n, line in enumerate(f, 1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) < 2:
+                raise InputError(f"{path}:{n}: one field, expected `user item` (fix: write one pair per line)")
+            user, item = users.get(parts[0]), items.get(parts[1])
+            if user is None or item is None:  # a token seen for the first time: parse and check it
+                user, item = _official_pair(path, n, line, parts)
+                user, item = users.setdefault(parts[0], user), items.setdefault(parts[1], item)  # keep the shared one
+            seqs.setdefault(user, []).append(item)
     return seqs
+
+
+def _official_pair(path, n, line, parts):
+    """The checked (user, item) ids of line `n`, or the InputError that names what is wrong with it."""
+    try:
+        user, item = int(parts[0]), int(parts[1])
+    except ValueError:
+        raise InputError(f"{path}:{n}: `{line.strip()[:30]}` is not two integer ids (fix: integer ids, "
+                         "e.g. map string ids with `cli.py prepare`)") from None
+    if max(user, item) >= MAX_ID:
+        raise InputError(f"{path}:{n}: id too large, ids must be below 2^31 (fix: map ids to 1..n, "
+                         "e.g. with `cli.py prepare`)")
+    if user < 0 or item < 0:
+        raise InputError(f"{path}:{n}: negative id (fix: user ids are 0 or more, item ids 1 or more)")
+    if item == 0:
+        raise InputError(f"{path}:{n}: item id 0 is padding (fix: items are 1-indexed; add 1 to every item id)")
+    return user, item
 
 
 def read_per_user(path):

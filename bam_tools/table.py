@@ -58,8 +58,8 @@ def run_one(base, method, seed, data, out, log):
 def summarise(results):
     """{method: [result per seed]} -> {method: {column: (mean, std)}}, std over seeds (ddof 1)."""
     table = {}
-    for method, runs in results.items():
-        values = {c: np.array([r["test"][c] for r in runs]) for c in COLUMNS}
+    for method, seeds in results.items():
+        values = {c: np.array([r["test"][c] for r in seeds]) for c in COLUMNS}
         table[method] = {c: (float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0)
                          for c, v in values.items()}
     return table
