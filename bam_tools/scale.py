@@ -327,7 +327,7 @@ def plot(result, path):
     """Four panels: evaluation time against the cost model, memory against users and against items,
     and reading time and memory against interactions."""
     from bam_tools.plots import plt, save
-    rows = result["measurements"]
+    rows, f = result["measurements"], result["fit"]
     n, d = result["config"]["n_interests"], result["config"]["dim"]
     ev = [r for r in rows if r["stage"] == "eval"]
     fig, ax = plt.subplots(2, 2, figsize=(10, 7.5))
