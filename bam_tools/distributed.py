@@ -7,6 +7,9 @@ cli.py which process it is, so that only process 0 writes files and prints.
     torchrun --standalone --nproc_per_node=2 cli.py train            # 2 processes on this machine
     torchrun --nnodes=2 --node_rank=0 --nproc_per_node=8 --rdzv_endpoint=host:29500 cli.py train ...
 
+Across machines, the run folder (--out) must be on a file system that they all share: every process
+reads last.pt to resume, and a run whose processes see different states is refused.
+
 The backend is gloo on the CPU and nccl on CUDA. With one process (plain `python cli.py`, or torchrun
 with --nproc_per_node=1) nothing is joined, and every number is the same as without torchrun.
 
