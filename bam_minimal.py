@@ -116,14 +116,14 @@ class Dataset:
     """All sequences in one flat array: row r owns items[start[r]:start[r + 1]]; users with < 3 are skipped."""
 
     def __init__(self, seqs, n_items=None, name="data"):
-        kept = {u: s for u, s in seqs.items() if len(s) >= 3}
+        kept = {u: seqs[u] for u in sorted(seqs) if len(seqs[u]) >= 3}          # in user order
         if not kept:
             raise InputError(f"{name}: no user has 3 or more interactions (fix: leave-one-out needs 3 per user)")
         self.name, self.skipped = name, len(seqs) - len(kept)
-        self.users = np.array(sorted(kept), dtype=np.int64)                     # (U,)
-        self.lengths = np.array([len(kept[u]) for u in self.users], dtype=np.int64)  # (U,)
+        self.users = np.array(list(kept), dtype=np.int64)                       # (U,)
+        self.lengths = np.array([len(s) for s in kept.values()], dtype=np.int64)  # (U,)
         self.start = np.concatenate([[0], np.cumsum(self.lengths)])            # (U + 1,)
-        self.items = np.concatenate([kept[u] for u in self.users]).astype(np.int64)  # (T,)
+        self.items = np.fromiter((i for s in kept.values() for i in s), np.int64, self.start[-1])  # (T,)
         self.n_items = int(n_items or max(max(s) for s in seqs.values()))      # the official item_count
         self.trainable = np.flatnonzero(self.lengths - 2 >= 2)                # rows with a train target k >= 1
         self.n_interactions = int(self.lengths.sum())

@@ -25,14 +25,14 @@ class Dataset:
     Item ids are kept as they are; 0 is padding. Users with fewer than 3 items are skipped."""
 
     def __init__(self, seqs, n_items=None, name="data"):
-        kept = {u: s for u, s in seqs.items() if len(s) >= 3}
+        kept = {u: seqs[u] for u in sorted(seqs) if len(seqs[u]) >= 3}          # in user order
         if not kept:
             raise InputError(f"{name}: no user has 3 or more interactions (fix: leave-one-out needs 3 per user)")
         self.name, self.skipped = name, len(seqs) - len(kept)
-        self.users = np.array(sorted(kept), dtype=np.int64)                     # (U,)
-        self.lengths = np.array([len(kept[u]) for u in self.users], dtype=np.int64)  # (U,)
+        self.users = np.array(list(kept), dtype=np.int64)                       # (U,)
+        self.lengths = np.array([len(s) for s in kept.values()], dtype=np.int64)  # (U,)
         self.start = np.concatenate([[0], np.cumsum(self.lengths)])            # (U + 1,)
-        self.items = np.concatenate([kept[u] for u in self.users]).astype(np.int64)  # (T,)
+        self.items = np.fromiter((i for s in kept.values() for i in s), np.int64, self.start[-1])  # (T,)
         self.n_items = int(n_items or max(max(s) for s in seqs.values()))      # the official item_count
         if self.n_items >= MAX_ID:  # before anything allocates an (I + 1, d) table
             raise InputError(f"{name}: item id {self.n_items} is too large, ids must be below 2^31 "
@@ -67,4 +67,3 @@ def train_batch(data, rng, batch_size, seq_len):
 def split_targets(data, split):
     """Leave-one-out: validation predicts seq[-2] from seq[:-2], test predicts seq[-1] from seq[:-1]."""
     return data.lengths - (2 if split == "valid" else 1)                       # (U,) target positions
-
