@@ -118,7 +118,7 @@ class Dataset:
     def __init__(self, seqs, n_items=None, name="data"):
         kept = {u: seqs[u] for u in sorted(seqs) if len(seqs[u]) >= 3}          # in user order
         if not kept:
-            raise InputError(f"{name}: no user has 3 or more interactions (fix: leave-one-out needs 3 per user)")
+            raise InputError(f"{name}: no user has 3 or more interactions (fix: 3 per user; one line per user: cli.py)")
         self.name, self.skipped = name, len(seqs) - len(kept)
         self.users = np.array(list(kept), dtype=np.int64)                       # (U,)
         self.lengths = np.array([len(s) for s in kept.values()], dtype=np.int64)  # (U,)
