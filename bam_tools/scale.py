@@ -11,11 +11,14 @@ fresh process, so that one stage's memory never shows up in another's:
 Peak memory is the measuring process's high-water mark (VmHWM; ru_maxrss would include the parent's
 RSS at the fork, see peak_mb), reset after the stage's setup by writing 5 to /proc/self/clear_refs,
 so that the train and eval figures leave out how their data was built.
-Then the fits (evaluation seconds = c * users * N * (I + 1) * d, one constant by least squares; peak
-memory linear in items and in interactions) and projections to real datasets, a JSON and a PNG.
+Then the fits (evaluation seconds = c * users * N * (I + 1) * d, one constant by least squares; the
+train and eval peak memory = a + b * items + c * interactions, by least squares, which the default grid's
+two sweeps separate; reading's memory a + c * interactions) and projections to real datasets, a JSON and a
+PNG. A term that the sizes do not determine (one item count, one interaction count, or the two growing
+together) is left out with a one-line warning, and so are the projections that need it.
 
     python bench.py --scale                                   # the full grid: scale.json, scaling.png
-    python bench.py --scale --sizes 2000x1000,4000x1000 --steps 5 --json s.json --plot s.png
+    python bench.py --scale --sizes 2000x1000,4000x1000,2000x2000 --steps 5 --json s.json --plot s.png
     python -m bam_tools.scale table scale.json                # its tables in Markdown (docs/performance.md)
     python -m bam_tools.scale measure '{"stage": "eval", "users": 1000, "items": 5000, ...}'   # one child
 """
@@ -253,13 +256,25 @@ def through_origin(x, y):
     return float((x * y).sum() / (x * x).sum())
 
 
-def line(x, y):
-    """Least squares of y = a + b x -> (a, b); b = 0 when x has one value."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    if np.ptp(x) == 0:
-        return float(y.mean()), 0.0
-    b, a = np.polyfit(x, y, 1)
-    return float(a), float(b)
+def linear(rows, terms, y):
+    """Least squares of y = a + sum_k b_k * row[term_k] over `rows` -> (a, [b_k])."""
+    x = np.column_stack([np.ones(len(rows))] + [[r[t] for r in rows] for t in terms]).astype(float)
+    coef = np.linalg.lstsq(x, np.asarray(y, float), rcond=None)[0]
+    return float(coef[0]), [float(b) for b in coef[1:]]
+
+
+def fittable(rows):
+    """Which of "items" and "interactions" the measured sizes determine as memory terms -> (terms, why not
+    the others, or None). A term needs two or more distinct values, and two terms need sizes that do not
+    move them together (|correlation| <= 0.99 over the sizes: the default grid's users and items sweeps)."""
+    sizes = sorted({(r["items"], r["interactions"]) for r in rows})
+    terms = [t for k, t in enumerate(("items", "interactions")) if len({s[k] for s in sizes}) > 1]
+    why = [f"one {t[:-1]} count ({sizes[0][k]:,})" for k, t in enumerate(("items", "interactions")) if t not in terms]
+    if len(terms) == 2:
+        corr = np.corrcoef(np.array(sizes, float).T)[0, 1]
+        if abs(corr) > 0.99:
+            terms, why = [], [f"items and interactions that grow together (correlation {corr:.3f})"]
+    return terms, " and ".join(why) or None
 
 
 def extra(r):
@@ -273,26 +288,42 @@ def eval_work(r, n, d):
 
 
 def fit(rows, n, d):
-    """The constants of the cost model, with each measurement's ratio measured / fitted."""
+    """The constants of the cost model, with each measurement's ratio measured / fitted. Peak memory of
+    train and eval: a + b * items + c * interactions (MB; b and c given in bytes); a slope the sizes do not
+    determine is None, and `warning` says why (None when every slope was fitted)."""
     by = {s: [r for r in rows if r["stage"] == s] for s in STAGES}
     ev, tr, rd = by["eval"], by["train"], by["read"]
     c = through_origin([eval_work(r, n, d) for r in ev], [r["seconds"] for r in ev])
-    mem_eval = line([r["items"] for r in ev], [r["peak_mb"] for r in ev])
-    mem_train = line([r["items"] for r in tr], [r["peak_mb"] for r in tr])
+    terms, why = fittable(rows)
+
+    def memory(stage_rows):
+        a, b = linear(stage_rows, terms, [r["peak_mb"] for r in stage_rows])
+        b = dict(zip(terms, b))
+        return dict(intercept=a, **{f"per_{t[:-1]}_bytes": b[t] * 2 ** 20 if t in b else None
+                                    for t in ("items", "interactions")})
     step = sorted((r["items"], r["step_ms"]) for r in tr if r["users"] == min(q["users"] for q in tr))
-    mem_read = line([r["interactions"] for r in rd], [r["peak_mb"] - r["before_mb"] for r in rd])
+    read_terms = ["interactions"] if len({r["interactions"] for r in rd}) > 1 else []
+    a, b = linear(rd, read_terms, [extra(r) for r in rd])
     read_s = through_origin([r["interactions"] for r in rd], [r["seconds"] for r in rd])
     for r in ev:
         r["fit_seconds"] = c * eval_work(r, n, d)
+    left_out = [what for what, missing in (("peak memory", why), ("step time", len(step) < 2),
+                                            ("reading memory", not read_terms)) if missing]
+    warning = None
+    if left_out:
+        names = ", ".join(left_out[:-1]) + " and " * (len(left_out) > 1) + left_out[-1]
+        warning = (f"these sizes have {why or 'one item count at the fewest users'}: left out "
+                   f"{'the memory slopes they do not determine and ' if why else ''}the projections of {names} "
+                   "(measure sizes that differ in users and in items, as the default grid does)")
     return dict(
         eval_seconds_per_madd=c, eval_gmadd_per_s=1e-9 / c,
         eval_ratio_measured_to_fit=[round(r["seconds"] / r["fit_seconds"], 3) for r in ev],
-        eval_peak_mb=dict(intercept=mem_eval[0], per_item_bytes=mem_eval[1] * 2 ** 20),
+        eval_peak_mb=memory(ev),
         eval_extra_mb_range=[min(extra(r) for r in ev), max(extra(r) for r in ev)],
-        train_peak_mb=dict(intercept=mem_train[0], per_item_bytes=mem_train[1] * 2 ** 20),
+        train_peak_mb=memory(tr),
         train_step_ms=dict(items=[i for i, _ in step], ms=[m for _, m in step]),
-        read_extra_mb=dict(intercept=mem_read[0], per_interaction_bytes=mem_read[1] * 2 ** 20),
-        read_seconds_per_million_interactions=read_s * 1e6)
+        read_extra_mb=dict(intercept=a, per_interaction_bytes=b[0] * 2 ** 20 if b else None),
+        read_seconds_per_million_interactions=read_s * 1e6, warning=warning)
 
 
 def interpolate(x, xs, ys):
@@ -304,19 +335,28 @@ def interpolate(x, xs, ys):
     return float(ys[-1] + (ys[-1] - ys[-2]) / (xs[-1] - xs[-2]) * (x - xs[-1]))
 
 
+def peak(m, items, interactions):
+    """A peak-memory fit at a size (MB), or None where it lacks a slope."""
+    if m["per_item_bytes"] is None or m["per_interaction_bytes"] is None:
+        return None
+    return m["intercept"] + (m["per_item_bytes"] * items + m["per_interaction_bytes"] * interactions) / 2 ** 20
+
+
 def project(f, n, d):
-    """Each dataset's full evaluation time (c U N (I + 1) d), and peak memory from the linear fits."""
+    """Each dataset's full evaluation time (c U N (I + 1) d), and peak memory from the linear fits; None
+    for what the fit could not determine (see fit's warning)."""
     out = []
+    step, rd = f["train_step_ms"], f["read_extra_mb"]
     for name, (users, items, interactions) in DATASETS.items():
         out.append(dict(
             name=name, users=users, items=items, interactions=interactions,
             eval_seconds=f["eval_seconds_per_madd"] * users * n * (items + 1) * d,
-            eval_peak_mb=f["eval_peak_mb"]["intercept"] + f["eval_peak_mb"]["per_item_bytes"] * items / 2 ** 20,
-            train_peak_mb=f["train_peak_mb"]["intercept"] + f["train_peak_mb"]["per_item_bytes"] * items / 2 ** 20,
-            train_step_ms=interpolate(items, f["train_step_ms"]["items"], f["train_step_ms"]["ms"]),
+            eval_peak_mb=peak(f["eval_peak_mb"], items, interactions),
+            train_peak_mb=peak(f["train_peak_mb"], items, interactions),
+            train_step_ms=interpolate(items, step["items"], step["ms"]) if len(step["items"]) > 1 else None,
             read_seconds=f["read_seconds_per_million_interactions"] * interactions / 1e6,
-            read_extra_mb=f["read_extra_mb"]["intercept"]
-            + f["read_extra_mb"]["per_interaction_bytes"] * interactions / 2 ** 20))
+            read_extra_mb=None if rd["per_interaction_bytes"] is None
+            else rd["intercept"] + rd["per_interaction_bytes"] * interactions / 2 ** 20))
     return out
 
 # -----------------------------------------------------------------------------
@@ -334,24 +374,30 @@ def plot(result, path):
 
     x = np.array([eval_work(r, n, d) for r in ev], float)
     ax[0, 0].loglog(x, [r["seconds"] for r in ev], "o", label="measured")
-    grid = np.geomspace(x.min(), x.max(), 50)
-    ax[0, 0].loglog(grid, f["eval_seconds_per_madd"] * grid, "-", color="grey",
-                    label=f"fit: {f['eval_gmadd_per_s']:.1f} G multiply-adds/s")
+    if np.ptp(x) > 0:  # one size's work is a point, not a line
+        grid = np.geomspace(x.min(), x.max(), 50)
+        ax[0, 0].loglog(grid, f["eval_seconds_per_madd"] * grid, "-", color="grey",
+                        label=f"fit: {f['eval_gmadd_per_s']:.1f} G multiply-adds/s")
     ax[0, 0].set(xlabel="evaluated users x N x (I + 1) x d", ylabel="evaluation seconds", title="evaluation time")
 
     base_items = min(r["items"] for r in rows)
     base_users = min(r["users"] for r in rows)
     for stage, marker in zip(STAGES, "s^o"):
-        by_u = sorted((r["users"], r["peak_mb"]) for r in rows if r["stage"] == stage and r["items"] == base_items)
-        by_i = sorted((r["items"], r["peak_mb"]) for r in rows if r["stage"] == stage and r["users"] == base_users)
-        ax[0, 1].semilogx(*zip(*by_u), marker=marker, label=stage)
-        ax[1, 0].plot(*zip(*by_i), marker=marker, label=stage)  # linear axes: linear growth looks linear
+        by_u = sorted((r["users"], r["peak_mb"], r["items"], r["interactions"]) for r in rows
+                      if r["stage"] == stage and r["items"] == base_items)
+        by_i = sorted((r["items"], r["peak_mb"], r["items"], r["interactions"]) for r in rows
+                      if r["stage"] == stage and r["users"] == base_users)
+        for a, pts, draw in ((ax[0, 1], by_u, ax[0, 1].semilogx), (ax[1, 0], by_i, ax[1, 0].plot)):
+            if not pts:
+                continue
+            color = draw(*list(zip(*pts))[:2], marker=marker, label=stage)[0].get_color()  # linear axes for items
+            m = f.get(f"{stage}_peak_mb")
+            if m and len(pts) > 1 and peak(m, 0, 0) is not None:  # the fit a + b items + c interactions
+                draw([p[0] for p in pts], [peak(m, p[2], p[3]) for p in pts], ":", color=color,
+                     label=f"{stage} fit: {m['per_item_bytes']:.0f} B/item + {m['per_interaction_bytes']:.0f} "
+                           "B/interaction" if a is ax[1, 0] else f"{stage} fit")
     ax[0, 1].set(xlabel="users", ylabel="peak RSS, MB", title=f"peak memory, {base_items:,} items")
     ax[1, 0].set(xlabel="items", ylabel="peak RSS, MB", title=f"peak memory, {base_users:,} users")
-    items = np.array(sorted({r["items"] for r in rows}), float)
-    mem = f["eval_peak_mb"]
-    ax[1, 0].plot(items, mem["intercept"] + mem["per_item_bytes"] * items / 2 ** 20, ":", color="grey",
-                      label=f"eval fit: {mem['per_item_bytes']:.0f} B/item")
 
     rd = sorted((r["interactions"], r["seconds"], r["peak_mb"] - r["before_mb"]) for r in rows if r["stage"] == "read")
     t, s, m = (np.array(v, float) for v in zip(*rd))
@@ -386,9 +432,20 @@ def markdown(result):
             "train ms/step | read + Dataset s | read MB above start |", "|---|" + "---:|" * 9]
     for p in result["projections"]:
         out.append(f"| {p['name']} | {p['users']:,} | {p['items']:,} | {p['interactions']:,} | "
-                   f"{duration(p['eval_seconds'])} | {p['eval_peak_mb']:,.0f} | {p['train_peak_mb']:,.0f} | "
-                   f"{p['train_step_ms']:.0f} | {p['read_seconds']:,.1f} | {p['read_extra_mb']:,.0f} |")
+                   f"{duration(p['eval_seconds'])} | {whole(p['eval_peak_mb'])} | {whole(p['train_peak_mb'])} | "
+                   f"{whole(p['train_step_ms'])} | {p['read_seconds']:,.1f} | {whole(p['read_extra_mb'])} |")
     return "\n".join(out)
+
+
+def whole(value, width=0):
+    """A projection (MB or ms) rounded to a whole number, or n/a where the fit could not make it."""
+    return f"{'n/a' if value is None else f'{value:,.0f}':>{width}}"
+
+
+def memory_text(m):
+    """`a MB + b B/item + c B/interaction`, the slopes that were fitted."""
+    return " + ".join([f"{m['intercept']:.0f} MB"] + [f"{m[k]:.0f} B/{k[4:-6]}" for k in
+                                                      ("per_item_bytes", "per_interaction_bytes") if m[k] is not None])
 
 
 def duration(seconds):
@@ -438,15 +495,15 @@ def main(argv=None):
         result = run(args.sizes, args.steps, args.eval_budget, args.mean_len, args.threads,
                      keep_freed_memory=args.keep_freed_memory)
     f = result["fit"]
+    if f.get("warning"):
+        print(f"warning: {f['warning']}", file=sys.stderr)
     print(f"fit: evaluation {f['eval_gmadd_per_s']:.2f} G multiply-adds/s; "
-          f"eval peak {f['eval_peak_mb']['intercept']:.0f} MB "
-          f"+ {f['eval_peak_mb']['per_item_bytes']:.0f} B/item; train peak {f['train_peak_mb']['intercept']:.0f} MB + "
-          f"{f['train_peak_mb']['per_item_bytes']:.0f} B/item; "
-          f"reading {f['read_extra_mb']['per_interaction_bytes']:.0f} "
-          f"B/interaction")
+          + "; ".join(f"{stage} peak {memory_text(f[stage + '_peak_mb'])}" for stage in ("eval", "train"))
+          + "; reading " + ("n/a" if f["read_extra_mb"]["per_interaction_bytes"] is None
+                            else f"{f['read_extra_mb']['per_interaction_bytes']:.0f} B/interaction"))
     for p in result["projections"]:
-        print(f"  {p['name']:24s} evaluation {p['eval_seconds']:10.1f} s, eval peak {p['eval_peak_mb']:6.0f} MB, "
-              f"train peak {p['train_peak_mb']:6.0f} MB, reading {p['read_seconds']:6.1f} s")
+        print(f"  {p['name']:24s} evaluation {p['eval_seconds']:10.1f} s, eval peak {whole(p['eval_peak_mb'], 6)} MB, "
+              f"train peak {whole(p['train_peak_mb'], 6)} MB, reading {p['read_seconds']:6.1f} s")
     atomic_write(args.json, lambda fh: fh.write(json.dumps(result, indent=2).encode()))
     plot(result, args.plot)
     print(f"wrote {args.json} and {args.plot}")

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import bam_minimal as bm
@@ -31,18 +32,19 @@ def child(code, *args):
 
 
 @linux_only
-def test_bench_scale_on_tiny_sizes_writes_the_json_the_fit_and_the_plot(tmp_path):
+def test_bench_scale_on_tiny_sizes_writes_the_json_the_fit_and_the_plot(tmp_path, capsys):
     out, png = tmp_path / "scale.json", tmp_path / "scale.png"
-    scale.main(["--sizes", "300x200,600x400", "--steps", "2", "--eval-budget", "150000", "--threads", "1",
-                "--json", str(out), "--plot", str(png)])
+    sizes = ((300, 200), (600, 400), (300, 400))  # items and interactions vary apart: both memory slopes
+    scale.main(["--sizes", ",".join(f"{u}x{i}" for u, i in sizes), "--steps", "2", "--eval-budget", "150000",
+                "--threads", "1", "--json", str(out), "--plot", str(png)])
+    assert "warning" not in capsys.readouterr().err
     result = json.loads(out.read_text())
     rows = result["measurements"]
     assert [(r["stage"], r["users"], r["items"]) for r in rows] == [
-        (s, u, i) for u, i in ((300, 200), (600, 400)) for s in ("read", "train", "eval")]
+        (s, u, i) for u, i in sizes for s in ("read", "train", "eval")]
     assert all(r["seconds"] > 0 and r["peak_mb"] >= r["before_mb"] > 0 and r["threads"] == 1 for r in rows)
     ev = [r for r in rows if r["stage"] == "eval"]
-    assert [(r["eval_users"], r["sampled"]) for r in ev] == [(300, False), (375, True)]  # 150,000 // 400
-    sizes = ((300, 200), (600, 400))
+    assert [(r["eval_users"], r["sampled"]) for r in ev] == [(300, False), (375, True), (300, False)]  # 150,000 // 400
     assert [r["interactions"] for r in rows[::3]] == [int(scale.synthetic(u, i)[0].sum()) for u, i in sizes]
 
     fit, n, d = result["fit"], result["config"]["n_interests"], result["config"]["dim"]
@@ -52,7 +54,50 @@ def test_bench_scale_on_tiny_sizes_writes_the_json_the_fit_and_the_plot(tmp_path
     assert fit["eval_ratio_measured_to_fit"] == [round(r["seconds"] / (c * a), 3) for a, r in zip(x, ev)]
     taobao = next(p for p in result["projections"] if p["name"].startswith("Taobao"))
     assert taobao["eval_seconds"] == pytest.approx(c * 976_779 * n * 1_708_531 * d)
+    # peak memory = a + b items + c interactions, by least squares (three sizes: exact here)
+    for stage in ("eval", "train"):
+        m, st = fit[f"{stage}_peak_mb"], [r for r in rows if r["stage"] == stage]
+        a, b, c = np.linalg.lstsq(np.array([[1, r["items"], r["interactions"]] for r in st], float),
+                                  np.array([r["peak_mb"] for r in st]), rcond=None)[0]
+        assert (m["intercept"], m["per_item_bytes"], m["per_interaction_bytes"]) == pytest.approx(
+            (a, b * 2 ** 20, c * 2 ** 20))
+        assert taobao[f"{stage}_peak_mb"] == pytest.approx(a + b * 1_708_530 + c * 85_384_110)
+    assert fit["warning"] is None and None not in taobao.values()
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@linux_only
+def test_bench_scale_on_one_size_warns_and_leaves_out_what_it_cannot_fit(tmp_path, capsys):
+    """One size: no slope in items or interactions, so no peak-memory, step-time or reading-memory
+    projection (they came out as 0 B/item lines from one point); evaluation and reading time, one
+    constant each, remain."""
+    out, png = tmp_path / "one.json", tmp_path / "one.png"
+    scale.main(["--sizes", "300x200", "--steps", "2", "--threads", "1", "--json", str(out), "--plot", str(png)])
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("warning: these sizes have one item count (200) and one "
+                                               "interaction count"), err
+    result = json.loads(out.read_text())
+    fit = result["fit"]
+    assert fit["warning"] == err[0][len("warning: "):]
+    for stage in ("eval", "train"):
+        assert fit[f"{stage}_peak_mb"]["per_item_bytes"] is None
+        assert fit[f"{stage}_peak_mb"]["per_interaction_bytes"] is None
+    assert fit["read_extra_mb"]["per_interaction_bytes"] is None
+    for p in result["projections"]:
+        assert p["eval_peak_mb"] is p["train_peak_mb"] is p["train_step_ms"] is p["read_extra_mb"] is None
+        assert p["eval_seconds"] > 0 and p["read_seconds"] > 0
+    assert "| n/a | n/a | n/a |" in scale.markdown(result)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_memory_terms_need_sizes_that_move_them_apart():
+    def rows(*sizes):
+        return [dict(items=i, interactions=t) for i, t in sizes]
+    assert scale.fittable(rows((10, 100), (20, 100), (10, 300))) == (["items", "interactions"], None)
+    assert scale.fittable(rows((10, 100), (10, 300))) == (["interactions"], "one item count (10)")
+    assert scale.fittable(rows((10, 100), (20, 100))) == (["items"], "one interaction count (100)")
+    terms, why = scale.fittable(rows((10, 100), (20, 205)))  # two sizes on a line: cannot be told apart
+    assert terms == [] and why.startswith("items and interactions that grow together")
 
 
 def test_bench_py_hands_scale_to_bam_tools_scale():
