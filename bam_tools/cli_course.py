@@ -5,8 +5,9 @@ bam_tools/cli_course.py: `python cli.py course ...`, the course kit's commands; 
     python cli.py course check kit/bam_student.py                 # public vectors; exit 0 when all pass
     python cli.py course grade kit/bam_student.py --json results.json [--timeout 60] [--seed N]
 
-The grader imports and runs the student's code: it isolates it only by a subprocess per part and a
-time limit. grade exits 0 when grading completed (whatever the score) and 2 on bad input. The work
+The grader imports and runs the student's code: it isolates it only by a subprocess per part, a time
+limit, a cap on what it writes and killing each part's process group. It catches mistakes, not
+determined cheating (the reference ships with the kit). grade exits 0 when grading completed (whatever the score) and 2 on bad input. The work
 is in bam_tools/course/.
 """
 import os
@@ -18,8 +19,12 @@ from bam_tools.course import spec
 from bam_tools.course.spec import CourseError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ISOLATION = ("The grader imports and runs the student's code; it isolates it only by a subprocess per part "
-             "and a time limit (no sandbox): grade untrusted files inside a throw-away container.")
+ISOLATION = ("The grader imports and runs the student's code; it isolates it only by a subprocess per part, "
+             "a time limit, a cap on what it writes and killing each part's process group (no sandbox): grade "
+             "untrusted files inside a throw-away container. It catches mistakes, not determined cheating: the "
+             "reference (the answer key) ships with the kit and is importable by the student's code; a file "
+             "that imports it, or whose graded functions are defined outside it, scores 0, but a student who "
+             "works around these cheap checks is not stopped.")
 
 
 def bad_input(f):

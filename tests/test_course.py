@@ -10,13 +10,14 @@ import json
 import os
 import shutil
 import textwrap
+import time
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
 import cli
-from bam_tools.course import grader, skeleton, spec
+from bam_tools.course import common, e2e, grader, skeleton, spec
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REFERENCE = os.path.join(ROOT, "bam_minimal.py")
@@ -169,26 +170,79 @@ def test_skeleton_scores_zero_without_crashing_the_grader(kit, tmp_path):
         assert "not implemented" in t["output"], t
 
 
+def numpy_solved(path, extra=""):
+    """A NumPy-track file with the reference's bodies written out in it (no call into bam_numpy's own)."""
+    imports, blocks = set(), []
+    for part in spec.parts_of("numpy"):
+        with open(os.path.join(ROOT, part.source)) as f:
+            source = f.read()
+        tree = ast.parse(source)
+        node = skeleton.find(tree, part.target, part.source)
+        imports |= skeleton.helpers(tree, node, skeleton.module_name(part.source))
+        blocks.append(ast.get_source_segment(source, node))
+    path.write_text(skeleton.import_block(imports) + "\n\n" + "\n\n\n".join(blocks) + "\n" + textwrap.dedent(extra))
+    return str(path)
+
+
 def test_numpy_track_skeleton_zero_and_reference_full(kit, tmp_path):
     tests, info = grader.grade(str(kit / "bam_numpy_student.py"), seed=2)
     assert info["track"] == "numpy" and sum(t.score for t in tests) == 0 and len(tests) == 4
-    wrapper = tmp_path / "np_reference.py"
+    tests, _ = grader.grade(numpy_solved(tmp_path / "np_solved.py"), seed=2)
+    assert all(t.score == t.max_score for t in tests), [t.output for t in tests]
+    wrapper = tmp_path / "np_reference.py"   # calls bam_numpy's own backward passes: the answer key
     wrapper.write_text("from bam_numpy import encoders, loss\n\n\n"
                        "def softmax_loss_backward(pos, neg, beta, d_loss):\n"
                        "    return loss.softmax_loss_backward(pos, neg, beta, d_loss)\n\n\n"
                        "def comirec_backward(params, cache, d_interests, d_attention=None):\n"
                        "    return encoders.comirec_backward(params, cache, d_interests, d_attention)\n")
     tests, _ = grader.grade(str(wrapper), seed=2)
+    assert all(t.score == 0 and "answer key" in t.output for t in tests), [t.output for t in tests]
+
+
+def test_finite_difference_directions_stay_in_the_grader(tmp_path):
+    path = numpy_solved(tmp_path / "peek.py", """
+        import sys as _sys
+        with np.load(_sys.argv[3], allow_pickle=False) as _z:   # the cases file the runner reads
+            if any("/dirs/" in _k for _k in _z.files):
+                raise RuntimeError("the directions leaked")
+        """)
+    tests = grader.grade(path, seed=5, parts="softmax_loss_backward")[0]
     assert all(t.score == t.max_score for t in tests), [t.output for t in tests]
 
 
+NUMERICAL = """
+def softmax_loss_backward(pos, neg, beta, d_loss):
+    from bam_numpy.loss import softmax_loss as _f
+    f = lambda p, n: (d_loss * _f(p, n, beta)).sum()
+    def num(x, g):
+        out = np.zeros_like(x)
+        for i in np.ndindex(x.shape):
+            xp, xm = x.copy(), x.copy()
+            xp[i] += 1e-6
+            xm[i] -= 1e-6
+            out[i] = (g(xp) - g(xm)) / 2e-6
+        return out
+    return num(pos, lambda p: f(p, neg)), num(neg, lambda n: f(pos, n))
+"""
+
+
+def test_numerical_gradients_run_past_the_time_limit(tmp_path):
+    path = tmp_path / "numerical.py"
+    path.write_text("import numpy as np\n" + NUMERICAL)
+    tests = grader.grade(str(path), seed=5, parts="softmax_loss_backward", timeout=8)[0]
+    assert all(t.score == 0 and "timed out" in t.output for t in tests), [t.output for t in tests]
+
+
 def test_numpy_track_bug_fails_golden_and_finite_differences(tmp_path):
-    bug = tmp_path / "np_bug.py"
-    bug.write_text("from bam_numpy import encoders, loss\n\n\n"
-                   "def comirec_backward(params, cache, d_interests, d_attention=None):\n"
-                   "    cache = dict(cache, a1=cache['a1'] * 0 + 0.5)  # BUG: tanh' taken at the wrong point\n"
-                   "    return encoders.comirec_backward(params, cache, d_interests, d_attention)\n")
-    tests = by_name(grader.grade(str(bug), seed=6, parts="comirec_backward")[0])
+    bug = numpy_solved(tmp_path / "np_bug.py", """
+        _comirec_backward = comirec_backward
+
+
+        def comirec_backward(params, cache, d_interests, d_attention=None):
+            cache = dict(cache, a1=cache['a1'] * 0 + 0.5)  # BUG: tanh' taken at the wrong point
+            return _comirec_backward(params, cache, d_interests, d_attention)
+        """)
+    tests = by_name(grader.grade(bug, seed=6, parts="comirec_backward")[0])
     assert tests["comirec_backward: golden"].score == 0
     assert tests["comirec_backward: finite differences"].score == 0
     assert "fd/" in tests["comirec_backward: finite differences"].output
@@ -276,6 +330,39 @@ PLANTED = [
     ("target_rank", ["ties"], "ties broken the other way", ["distinct", "non-finite"]),
     ("metrics_from_ranks", ["ndcg"], "log2(r + 2)", ["recall"]),
 ]
+
+
+def test_gradient_hint_only_when_the_values_are_right(graded_bugs):
+    # the forward's values are wrong (softmax over N): "the values are right" would mislead
+    out = graded_bugs["ComiRecSA: gradients"].output
+    assert graded_bugs["ComiRecSA: gradients"].score == 0 and "values are right" not in out, out
+    assert "fix attention and interests first" in out, out
+
+
+def test_overflow_and_one_based_rank_get_their_hints(tmp_path):
+    path = with_appended(tmp_path, "hints.py", """
+        def softmax_loss(pos, neg, beta=0.0):
+            return torch.cat([pos[..., None], neg], -1).exp().sum(-1).log() - pos    # BUG: overflows
+
+
+        _target_rank = target_rank
+
+
+        def target_rank(scores, target):
+            rank = _target_rank(scores, target)
+            return torch.where(rank < scores.shape[1], rank + 1, rank)                  # BUG: 1-based
+        """)
+    tests = by_name(grader.grade(path, parts="softmax_loss,target_rank", seed=11)[0])
+    assert tests["softmax_loss: sampled"].score == 0 and "torch.logsumexp" in tests["softmax_loss: sampled"].output
+    for sub in ("distinct", "ties", "non-finite"):
+        t = tests[f"target_rank: {sub}"]
+        assert t.score == 0 and "ranks are 0-based" in t.output, t.output
+
+
+def test_a_near_miss_prints_enough_digits_and_the_error():
+    msg = common.first_wrong("loss", np.array([1.0, 1.00001]), np.array([1.0, 1.0]), 1e-6, 1e-9)
+    assert "1.00001" in msg and "abs error 1e-05" in msg and "rtol 1e-06" in msg, msg
+    assert "rank[0] = 3, expected 2" in common.first_wrong("rank", np.array([3]), np.array([2]), 0, 0)
 
 
 @pytest.mark.parametrize("key, broken, hint, intact", PLANTED, ids=[p[0] for p in PLANTED])
@@ -383,3 +470,104 @@ def test_check_against_public_vectors(kit, tmp_path):
     assert bad.exit_code == 1 and "FAIL" in bad.output and "not implemented" in bad.output
     shutil.copy(REFERENCE, tmp_path / "alone.py")  # no public_vectors.npz beside it
     assert invoke("check", str(tmp_path / "alone.py")).exit_code == 2
+
+
+def test_a_process_the_part_leaves_running_is_killed(tmp_path):
+    marker = tmp_path / "alive"
+    path = with_appended(tmp_path, "daemon.py", f"""
+        import os as _os, sys as _sys, time as _time
+        if "metrics_from_ranks" in _sys.argv and _os.fork() == 0:   # a child that outlives the part
+            for _ in range(100):
+                _time.sleep(0.1)
+                with open({str(marker)!r}, "a") as _f:
+                    _f.write("x")
+            _os._exit(0)
+        """)
+    tests = grader.grade(path, parts="metrics_from_ranks", seed=1)[0]
+    assert all(t.score == t.max_score for t in tests)
+    size = marker.stat().st_size if marker.exists() else 0
+    time.sleep(0.6)
+    assert (marker.stat().st_size if marker.exists() else 0) == size, "the child still runs after grading"
+
+
+def test_huge_output_is_capped(tmp_path):
+    path = with_appended(tmp_path, "loud.py", """
+        import sys as _sys
+        _line = b"x" * 1023 + b"\\n"
+        for _ in range(100 * 1024):          # 100 MB
+            _sys.stdout.buffer.write(_line)
+        _sys.stdout.flush()
+        """)
+    tests = grader.grade(path, parts="metrics_from_ranks", seed=1)[0]
+    assert all(t.score == 0 and "more than 64 MB" in t.output for t in tests), [t.output for t in tests]
+
+
+def test_malformed_results_score_zero_without_crashing_the_grader(tmp_path):
+    path = with_appended(tmp_path, "forged.py", """
+        import os as _os, sys as _sys
+        np.savez(_sys.argv[4], **{"no-slash": np.float64(1.0)})
+        _os._exit(0)
+        """)
+    tests = grader.grade(path, parts="metrics_from_ranks", seed=1)[0]
+    assert all(t.score == 0 and "malformed" in t.output for t in tests), [t.output for t in tests]
+
+
+def test_answer_key_imports_are_refused(tmp_path):
+    for i, line in enumerate(["from bam_minimal import select_interest  # noqa", "import bam_tools.course.e2e",
+                              "import importlib; importlib.import_module('bam_minimal')"]):
+        path = with_appended(tmp_path, f"alias{i}.py", line + "\n")
+        tests = grader.grade(path, parts="select_interest", seed=1)[0]
+        assert all(t.score == 0 and "answer key" in t.output for t in tests), (line, [t.output for t in tests])
+
+
+def test_a_graded_function_defined_outside_the_file_scores_zero(tmp_path):
+    path = with_appended(tmp_path, "borrow.py", """
+        import importlib as _il
+        select_interest = _il.import_module("bam_" + "minimal").select_interest
+        """)
+    tests = grader.grade(path, parts="select_interest,metrics_from_ranks", seed=1)[0]
+    for t in tests:
+        if t.name.startswith("select_interest"):
+            assert t.score == 0 and "defined outside your file" in t.output, t.output
+        else:
+            assert t.score == t.max_score, t.output
+
+
+UNTRAINED = """
+import importlib as _il
+_e = _il.import_module("bam_tools" + ".cour" + "se.e2e")      # the grader's code, patched in this process
+_fake = {"hard/recall@20": .5, "bam/recall@20": .5, "hard/purity": 1.0, "bam/purity": 1.0, "popular/recall@20": .01}
+_e.run = lambda mod, ref, seed: _fake
+_e.measure = lambda ref, weights, seed: _fake
+_e.grade = lambda out: {"BaM beats most popular": (True, "fake"), "BaM recovers the topics": (True, "fake")}
+
+
+def train(cfg, data, *args, **kwargs):   # no training at all
+    torch.manual_seed(0)
+    return build_model(cfg, data.n_items), {}
+"""
+
+
+def test_end_to_end_measures_the_weights_in_the_grader(tmp_path):
+    tests = grader.grade(with_appended(tmp_path, "fake.py", UNTRAINED), parts="train", seed=1)[0]
+    assert all(t.score == 0 and t.output.startswith("failed: ") for t in tests), [t.output for t in tests]
+    wrong = with_appended(tmp_path, "small.py", """
+        def train(cfg, data, *args, **kwargs):
+            cfg.dim = 8
+            return build_model(cfg, data.n_items), {}
+        """)
+    tests = grader.grade(wrong, parts="train", seed=1)[0]
+    assert all(t.score == 0 and "the hard model's" in t.output and ", 8), expected float" in t.output for t in tests), \
+        [t.output for t in tests]
+
+
+def test_docs_agree_on_the_end_to_end_time_and_the_honesty_note(kit):
+    handout = (kit / "HANDOUT.md").read_text()
+    with open(os.path.join(ROOT, "docs", "course.md")) as f:
+        docs = f.read()
+    assert f"about {e2e.SECONDS} s" in handout and f"About {e2e.SECONDS} s on one core" in docs
+    assert "about a minute" not in handout
+    for text in (handout, docs, invoke("grade", "--help").output):
+        assert "not determined cheating" in " ".join(text.split()), text[:200]
+    script = (kit / "gradescope" / "run_autograder").read_text()
+    assert "exit code" in script and "$rc -eq 2" in script

@@ -53,6 +53,12 @@ class ComiRecSA(Graded):
         gradients="the values are right but the gradients are not: keep every step in the autograd graph "
                   "(no .detach(), .data, torch.no_grad() or round trips through numpy)")
 
+    def fallback_hint(self, sub, got, want, failed):
+        if sub == "gradients" and failed & {"attention", "interests"}:  # the generic hint would be untrue
+            return ("the gradients follow from the forward pass, and its values are wrong here: fix attention "
+                    "and interests first")
+        return self.hints.get(sub, "")
+
     def cases(self, rng, public):
         out = []
         for c in range(1 if public else 2):
@@ -201,8 +207,11 @@ class SelectInterest(Graded):
 
 
 def loss_variant(args, remi="right", include_pos=True, naive=False, sign=1.0):
-    pos = torch.as_tensor(args["pos"]).double().requires_grad_()
-    neg = torch.as_tensor(args["neg"]).double().requires_grad_()
+    """The loss with one thing changed, in float64; the naive log-sum-exp in float32, as the student's
+    runs, because in float64 exp(200) does not overflow and the bug would look right."""
+    dtype = torch.float32 if naive else torch.float64
+    pos = torch.as_tensor(args["pos"]).to(dtype).requires_grad_()
+    neg = torch.as_tensor(args["neg"]).to(dtype).requires_grad_()
     beta, n = args["beta"], neg
     if beta and remi != "ignored":
         w = torch.log_softmax(beta * neg, -1)
@@ -211,8 +220,11 @@ def loss_variant(args, remi="right", include_pos=True, naive=False, sign=1.0):
     all_ = torch.cat([pos[..., None], n], -1) if include_pos else n
     lse = all_.exp().sum(-1).log() if naive else torch.logsumexp(all_, -1)
     loss = sign * (lse - pos)
-    (loss * torch.as_tensor(args["d_loss"]).double()).sum().backward()
+    (loss * torch.as_tensor(args["d_loss"]).to(dtype)).sum().backward()
     return {"loss": T(loss.float()), "grad/pos": T(pos.grad.float()), "grad/neg": T(neg.grad.float())}
+
+
+OVERFLOW = "your loss overflows (inf or nan) on large scores: use torch.logsumexp, not log(sum(exp(...)))"
 
 
 class SoftmaxLoss(Graded):
@@ -223,6 +235,13 @@ class SoftmaxLoss(Graded):
              "-inf (it adds exp(-inf) = 0)",
         remi="REMI, beta > 0: the negative logits become neg + log S + log_softmax(beta * neg, -1), inside the "
              "graph")
+
+    def fallback_hint(self, sub, got, want, failed):
+        loss, expected = got.get("loss"), want.get("loss")
+        if loss is not None and np.shape(loss) == np.shape(expected) and np.asarray(loss).dtype.kind == "f" \
+                and (~np.isfinite(loss) & np.isfinite(expected)).any():
+            return OVERFLOW
+        return self.hints.get(sub, "")
 
     def cases(self, rng, public):
         B, K, S = size(rng, public, 4, 5, 8), size(rng, public, 2, 3, 4), size(rng, public, 10, 12, 30)
@@ -260,8 +279,7 @@ class SoftmaxLoss(Graded):
              "[pos, negatives], then minus pos"),
             (loss_variant(args, sign=-1.0), "sign: the loss is -log softmax(target) = logsumexp(...) - pos, "
              "which is never negative"),
-            (loss_variant(args, naive=True), "your loss overflows (inf or nan) on large scores: use "
-             "torch.logsumexp, not log(sum(exp(...)))"),
+            (loss_variant(args, naive=True), OVERFLOW),
         ]
         if args["beta"]:
             out += [
@@ -461,6 +479,9 @@ class MaskHistory(Graded):
 
 
 def rank_variant(scores, target, ties="lower", one_based=False, special=True, ascending=False):
+    """target_rank with one thing changed; NaN and +-inf count as -inf, as in the reference, so that a
+    bug in one rule is not mistaken for a bug in the non-finite one."""
+    scores = torch.nan_to_num(scores, nan=-math.inf, posinf=-math.inf, neginf=-math.inf)  # (b, n)
     s = scores.gather(1, target[:, None])                                      # (b, 1)
     ids = torch.arange(scores.shape[1])
     above = (scores < s) if ascending else (scores > s)

@@ -48,6 +48,7 @@ class Graded:
     key = ""
     rtol, atol = 1e-4, 1e-5
     hints = {}                  # subtest -> the hint when no known bug matches
+    private = ()                # argument names that never leave the grader's process
 
     def cases(self, rng, public):
         raise NotImplementedError
@@ -69,6 +70,10 @@ class Graded:
 
     def tol(self, key):
         return self.rtol, self.atol
+
+    def fallback_hint(self, sub, got, want, failed):
+        """The hint when no known bug matches. failed: the subtests this case failed."""
+        return self.hints.get(sub, "")
 
 # -----------------------------------------------------------------------------
 # Flat storage: {"a": {"b": x}} <-> {"a/b": x}; numbers and strings as 0-d arrays.
@@ -138,10 +143,23 @@ def load_cases(path, prefix=""):
 
 
 def show(a):
+    """8 significant digits: near misses must not print as equal numbers."""
     a = np.asarray(a)
+    if a.dtype.kind == "f" and a.ndim == 0:
+        return f"{float(a):.8g}"
     if a.dtype.kind == "f":
-        return np.array2string(a, precision=4, threshold=8, edgeitems=3, separator=", ")
+        return np.array2string(a, precision=8, floatmode="maxprec", threshold=8, edgeitems=3, separator=", ")
     return np.array2string(a, threshold=8, edgeitems=3, separator=", ")
+
+
+def error_of(got, want, rtol, atol):
+    """How far a float entry is, against the tolerance it had to meet."""
+    got, want = float(got), float(want)
+    if not (math.isfinite(got) and math.isfinite(want)):
+        return ""
+    err = abs(got - want)
+    rel = f", rel {err / abs(want):.3g}" if want else ""
+    return f"; abs error {err:.3g}{rel}, allowed {atol + rtol * abs(want):.3g} (atol {atol:g} + rtol {rtol:g} |expected|)"
 
 
 def first_wrong(name, got, want, rtol, atol):
@@ -151,7 +169,8 @@ def first_wrong(name, got, want, rtol, atol):
     got, want = np.asarray(got), np.asarray(want)
     if got.shape != want.shape:
         return f"{name}: shape {tuple(got.shape)}, expected {tuple(want.shape)}"
-    if want.dtype.kind in "iu":
+    exact = want.dtype.kind in "iu"
+    if exact:
         if got.dtype.kind not in "iu":
             return f"{name}: dtype {got.dtype}, expected an integer tensor ({want.dtype})"
         bad = got != want
@@ -163,11 +182,12 @@ def first_wrong(name, got, want, rtol, atol):
     if not bad.any():
         return None
     if want.ndim == 0:
-        return f"{name} = {show(got)}, expected {show(want)}"
+        return f"{name} = {show(got)}, expected {show(want)}" + ("" if exact else error_of(got, want, rtol, atol))
     at = tuple(int(i) for i in np.argwhere(bad)[0])
     where = ", ".join(map(str, at))
     return (f"{name}[{where}] = {show(got[at])}, expected {show(want[at])} "
-            f"({int(bad.sum())} of {bad.size} entries wrong)")
+            f"({int(bad.sum())} of {bad.size} entries wrong"
+            + ("" if exact else error_of(got[at], want[at], rtol, atol)) + ")")
 
 
 def matches(got, want, rtol, atol):

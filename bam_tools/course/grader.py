@@ -13,18 +13,23 @@ raises, hangs, dies or returns something that is not numbers gets 0 for its subt
 reason, and grading goes on. A failure names the first wrong output and, when the wrong answer is
 the answer of a known bug, the hint for that bug.
 
-The student's code is imported and run with the grader's permissions: a subprocess per part and a
-time limit are the only isolation. Grade untrusted files inside a container (Gradescope does).
+The student's code is imported and run with the grader's permissions: a subprocess per part, a time
+limit, a cap on what it writes, and killing the part's whole process group once the part is over are
+the only isolation. The grader catches mistakes, not determined cheating: the reference (the answer
+key) ships with the kit and is importable from the student's process. Cheap checks refuse a file that
+imports it or whose graded functions are defined outside it; a student who works around them is not
+stopped. Grade untrusted files inside a container (Gradescope does).
 """
 import ast
 import json
 import os
+import re
 import secrets
 import signal
 import subprocess
 import sys
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -33,7 +38,8 @@ from bam_tools.course.spec import CourseError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TIMEOUT = 60          # seconds per function part
-E2E_TIMEOUT = 300     # seconds for the end-to-end part (about 40 s on a free core)
+E2E_TIMEOUT = 300     # seconds for the end-to-end part (e2e.SECONDS on one core)
+TAIL_BYTES = 4000     # how much of the end of a part's log a failure quotes
 
 
 @dataclass
@@ -74,45 +80,127 @@ def track_of(source):
         return "torch"
     return "numpy" if any(p.key in names for p in spec.parts_of("numpy")) else "torch"
 
+
+def banned_modules(track):
+    """The modules a student's file may not import: the answer key and the grader."""
+    return ("bam_minimal", "bam_tools.course") + (("bam_numpy",) if track == "torch" else ())
+
+
+def imports_of(tree):
+    """(module, line) of every import, and of every string constant (importlib.import_module("x"))."""
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out += [(a.name, node.lineno) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            out += [(node.module, node.lineno)] + [(f"{node.module}.{a.name}", node.lineno) for a in node.names]
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and re.fullmatch(r"[\w.]+", node.value):
+            out.append((node.value, node.lineno))
+    return out
+
+
+def borrowed(source, track, path):
+    """Cheap checks for a file that takes the answer key instead of implementing it.
+    -> (a reason that zeroes every part, or None; {part key: the reason that zeroes that part})."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return None, {}
+    name = os.path.basename(path)
+    for module, line in imports_of(tree):
+        hit = [b for b in banned_modules(track) if module == b or module.startswith(b + ".")]
+        if hit:
+            return (f"line {line} of {name} uses {hit[0]}, the reference implementation (the answer key) or the "
+                    f"grader; a file that imports it is not graded (fix: remove that import and write the parts "
+                    f"yourself)"), {}
+    per_part = {}
+    if track == "numpy":  # bam_numpy's helpers are allowed; its graded functions are not
+        keys = {p.key for p in spec.parts_of("numpy")}
+        for node in ast.walk(tree):
+            used = (node.attr if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load) else
+                    next((a.name for a in node.names if a.name in keys), None) if isinstance(node, ast.ImportFrom)
+                    else None)
+            if used in keys and used not in per_part:
+                per_part[used] = (f"line {node.lineno} of {name} uses the reference's {used} (the answer key); "
+                                  f"that part is not graded (fix: write {used} yourself)")
+    return None, per_part
+
 # -----------------------------------------------------------------------------
 # One part in a subprocess
 
 
 def run_part(part, path, cases, timeout, workdir):
-    """-> (per-case outputs [dict or {"#error": str}], None) or (None, the reason there are none)."""
+    """-> (per-case outputs [dict or {"#error": str}], None) or (None, the reason there are none).
+    `cases` hold only what the student's process may see."""
     cases_path = os.path.join(workdir, f"{part.key}-cases.npz")
     out_path = os.path.join(workdir, f"{part.key}-out.npz")
     log_path = os.path.join(workdir, f"{part.key}.log")
     common.save_cases(cases_path, cases)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
     cmd = [sys.executable, "-m", "bam_tools.course.runner", part.key, os.path.abspath(path), cases_path, out_path]
+    timed_out = False
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, cwd=workdir, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 env=env, start_new_session=True)
         try:
             rc = proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)  # its own session: the part and anything it started
-            proc.wait()
-            return None, f"timed out after {timeout:g} s (an endless loop, or far too slow); the other parts were graded"
+            timed_out = True
+        kill_group(proc.pid)  # its own session: the part and anything it left running (a fork, a daemon)
+        rc = proc.wait()
+    if timed_out:
+        return None, f"timed out after {timeout:g} s (an endless loop, or far too slow); the other parts were graded"
+    if rc == -signal.SIGXFSZ:
+        return None, (f"stopped: the part's process wrote more than {runner_limit_mb()} MB (printing in a loop?); "
+                      "the other parts were graded")
     try:
         with np.load(out_path, allow_pickle=False) as z:
             flat = {k: z[k] for k in z.files}
     except Exception:
         return None, f"the part's process exited with code {rc} and left no readable results{tail(log_path)}"
+    return read_outputs(flat, len(cases), rc)
+
+
+def kill_group(pgid):
+    """SIGKILL the process group; it is gone already when nothing of it is left. A process that called
+    setsid() left the group and survives this: see docs/course.md, Gradescope."""
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def runner_limit_mb():
+    from bam_tools.course.runner import FSIZE_LIMIT
+    return FSIZE_LIMIT >> 20
+
+
+def read_outputs(flat, n, rc):
+    """The runner's flat outputs -> per-case dicts, refusing keys and values that the runner never writes."""
     if "#fatal" in flat:
-        return None, str(flat["#fatal"])
-    outputs = [{} for _ in cases]
+        fatal = flat["#fatal"]
+        return None, str(fatal)[:2000] if fatal.dtype.kind == "U" else "the part's process left malformed results"
+    outputs = [{} for _ in range(n)]
     for key, v in flat.items():
-        i, name = key.split("/", 1)
-        outputs[int(i)][name] = str(v) if name == "#error" else v
+        i, _, name = key.partition("/")
+        if not (i.isdigit() and int(i) < n and name) or (name == "#error") != (v.dtype.kind == "U"):
+            return None, (f"the part's process (exit code {rc}) left malformed results (an entry {key[:60]!r}); "
+                          "the grader writes them, not your code")
+        outputs[int(i)][name] = str(v)[:2000] if name == "#error" else v
     return outputs, None
 
 
 def tail(log_path, n=3):
+    """The last lines of the log, read from its last TAIL_BYTES only (a log may be huge)."""
     with open(log_path, "rb") as f:
-        lines = [x for x in f.read()[-4000:].decode("utf-8", "replace").splitlines() if x.strip()]
+        f.seek(max(0, os.path.getsize(log_path) - TAIL_BYTES))
+        lines = [x for x in f.read(TAIL_BYTES).decode("utf-8", "replace").splitlines() if x.strip()]
     return (": " + " | ".join(lines[-n:]))[:500] if lines else ""
+
+
+def for_student(graded, cases):
+    """The cases without the arguments that stay in the grader (finite-difference directions)."""
+    return [replace(c, args={k: v for k, v in c.args.items() if k not in graded.private}) for c in cases]
 
 # -----------------------------------------------------------------------------
 # Judging the outputs
@@ -138,16 +226,21 @@ def judge(part, graded, ref, cases, expected, outputs):
         if "#error" not in got:
             got = dict(got)
             got.update(graded.derive(case.args, got))
+        wrong = {}  # subtest -> [(output, message)] of this case
         for sub, keys in case.checks.items():
             counts[sub] += 1
             if "#error" in got:
                 results[sub].append(f"{case.note}: {got['#error']}")
                 continue
-            wrong = [(k, common.first_wrong(k, got.get(k), want[k], *graded.tol(k))) for k in keys]
-            wrong = [(k, w) for k, w in wrong if w]
-            if wrong:
-                hint = find_hint(graded, ref, case, got, keys, [k for k, _ in wrong]) or graded.hints.get(sub, "")
-                results[sub].append(f"{case.note}: {wrong[0][1]}" + (f"\nhint: {hint}" if hint else ""))
+            bad = [(k, common.first_wrong(k, got.get(k), want[k], *graded.tol(k))) for k in keys]
+            wrong[sub] = [(k, w) for k, w in bad if w]
+        failed = {sub for sub, w in wrong.items() if w}
+        for sub in case.checks:
+            if wrong.get(sub):
+                keys, first = case.checks[sub], wrong[sub][0][1]
+                hint = (find_hint(graded, ref, case, got, keys, [k for k, _ in wrong[sub]])
+                        or graded.fallback_hint(sub, got, want, failed))
+                results[sub].append(f"{case.note}: {first}" + (f"\nhint: {hint}" if hint else ""))
     tests = []
     for sub, points in part.points.items():
         fails = results[sub]
@@ -189,9 +282,15 @@ def grade(path, parts=None, track=None, seed=None, timeout=TIMEOUT, e2e_timeout=
     except SyntaxError as e:
         reason = f"SyntaxError: {e.msg} (line {e.lineno} of {os.path.basename(path)}); nothing can run until it parses"
         return [t for p in selected for t in zero(p, reason)], info
+    refused, per_part = borrowed(source, track, path)
+    if refused:
+        return [t for p in selected for t in zero(p, refused)], info
     tests = []
     with tempfile.TemporaryDirectory(prefix="bam-grade-") as workdir:
-        for part in selected:
+        for part in selected:  # each part's process group is dead before the next starts
+            if part.key in per_part:
+                tests += zero(part, per_part[part.key])
+                continue
             if log:
                 log(f"grading {part.key} ...")
             tests += grade_part(part, path, seed, timeout, e2e_timeout, vectors, workdir)
@@ -199,15 +298,18 @@ def grade(path, parts=None, track=None, seed=None, timeout=TIMEOUT, e2e_timeout=
 
 
 def grade_part(part, path, seed, timeout, e2e_timeout, vectors, workdir):
+    ref = reference(part)
     if part.key == "train":
         outputs, reason = run_part(part, path, [common.Case(dict(seed=seed), "end to end")], e2e_timeout, workdir)
         if reason or "#error" in outputs[0]:
             return zero(part, (reason or outputs[0]["#error"]) + f"\nhint: {e2e.HINT}")
-        verdicts = e2e.grade({k: float(v) for k, v in outputs[0].items()})
+        try:  # measured here, with the reference's model class, never by the student's process
+            verdicts = e2e.grade(e2e.measure(ref, outputs[0], seed))
+        except e2e.BadWeights as e:
+            return zero(part, f"{e}\nhint: {e2e.HINT}")
         return [Test(f"{part.key}: {sub}", float(points) if verdicts[sub][0] else 0.0, float(points),
                      ("passed: " if verdicts[sub][0] else "failed: ") + verdicts[sub][1])
                 for sub, points in part.points.items()]
-    ref = reference(part)
     graded = graded_part(part, ref)
     if vectors:
         cases, expected = common.load_cases(vectors, prefix=f"{part.key}/")
@@ -217,7 +319,7 @@ def grade_part(part, path, seed, timeout, e2e_timeout, vectors, workdir):
         rng = np.random.default_rng([seed, part.number])
         cases = graded.cases(rng, public=False)
         expected = [expected_outputs(graded, ref, c) for c in cases]
-    outputs, reason = run_part(part, path, cases, timeout, workdir)
+    outputs, reason = run_part(part, path, for_student(graded, cases), timeout, workdir)
     if reason:
         return zero(part, reason)
     return judge(part, graded, ref, cases, expected, outputs)

@@ -8,8 +8,15 @@ parts in spec.py and the hints of the graders, so the handout says what the grad
 from bam_tools.course import e2e
 
 ISOLATION = ("The grader imports and runs your code. It isolates it only by running each part in its own "
-             "subprocess with a time limit; there is no other sandbox, so it is run inside a throw-away "
-             "container (Gradescope's).")
+             "subprocess with a time limit, a cap on what it writes, and killing everything the part started "
+             "once it is over; there is no other sandbox, so it is run inside a throw-away container "
+             "(Gradescope's).")
+HONESTY = ("The grader is built to catch mistakes, not determined cheating. The reference implementation (the "
+           "answer key) ships with this kit and can be imported from your code. The grader does some cheap "
+           "checks: a file that imports `bam_minimal`, `bam_tools.course` (or, on the PyTorch track, `bam_numpy`) "
+           "scores 0, and a graded function that is defined outside your file (imported or borrowed from the "
+           "reference) scores 0 for its part. A student who works around these checks is not stopped by the "
+           "grader; that is a matter for the course's academic-integrity rules.")
 
 
 def part_section(part, hints):
@@ -19,8 +26,9 @@ def part_section(part, hints):
             "Nothing to write: your whole file (Config, Dataset, the model, the loss, `train`, `evaluate`) trains "
             "ComiRec-SA with `hard` and with `bam` on the built-in synthetic data, whose users follow planted "
             f"topics ({e2e.SYNTH['users']} users, {e2e.SYNTH['items']} items, {e2e.SYNTH['topics']} topics, "
-            f"{e2e.TRAIN['max_iters']} iterations each, about a minute). The grader measures both models with "
-            "the reference's own evaluation:", "",
+            f"{e2e.TRAIN['max_iters']} iterations each, about {e2e.SECONDS} s on one core). Your file hands back "
+            "only the two trained models' weights; the grader loads them into the reference's ComiRec-SA and "
+            "measures both models with the reference's own evaluation:", "",
             f"- BaM beats most popular: BaM's test Recall@20 is at least {e2e.BEAT_POPULAR:g}x the most-popular "
             "baseline's (5 points).",
             f"- BaM recovers the topics: the interest-topic purity of BaM's top-10 lists "
@@ -70,7 +78,7 @@ def render(parts, track, graded):
     lines += [
         "## Self-check", "",
         "```", "python cli.py course check bam_student.py          # the public vectors: what passes, what fails",
-        "python cli.py course check bam_student.py --parts train   # the end-to-end part too (about a minute)"]
+        f"python cli.py course check bam_student.py --parts train   # the end-to-end part too (about {e2e.SECONDS} s)"]
     lines += ["python cli.py course check bam_numpy_student.py"] if numpy else []
     lines += [
         "```", "",
@@ -89,7 +97,8 @@ def render(parts, track, graded):
         "- A part that raises, runs past its time limit (60 s; the end-to-end part 300 s), crashes or returns "
         "something that is not numbers scores 0 with the reason, and the other parts are still graded. A "
         "syntax error scores 0 everywhere: nothing can run.",
-        f"- {ISOLATION}", "",
+        f"- {ISOLATION}",
+        f"- {HONESTY}", "",
         "Tolerances: float32 outputs within rtol 1e-4, atol 1e-5 (select_interest 1e-5; metrics 1e-6); integer "
         "outputs (indices, ranks) exactly and as integer tensors; the NumPy track in float64 (rtol 1e-7 against "
         "the golden gradients, 1e-5 against finite differences).", ""]
@@ -99,8 +108,10 @@ def render(parts, track, graded):
 RUN_AUTOGRADER = """#!/usr/bin/env bash
 # Gradescope's entry point: grade the submission with the bam course grader, write results.json.
 # The autograder zip holds this repository at /autograder/source (setup.sh installs its requirements).
-# The grader imports and runs the student's code; it isolates it only by a subprocess per part and a
-# time limit, so it relies on Gradescope's throw-away container for the rest.
+# The grader imports and runs the student's code; it isolates it only by a subprocess per part, a
+# time limit, a cap on what it writes and killing each part's process group once the part is over.
+# A process that calls setsid() leaves that group and survives; docs/course.md (Gradescope) says how
+# to run the parts as a separate user whose processes are killed before results.json is written.
 set -u
 cd /autograder/source
 out=/autograder/results/results.json
@@ -112,8 +123,12 @@ if [ ${{#files[@]}} -eq 0 ]; then
     # exit code 2 below says why; Gradescope still gets a results.json
     files=("/autograder/submission/{first}")
 fi
-if ! OMP_NUM_THREADS=1 python3 cli.py course grade "${{files[@]}}" --json "$out"; then
+OMP_NUM_THREADS=1 python3 cli.py course grade "${{files[@]}}" --json "$out"
+rc=$?
+if [ $rc -eq 2 ]; then
     printf '{{"score": 0, "output": "no gradable file: submit {students}"}}\\n' > "$out"
+elif [ $rc -ne 0 ]; then
+    printf '{{"score": 0, "output": "the grader itself failed (exit code %d): ask the course staff to look at the log"}}\\n' "$rc" > "$out"
 fi
 """
 

@@ -5,7 +5,10 @@ hand-written backward passes of ComiRec-SA + BaM, without torch.
 Two subtests each: `golden` compares the gradients with bam_numpy's own (float64); `finite
 differences` compares, along random directions v, the dot product <gradient, v> with the central
 difference (f(x + h v) - f(x - h v)) / 2h of the reference FORWARD pass, so it checks the mathematics
-and not agreement with another implementation.
+and not agreement with another implementation. The directions v stay in the grader's process (they
+are `private`): the student's process never sees them. Each part has one large hidden case (about 10^5
+entries to differentiate), where the real backward pass takes well under a second and differencing the
+forward pass entry by entry takes many minutes, so numerical gradients run past the time limit.
 """
 import numpy as np
 
@@ -21,6 +24,7 @@ def normal(rng, *shape):
 
 class Backward(Graded):
     rtol, atol = 1e-7, 1e-10
+    private = ("dirs",)
 
     def tol(self, key):
         return FD_TOL if key.startswith("fd/") else (self.rtol, self.atol)
@@ -57,6 +61,8 @@ class SoftmaxLossBackward(Backward):
         B, K, S = size(rng, public, 4, 5, 8), size(rng, public, 2, 3, 4), size(rng, public, 10, 12, 25)
         beta = 0.5 if public else float(rng.uniform(0.8, 2.0))
         shapes = [((B, K), (B, K, S), 0.0), ((B,), (B, S), 0.0), ((B, K), (B, K, S), beta)]
+        if not public:  # ~100,000 entries: 200,000 forward passes of ~1 ms each to difference them one by one
+            shapes.append(((32, 4), (32, 4, 800), beta))
         out = []
         for p_shape, n_shape, b in shapes:
             args = dict(pos=normal(rng, *p_shape), neg=normal(rng, *n_shape) * 2, beta=b, d_loss=normal(rng, *p_shape),
@@ -139,9 +145,13 @@ class ComirecBackward(Backward):
 
     def cases(self, rng, public):
         out = []
-        for with_da in (False, True):
+        sizes = [None, None] + ([(256, 50, 64, 4, 500)] if not public else [])  # the large hidden case:
+        for c, fixed in enumerate(sizes):  # W1 alone has 16,384 entries; one forward pass takes ~20 ms
+            with_da = c >= 1
             B, L = size(rng, public, 3, 4, 6), size(rng, public, 5, 6, 8)
             d, N, I = size(rng, public, 4, 5, 7), size(rng, public, 2, 3, 4), size(rng, public, 12, 15, 25)
+            if fixed:
+                B, L, d, N, I = fixed
             history, mask = histories(rng, B, L, I)
             params = {"embeddings.weight": kaiming(rng, I + 1, d), "position_embedding": kaiming(rng, 1, L, d),
                       "linear1.0.weight": kaiming(rng, 4 * d, d), "linear2.weight": kaiming(rng, N, 4 * d)}
