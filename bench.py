@@ -25,6 +25,7 @@ import torch.nn.functional as F
 import bam_minimal as bm
 from bam_data import formats
 from bam_tools import runs, scale
+from bam_tools.datasets import load_dataset
 from bam_tools.perf import keep_freed_memory
 
 DEFAULT_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "shared", "data",
@@ -164,11 +165,10 @@ def main():
     args = ap.parse_args()
     keep_freed_memory()  # as cli.py does
     try:
-        seqs, _ = formats.read(args.data)
-    except formats.InputError as e:
+        data = load_dataset(args.data)
+    except (formats.InputError, bm.InputError) as e:
         sys.exit(print(f"error: {e}", file=sys.stderr) or 2)
-    data = bm.Dataset(seqs, name=args.data)
-    seqs = {u: seqs[u] for u in data.users}
+    seqs = {int(u): data.items[data.start[r]:data.start[r + 1]].tolist() for r, u in enumerate(data.users)}
     users = data.users
     cfg = bm.Config(device="cpu")
     print(f"{args.data}: {len(users)} users, {data.n_items} items; torch {torch.__version__}, "

@@ -25,8 +25,7 @@ import bam_minimal as bm
 import bam_tools.sasrec  # noqa: F401  (adds the SASRec baseline to bam_minimal.MODELS)
 from bam_tools import baselines
 from bam_data import files, formats, synth
-from bam_data.stats import repeated_targets
-from bam_tools import checkpoints, distributed, runs
+from bam_tools import checkpoints, datasets, distributed, runs
 from bam_tools.perf import keep_freed_memory
 from bam_tools import table as table_mod
 
@@ -106,18 +105,7 @@ def data_options(f):
 
 
 def load_dataset(path, fmt="auto", quiet=False):
-    seqs, info = formats.read(path, fmt)
-    data = bm.Dataset(seqs, name=str(path))
-    if not quiet:
-        for note in info.get("notes", []):
-            click.echo(f"note: {note}")
-        if data.skipped:
-            click.echo(f"warning: skipped {data.skipped} users with fewer than 3 interactions "
-                       "(leave-one-out needs a train, a validation and a test item)")
-        repeats = repeated_targets(seqs)
-        if repeats:
-            click.echo(f"warning: {repeats}")
-    return data
+    return datasets.load_dataset(path, fmt, log=None if quiet else click.echo)
 
 
 def synthetic(folder, fresh=False):
@@ -188,17 +176,16 @@ def train(ctx, data, fmt, out, fresh, **kwargs):
         if fresh:
             runs.remove_run_files(out)
         dataset = load_dataset(synthetic(out, fresh) if data is None else data, fmt)
-        check_table_size(dataset, cfg)
-        folder = runs.RunFolder(out, cfg, dataset)
+        folder = runs.RunFolder(out, cfg, dataset)  # refuses an item table that cannot fit in memory
         result = folder.finished()
         if result:
             click.echo(f"{out} has finished already (pass --fresh to run it again)")
             return report(result, out)
         folder.saved_state()  # a last.pt that cannot be resumed stops here, before any work
+        device = bm.resolve_device(cfg)
         click.echo(f"{dataset.name}: {len(dataset.users)} users, {dataset.n_items} items, "
                    f"{dataset.n_interactions} interactions; {cfg.model} + {cfg.selection}, "
-                   f"device {bm.resolve_device(cfg)}; writing {out}")
-        device = bm.resolve_device(cfg)
+                   f"device {device}; writing {out}")
         folder.extra["mostpop"] = bm.evaluate(baselines.popularity_scorer(dataset, device), dataset, "test", cfg)[0]
         bar = Progress(cfg.max_iters)
         folder.log = bar.write
@@ -213,18 +200,6 @@ def train(ctx, data, fmt, out, fresh, **kwargs):
         finally:
             bar.close()  # before any error line, so that it stands alone
     report(result, out)
-
-
-def check_table_size(data, cfg):
-    """Refuse an item table that cannot fit in memory before allocating it: item ids are used as row
-    numbers, so one id near 2^31 asks for a table of 2^31 rows."""
-    distinct = len(np.unique(data.items))
-    table_bytes = (data.n_items + 1) * cfg.dim * 4 * 4  # weights, gradient and Adam's two moments, float32
-    available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    if table_bytes > available / 2:
-        raise bm.InputError(f"{data.name}: the largest item id is {data.n_items:,} but there are {distinct:,} distinct "
-                            f"items; a table of {table_bytes / 2**30:.1f} GiB does not fit in memory (fix: number "
-                            "the items 1..n, e.g. `cli.py data remap`)")
 
 
 class Progress:

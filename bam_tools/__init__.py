@@ -1,6 +1,7 @@
 """
 bam_tools: what cli.py needs beyond the algorithm in bam_minimal.py.
 
+  datasets     a data file of any format -> bam_minimal.Dataset, with the reader's notes and warnings
   runs         a run folder: exact resume (last.pt), the lock, checksums, data fingerprints, safe loading
   distributed  joining torchrun's process group; which process writes and prints
   checkpoints  loading our checkpoints and the official code's model.pt files

@@ -18,11 +18,9 @@ import click
 import bam_minimal as bm
 from bam_data import formats, synth
 from bam_tools import checkpoints
+from bam_tools.datasets import load_dataset
 
 
-def load_dataset(path, fmt="auto"):
-    seqs, _ = formats.read(path, fmt)
-    return bm.Dataset(seqs, name=str(path))
 
 # -----------------------------------------------------------------------------
 # export

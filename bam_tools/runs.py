@@ -153,6 +153,18 @@ def check_same_run(path, saved_config, saved_data, cfg, data):
                             "(fix: pass a new --out, or --fresh to start over)")
 
 
+def check_table_size(data, cfg):
+    """Refuse an item table that cannot fit in memory before allocating it: item ids are used as row
+    numbers, so one id near 2^31 asks for a table of 2^31 rows."""
+    table_bytes = (data.n_items + 1) * cfg.dim * 4 * 4  # weights, gradient and Adam's two moments, float32
+    available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if table_bytes > available / 2:
+        distinct = len(np.unique(data.items))  # only to say so: a sort of every interaction
+        raise bm.InputError(f"{data.name}: the largest item id is {data.n_items:,} but there are {distinct:,} distinct "
+                            f"items; a table of {table_bytes / 2**30:.1f} GiB does not fit in memory (fix: number "
+                            "the items 1..n, e.g. `cli.py data remap`)")
+
+
 def remove_run_files(folder):
     """--fresh: forget a run (its data file and lock stay)."""
     for name in RUN_FILES if distributed.is_main() else ():
@@ -167,8 +179,10 @@ class RunFolder:
     torchrun every process calls it; process 0 writes, and last.pt keeps every process's generators."""
 
     def __init__(self, path, cfg, data, extra=None, log=print):
+        check_table_size(data, cfg)  # before any work: `train` and every run of `table` come through here
         self.path, self.cfg, self.data, self.extra, self.log = path, cfg, data, extra or {}, log
         self.fingerprint = fingerprint(data)
+        self.checked = None  # (last.pt's modification time, its checked contents): read and hashed once
         os.makedirs(path, exist_ok=True)
 
     def file(self, name):
@@ -189,6 +203,9 @@ class RunFolder:
         for. cli.py calls it before any work, so that a bad last.pt costs nothing. None when absent."""
         if not os.path.exists(self.file("last.pt")):
             return None
+        stamp = os.stat(self.file("last.pt")).st_mtime_ns
+        if self.checked and self.checked[0] == stamp:  # cli.py checked it before any work; train resumes now
+            return self.checked[1]
         saved = load(self.file("last.pt"), "run state (last.pt)")
         try:
             config, fp, weights, it = saved["config"], saved.get("data"), saved["model"], int(saved["state"]["it"])
@@ -211,6 +228,7 @@ class RunFolder:
             raise bm.InputError(f"{self.path}: this run has trained {it} iterations already, more than "
                                 f"--max-iters {self.cfg.max_iters} (fix: --max-iters {it} or more, a new --out, "
                                 "or --fresh)")
+        self.checked = (stamp, saved)
         return saved
 
     def resume(self, model, opt, rng, gen):

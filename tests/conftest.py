@@ -23,6 +23,21 @@ def synthetic_small():
     return seqs, truth
 
 
+def bam_numpy_main(argv, monkeypatch):
+    """The (Config, Dataset) that `python -m bam_numpy ARGV...` would train with; training is stopped
+    before it starts. Bad arguments raise bam_numpy's InputError, as the command line would."""
+    from bam_numpy import training
+    seen = {}
+
+    def fake_train(cfg, data, *args, **kwargs):
+        seen.update(cfg=cfg, data=data)
+        raise SystemExit(0)
+    monkeypatch.setattr(training, "train", fake_train)
+    with pytest.raises(SystemExit):
+        training.main([str(a) for a in argv])
+    return seen["cfg"], seen["data"]
+
+
 @pytest.fixture
 def one_torch_thread():
     """Small models train and evaluate faster on one thread, and much faster when other jobs share

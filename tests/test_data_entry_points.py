@@ -6,7 +6,6 @@ read_official equals bam_data's on official-format files, extra fields included.
 
     python -m pytest tests/test_data_entry_points.py
 """
-import numpy as np
 import pytest
 
 import bam_minimal as bm
@@ -14,8 +13,7 @@ import bam_numpy as bn
 import bench
 import cli
 from bam_data import formats
-from bam_numpy import training
-from conftest import SHARED
+from conftest import SHARED, bam_numpy_main
 
 NOT_INTERACTIONS = {"README.md", "ml-100k.item"}  # a description, and item features
 DATA_FILES = sorted(str(p.relative_to(SHARED)) for p in SHARED.rglob("*")
@@ -24,15 +22,7 @@ DATA_FILES = sorted(str(p.relative_to(SHARED)) for p in SHARED.rglob("*")
 
 def numpy_command_line_data(path, monkeypatch):
     """The Dataset that `python -m bam_numpy PATH` would train on."""
-    seen = {}
-
-    def fake_train(cfg, data, dtype=np.float32, log=print, params=None):
-        seen["data"] = data
-        raise SystemExit(0)
-    monkeypatch.setattr(training, "train", fake_train)
-    with pytest.raises(SystemExit):
-        training.main([str(path)])
-    return seen["data"]
+    return bam_numpy_main([path], monkeypatch)[1]
 
 
 def outcome(load):
@@ -55,7 +45,7 @@ def test_the_shared_data_is_there_or_skipped():
 def test_every_entry_point_reads_the_same_sequences(name, monkeypatch, capsys):
     path = str(SHARED / name)
     reference = outcome(lambda: cli.load_dataset(path, quiet=True))
-    assert outcome(lambda: bm.Dataset(bench.formats.read(path)[0], name=path)) == reference
+    assert outcome(lambda: bench.load_dataset(path)) == reference  # bench.py and the twin commands
     assert outcome(lambda: numpy_command_line_data(path, monkeypatch)) == reference
     assert outcome(lambda: bn.load_data(path)) == reference
     if not name.endswith((".valid.csv", ".test.csv")):

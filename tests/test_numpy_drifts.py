@@ -14,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import bam_numpy_main
 
 import bam_numpy as bn
-from bam_numpy import golden, training, weights
+from bam_numpy import golden, weights
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,15 +26,7 @@ def parsed_config(argv, tmp_path, monkeypatch):
     """The Config that `python -m bam_numpy DATA ARGV...` would train with."""
     path = tmp_path / "d.txt"
     path.write_text("".join(f"{u} {1 + (u * 7 + j) % 30}\n" for u in range(1, 21) for j in range(6)))
-    seen = {}
-
-    def fake_train(cfg, data, dtype=np.float32, log=print, params=None):
-        seen["cfg"] = cfg
-        raise SystemExit(0)
-    monkeypatch.setattr(training, "train", fake_train)
-    with pytest.raises(SystemExit):
-        training.main([str(path), *argv])
-    return seen["cfg"]
+    return bam_numpy_main([path, *argv], monkeypatch)[0]
 
 # -----------------------------------------------------------------------------
 # Flags

@@ -11,6 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pytest
+from conftest import bam_numpy_main
 
 ROOT = Path(__file__).resolve().parents[1]
 TWINS = [("Config", "bam_numpy/config.py"), ("windows", "bam_numpy/data.py"), ("train_batch", "bam_numpy/data.py")]
@@ -45,16 +46,7 @@ def test_source_of_can_fail():
 def test_both_standalone_parsers_read_flags_alike(argv, tmp_path, monkeypatch):
     """A bare --multi_loss turned the loss on in bam_minimal.py and off in `python -m bam_numpy`."""
     import bam_minimal as bm
-    from bam_numpy import training
     cfg, _, _ = bm.parse_args(["data.txt", *argv])
     path = tmp_path / "d.txt"
     path.write_text("".join(f"{u} {1 + (u * 7 + j) % 30}\n" for u in range(1, 21) for j in range(6)))
-    seen = {}
-
-    def fake_train(cfg, data, dtype=None, log=print, params=None):
-        seen["cfg"] = cfg
-        raise SystemExit(0)
-    monkeypatch.setattr(training, "train", fake_train)
-    with pytest.raises(SystemExit):
-        training.main([str(path), *argv])
-    assert asdict(seen["cfg"]) == asdict(cfg)
+    assert asdict(bam_numpy_main([path, *argv], monkeypatch)[0]) == asdict(cfg)
