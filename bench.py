@@ -4,6 +4,7 @@ bench.py: how fast bam_minimal trains and evaluates, as ratios measured in one r
     python bench.py                                   # ../shared/data/amazon-beauty-2014/Beauty.txt
     python bench.py --data movies.txt --json bench.json
     python bench.py --scale                           # time and memory against data size (bam_tools/scale.py)
+    python bench.py --run                             # a whole default BaM run: steps, validation, test
 
 Every figure is a ratio to something timed in the same process, so that it means the same on a
 fast or a slow machine:
@@ -24,6 +25,7 @@ import torch.nn.functional as F
 
 import bam_minimal as bm
 from bam_data import formats
+import bam_tools.sasrec  # noqa: F401  (adds the SASRec baseline to bam_minimal.MODELS)
 from bam_tools import runs, scale
 from bam_tools.datasets import load_dataset
 from bam_tools.perf import keep_freed_memory
@@ -148,6 +150,57 @@ def official_style_eval(model, seqs, users, cfg):
     return hits
 
 # -----------------------------------------------------------------------------
+# The time to a result: one whole default run, split into its parts
+
+
+def time_to_result(args, data, seqs, users):
+    """Train the default BaM run to its early stop and test it, timing every evaluation (bm.evaluate is
+    wrapped for this run only); then the official code's cost for the same run, estimated from the
+    official-style step and one-user-at-a-time evaluation timed in this process: the same iterations,
+    its validation of 1,000 random users at every validation, and its test of every user."""
+    cfg = bm.Config(device="cpu", **({"max_iters": args.max_iters} if args.max_iters else {}))
+    spent = dict(valid=0.0, test=0.0, valid_calls=0)
+    evaluate = bm.evaluate
+
+    def timed(scorer, data_, split, cfg_, *a, **k):
+        t = time.perf_counter()
+        try:
+            return evaluate(scorer, data_, split, cfg_, *a, **k)
+        finally:
+            spent[split] += time.perf_counter() - t
+            spent["valid_calls"] += split == "valid"
+    bm.evaluate = timed
+    try:
+        t = time.perf_counter()
+        _, result = bm.train(cfg, data, log=lambda line: print(line, flush=True))
+        total = time.perf_counter() - t
+    finally:
+        bm.evaluate = evaluate
+    iters, validations = result["iters"], spent["valid_calls"]
+    # The official code's cost of the same run, from its style's step and per-user evaluation timed now.
+    torch.manual_seed(0)
+    ref = bm.build_model(cfg, data.n_items)
+    step = official_style_train_step(cfg, data, seqs, users, ref, torch.optim.Adam(ref.parameters(), lr=cfg.lr),
+                                     np.random.default_rng(0))
+    official_step = median_time(lambda: [step() for _ in range(50)], repeat=3) / 50
+    some = users[np.random.default_rng(0).permutation(len(users))[:args.official_users]]
+    official_user = median_time(lambda: official_style_eval(ref, seqs, some, cfg), repeat=1) / len(some)
+    official = dict(train=iters * official_step, valid=validations * 1000 * official_user,
+                    test=len(users) * official_user)
+    out = dict(iters=iters, best_iter=result["best_iter"], validations=validations, seconds=total,
+               train_seconds=total - spent["valid"] - spent["test"], valid_seconds=spent["valid"],
+               test_seconds=spent["test"], test=result["test"], official_step_ms=official_step * 1e3,
+               official_user_ms=official_user * 1e3, official_seconds=sum(official.values()),
+               **{f"official_{k}_seconds": v for k, v in official.items()})
+    print(f"run    {total:.0f} s to iteration {iters} (best {result['best_iter']}): training steps "
+          f"{out['train_seconds']:.0f} s, {validations} validations {spent['valid']:.0f} s "
+          f"({spent['valid'] / total:.0%}), test {spent['test']:.1f} s; test recall@20 {result['test']['recall@20']:.4f}")
+    print(f"       official code, estimated for the same run: {out['official_seconds']:.0f} s (steps "
+          f"{official['train']:.0f} s at {official_step * 1e3:.1f} ms, validations {official['valid']:.0f} s, test "
+          f"{official['test']:.0f} s); ours / official {total / out['official_seconds']:.2f}")
+    return out
+
+# -----------------------------------------------------------------------------
 # The benchmark
 
 
@@ -162,6 +215,10 @@ def main():
     ap.add_argument("--steps", type=int, default=200, help="training steps per timing")
     ap.add_argument("--official-users", type=int, default=2000, help="users for the one-at-a-time evaluation")
     ap.add_argument("--no-numpy", action="store_true", help="skip the bam_numpy engine")
+    ap.add_argument("--run", action="store_true", help="instead: the wall time of a whole default BaM run (train to "
+                    "the early stop, then the test) split into steps, validation and test, beside the official "
+                    "code's estimated cost (about 10 minutes on Beauty)")
+    ap.add_argument("--max-iters", type=int, default=0, help="--run: stop here instead of at the early stop")
     args = ap.parse_args()
     keep_freed_memory()  # as cli.py does
     try:
@@ -174,6 +231,11 @@ def main():
     print(f"{args.data}: {len(users)} users, {data.n_items} items; torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads")
     out = dict(data=args.data, users=int(len(users)), items=data.n_items, threads=torch.get_num_threads())
+    if args.run:
+        out.update(time_to_result(args, data, seqs, users))
+        if args.json:
+            runs.save_json(out, args.json)
+        return
 
     # training ------------------------------------------------------------------------------
     torch.manual_seed(0)
@@ -192,6 +254,17 @@ def main():
     out.update(train_step_ms=ours * 1e3, train_samples_per_s=cfg.batch_size / ours,
                train_step_ms_official_style=official * 1e3, train_matmul_ms=bare_train * 1e3,
                train_gflop_per_step=train_flops(cfg) / 1e9)
+
+    # the other models' steps, in the same run: the ratio to ComiRec-SA's is what the table waits on --------
+    for name, over in (("mind", dict(model="mind")), ("sasrec", dict(model="sasrec", n_interests=1, selection="hard"))):
+        other_cfg = bm.Config(device="cpu", **over)
+        torch.manual_seed(0)
+        other = bm.build_model(other_cfg, data.n_items)
+        other_opt = torch.optim.Adam(other.parameters(), lr=cfg.lr, fused=True)
+        step = our_train_step(other_cfg, data, other, other_opt, np.random.default_rng(0),
+                              torch.Generator().manual_seed(0))
+        out[f"train_step_ms_{name}"] = median_time(lambda: [step() for _ in range(args.steps)],
+                                                   repeat=3) / args.steps * 1e3
 
     # evaluation ----------------------------------------------------------------------------
     model.eval()
@@ -223,6 +296,9 @@ def main():
     print(f"       ratio to bare mm: ours {r['train_step_ms'] / r['train_matmul_ms']:.2f}, official-style "
           f"{r['train_step_ms_official_style'] / r['train_matmul_ms']:.2f}; speed-up over official-style "
           f"{r['train_step_ms_official_style'] / r['train_step_ms']:.2f}x")
+    print(f"       MIND {r['train_step_ms_mind']:.2f} ms/step ({r['train_step_ms_mind'] / r['train_step_ms']:.2f}x "
+          f"ComiRec-SA's), SASRec {r['train_step_ms_sasrec']:.2f} ms/step "
+          f"({r['train_step_ms_sasrec'] / r['train_step_ms']:.2f}x ComiRec-SA's)")
     print(f"eval   ours {r['eval_seconds']:.2f} s for {len(users)} users ({r['eval_users_per_s']:.0f} users/s); "
           f"official-style {r['eval_users_per_s_official_style']:.0f} users/s; bare mm for the same "
           f"{r['eval_gflop']:.1f} GFLOP {r['matmul_seconds']:.2f} s (scoring only {r['matmul_seconds_scoring_only']:.2f} s)")

@@ -10,51 +10,25 @@ cli.py: the command line of bam, for the PyTorch reference (bam_minimal.py) and 
 
 Bad input stops with one line that names the file, the line and the fix, and exit code 2.
 """
-import inspect
+import importlib
 import json
 import os
-import re
 import sys
-from dataclasses import asdict, fields, replace
+from dataclasses import asdict, replace
 
 import click
 import numpy as np
 
 import bam_data
-import bam_minimal as bm
-import bam_tools.sasrec  # noqa: F401  (adds the SASRec baseline to bam_minimal.MODELS)
-from bam_tools import baselines
 from bam_data import files, formats, synth
-from bam_tools import checkpoints, datasets, distributed, runs
+from bam_tools import methods, options
+from bam_tools.options import Group, Later, config_options, data_options, output_path
 from bam_tools.perf import keep_freed_memory
-from bam_tools import table as table_mod
-
-# -----------------------------------------------------------------------------
-# Errors: one line and exit code 2, never a traceback.
 
 
-class BadInput(click.ClickException):
-    exit_code = 2
-
-    def show(self, file=None):
-        click.echo(f"error: {self.message}", err=True)
-
-
-class Group(click.Group):
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except (bm.InputError, bam_data.InputError) as e:  # bam_minimal's or the torch-free data layer's
-            raise BadInput(str(e)) from None
-        except OSError as e:  # a folder where a file should be, a missing folder, a full disk, ...
-            raise BadInput(f"{e.filename or ''}: {e.strerror or e} (fix: check the path)") from None
-        except MemoryError:
-            raise BadInput("out of memory (fix: a smaller --dim or batch; item ids must be 1..n without gaps, "
-                           "since the item table has one row per id up to the largest)") from None
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            ctx.exit(130)
-
+bm = Later("bam_minimal")
+baselines, checkpoints, datasets = Later("bam_tools.baselines"), Later("bam_tools.checkpoints"), Later("bam_tools.datasets")
+distributed, runs, table_mod = Later("bam_tools.distributed"), Later("bam_tools.runs"), Later("bam_tools.table")
 
 @click.group(cls=Group)
 def cli():
@@ -62,46 +36,12 @@ def cli():
     keep_freed_memory()
 
 # -----------------------------------------------------------------------------
-# Shared options and helpers.
+# Shared helpers (the shared options are in bam_tools/options.py).
 
 
-def config_help():
-    """The comments beside the Config fields in bam_minimal.py become the --help text."""
-    return dict(re.findall(r"^\s+(\w+): \w+ = [^#\n]*#\s*(.*)$", inspect.getsource(bm.Config), re.M))
-
-
-def config_options(f):
-    """Every Config field as a flag: --n-interests, --selection, ..., with the official defaults."""
-    helps = config_help()
-    for field in reversed(fields(bm.Config)):
-        flag = "--" + field.name.replace("_", "-")
-        if isinstance(field.default, bool):
-            f = click.option(f"{flag}/--no-{flag[2:]}", field.name, default=field.default,
-                             show_default=True, help=helps.get(field.name))(f)
-        else:
-            kind = click.Choice(bm.CHOICES[field.name]) if field.name in bm.CHOICES else type(field.default)
-            f = click.option(flag, field.name, type=kind, default=field.default, show_default=True,
-                             help=helps.get(field.name))(f)
-    return f
-
-
-def output_path(ctx, param, path):
-    """Check an output's folder before any work is done, so that a typo does not cost a run."""
-    if path is not None:
-        folder = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(folder):
-            raise bm.InputError(f"{folder}: no such folder for --{param.name.replace('_', '-')} "
-                                "(fix: create it, or pass another path)")
-        if os.path.isdir(path):
-            raise bm.InputError(f"{path}: is a folder (fix: pass a file name)")
-    return path
-
-
-def data_options(f):
-    f = click.option("--format", "fmt", type=click.Choice(formats.FORMATS), default="auto", show_default=True,
-                     help="data format (README, Data formats)")(f)
-    return click.option("--data", type=str, default=None,
-                        help="interaction file; default: the built-in synthetic dataset")(f)
+def write_json(obj, path):
+    """JSON, whole or not at all, without torch (runs.save_json is the same for the commands that have it)."""
+    files.atomic_text(path, json.dumps(obj, indent=2))
 
 
 def load_dataset(path, fmt="auto", quiet=False):
@@ -145,7 +85,12 @@ def explicit(ctx, name):
 
 
 def echo_metrics(label, metrics):
-    click.echo(f"{label:<17}" + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    """The metrics on one line; then a `note:` with the users whose scores were not all finite, when there
+    are any (the count stays in the metrics, and so in every JSON output that holds them)."""
+    click.echo(f"{label:<17}" + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "nonfinite_users"))
+    if metrics.get("nonfinite_users"):
+        click.echo(f"note: {metrics['nonfinite_users']} users had a NaN or infinite score (weights whose products "
+                   "overflow); those items rank above the target, and a non-finite target is a miss")
 
 # -----------------------------------------------------------------------------
 # train
@@ -242,21 +187,23 @@ def report(result, out):
 @cli.command()
 @click.option("--checkpoint", "ckpt", required=True, help="checkpoint.pt of a run, or an official model.pt")
 @data_options
-@click.option("--history-mask", type=click.Choice(bm.CHOICES["history_mask"]), default=None,
+@click.option("--history-mask", type=click.Choice(options.choices("history_mask")), default=None,
               help="default: the checkpoint's (exclude for official state_dicts)")
 @click.option("--split", type=click.Choice(["test", "valid"]), default="test", show_default=True)
 @click.option("--json", "json_out", default=None, callback=output_path,
               help="also write the metrics to this JSON file")
 @click.option("--model", type=click.Choice(["comirec", "mind"]), default=None,
               help="what the checkpoint must hold (checked; the shapes tell the rest)")
-@checkpoints.official_options
+@options.official_options
 @click.option("--engine", type=click.Choice(["torch", "numpy"]), default="torch", show_default=True,
               help="numpy: the same metrics from bam_numpy's numba engine")
-def evaluate(ckpt, data, fmt, history_mask, split, json_out, model, n_interests, seq_len, engine):
+@options.other_data_option
+def evaluate(ckpt, data, fmt, history_mask, split, json_out, model, n_interests, seq_len, engine, other_data):
     """Full-item ranking of a checkpoint: Recall and nDCG at 10 and 20."""
     join_torchrun("auto")
-    net, cfg, dataset = checkpoints.load_with_data(ckpt, data, lambda p: load_dataset(p, fmt),
-                                                   checkpoints.official_base(n_interests, seq_len), model, click.echo)
+    net, cfg, dataset, data_check = checkpoints.load_with_data(
+        ckpt, data, lambda p: load_dataset(p, fmt), checkpoints.official_base(n_interests, seq_len), model,
+        checkpoints.note, other_data)  # other data than the checkpoint's stops here, unless --other-data
     cfg = replace(cfg, history_mask=history_mask or cfg.history_mask, device="auto")
     if engine == "numpy" and distributed.size() > 1:
         raise bm.InputError("--engine numpy runs in one process (fix: python cli.py evaluate, without torchrun)")
@@ -269,7 +216,7 @@ def evaluate(ckpt, data, fmt, history_mask, split, json_out, model, n_interests,
     echo_metrics(f"{split} ({cfg.history_mask})", metrics)
     if json_out and distributed.is_main():
         runs.save_json(dict(metrics=metrics, split=split, history_mask=cfg.history_mask, checkpoint=ckpt,
-                            data=dataset.name, config=asdict(cfg), engine=engine), json_out)
+                            data=dataset.name, config=asdict(cfg), engine=engine, **data_check), json_out)
 
 # -----------------------------------------------------------------------------
 # table
@@ -278,12 +225,15 @@ def evaluate(ckpt, data, fmt, history_mask, split, json_out, model, n_interests,
 @cli.command()
 @data_options
 @click.option("--seeds", type=int, default=3, show_default=True, help="seeds per method (seed, seed+1, ...)")
-@click.option("--methods", default=",".join(table_mod.DEFAULT_METHODS), show_default=True,
-              help=f"comma-separated, from: {', '.join(table_mod.METHODS)}")
+@click.option("--methods", default=",".join(methods.DEFAULT_METHODS), show_default=True,
+              help=f"comma-separated, from: {', '.join(methods.METHODS)}")
 @click.option("--out", default=None, help="folder for the runs and the table [default: runs/table-<data>]")
+@click.option("--jobs", type=int, default=1, show_default=True, help="runs at a time, each in its own process")
+@click.option("--threads", type=int, default=None,
+              help="torch threads per run, recorded in its metrics.json [default: all for --jobs 1, else cores // jobs]")
 @config_options
 @click.pass_context
-def table(ctx, data, fmt, seeds, methods, out, **kwargs):
+def table(ctx, data, fmt, seeds, methods, out, jobs, threads, **kwargs):
     """The paper's Table 2: SASRec, ComiRec, REMI and BaM under one protocol, mean ± std over seeds.
 
     Every (method, seed) run is resumable and a finished one is reused, so rerunning the command
@@ -299,10 +249,9 @@ def table(ctx, data, fmt, seeds, methods, out, **kwargs):
     dataset = load_dataset(synthetic(out) if data is None else data, fmt)
     chosen = [m.strip() for m in methods.split(",") if m.strip()]
     from tqdm import tqdm
-    bar = tqdm(total=len(chosen) * seeds, desc="runs", unit="run", dynamic_ncols=True)
-    text, _, reused = table_mod.run_table(base, dataset, chosen, seeds, out, log=bar.write,
-                                          on_run=lambda: bar.update(1))
-    bar.close()
+    with tqdm(total=len(chosen) * seeds, desc="runs", unit="run", dynamic_ncols=True) as bar:  # closed before an error
+        text, _, reused = table_mod.run_table(base, dataset, chosen, seeds, out, log=bar.write,
+                                              on_run=lambda: bar.update(1), jobs=jobs, threads=threads)
     click.echo(text)
     click.echo(f"{reused} of {len(chosen) * seeds} runs reused; wrote {os.path.join(out, 'table.md')} and table.json")
 
@@ -318,8 +267,9 @@ def table(ctx, data, fmt, seeds, methods, out, **kwargs):
 @click.option("--users", "n_rows", type=int, default=60, show_default=True, help="users (rows) in the heatmap")
 @click.option("--json", "json_out", default=None, callback=output_path,
               help="also write the summary figures to this JSON file")
-@checkpoints.official_options
-def balance(ckpt, compare, data, fmt, out, n_rows, json_out, n_interests, seq_len):
+@options.official_options
+@options.other_data_option
+def balance(ckpt, compare, data, fmt, out, n_rows, json_out, n_interests, seq_len, other_data):
     """The paper's Figure 1: which interest serves each user's top-10, as a heatmap, with summary
     figures (mean entropy, single-interest users, Gini of the interests' shares). On the synthetic
     data it also reports how well the interests recover the planted topics."""
@@ -328,8 +278,9 @@ def balance(ckpt, compare, data, fmt, out, n_rows, json_out, n_interests, seq_le
         raise bm.InputError(f"--users {n_rows}: must be 1 or more")
     panels, report = [], {}
     for path in [ckpt] + ([compare] if compare else []):
-        net, cfg, dataset = checkpoints.load_with_data(path, data, lambda p: load_dataset(p, fmt, quiet=True),
-                                                       checkpoints.official_base(n_interests, seq_len), log=click.echo)
+        net, cfg, dataset, data_check = checkpoints.load_with_data(
+            path, data, lambda p: load_dataset(p, fmt, quiet=True), checkpoints.official_base(n_interests, seq_len),
+            log=checkpoints.note, other_data=other_data)
         cfg = replace(cfg, device="auto")
         share, top, source, metrics = bal.interest_usage(net.to(bm.resolve_device(cfg)), dataset, cfg)
         s = bal.summary(share)
@@ -339,7 +290,7 @@ def balance(ckpt, compare, data, fmt, out, n_rows, json_out, n_interests, seq_le
         s["test"] = metrics
         name = f"{cfg.model} + {cfg.selection}"
         panels.append((name, share, s))
-        report[path] = dict(method=name, **s)
+        report[path] = dict(method=name, **s, **data_check)
         click.echo(f"{name} ({path}):")
         for k, v in s.items():
             click.echo(f"  {k:<26}{json.dumps(v) if not isinstance(v, float) else f'{v:.4f}'}")
@@ -367,7 +318,7 @@ def amazon2023(path, out, kcore, dedup):
     .jsonl / .jsonl.gz -> the official format, with Table 1's statistics."""
     from bam_tools.prepare import prepare_amazon2023
     if kcore < 1:
-        raise bm.InputError(f"--kcore {kcore}: must be 1 or more")
+        raise bam_data.InputError(f"--kcore {kcore}: must be 1 or more")
     with files.output_folder(out):  # a failed prepare leaves no empty folder behind
         stats, maps = prepare_amazon2023(path, out, kcore, dedup)
     click.echo(f"{'users':<14}{stats['users']:,}\n{'items':<14}{stats['items']:,}\n"
@@ -394,9 +345,8 @@ def stats(path, fmt, json_out):
     """Users, items, interactions, sequence lengths and density (the paper's Table 1)."""
     seqs, info = formats.read(path, fmt)
     lengths = np.array([len(s) for s in seqs.values()])
-    dataset = bm.Dataset(seqs, name=str(path))
     out = dict(format=info["format"], users=len(seqs), items=len({i for s in seqs.values() for i in s}),
-               max_item_id=dataset.n_items, interactions=int(lengths.sum()),
+               max_item_id=max(max(s) for s in seqs.values()), interactions=int(lengths.sum()),
                avg_len=round(float(lengths.mean()), 2), median_len=float(np.median(lengths)),
                max_len=int(lengths.max()), users_under_3=int((lengths < 3).sum()))
     out["density"] = round(out["interactions"] / (out["users"] * out["items"]), 6)
@@ -405,7 +355,7 @@ def stats(path, fmt, json_out):
     for note in info.get("notes", []):
         click.echo(f"note: {note}")
     if json_out:
-        runs.save_json(out, json_out)
+        write_json(out, json_out)
 
 
 @data.command()
@@ -419,7 +369,7 @@ def remap(path, fmt, out):
     ids = {}
     remapped = {u: [ids.setdefault(i, len(ids) + 1) for i in s] for u, s in seqs.items()}
     formats.write_official(remapped, out)
-    runs.save_json({new: old for old, new in ids.items()}, out + ".items.json")
+    write_json({new: old for old, new in ids.items()}, out + ".items.json")
     click.echo(f"wrote {out} ({len(ids):,} items, largest id before {max(ids):,}) and {out}.items.json")
 
 
@@ -433,7 +383,7 @@ def remap(path, fmt, out):
 def synth_cmd(out, users, items, topics, mean_len, seed):
     """Write the synthetic dataset (planted topics) in the official format."""
     if topics > items or min(users, items, topics) < 1 or mean_len < 5:
-        raise bm.InputError("--users, --items, --topics must be positive, topics <= items, --mean-len >= 5")
+        raise bam_data.InputError("--users, --items, --topics must be positive, topics <= items, --mean-len >= 5")
     seqs, truth = synth.generate(synth.SynthConfig(users, items, topics, mean_len=mean_len, seed=seed))
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     truth_path = synth.write(seqs, truth, out)
@@ -451,7 +401,7 @@ for c in COURSE_COMMANDS:
     cli.add_command(c)
 
 if __name__ == "__main__":
-    try:
+    if "LOCAL_RANK" in os.environ:  # under torchrun: each worker ends with its own exit code
+        distributed.run_and_leave(lambda: cli(prog_name="cli.py"))
+    else:
         cli(prog_name="cli.py")
-    finally:
-        distributed.leave()

@@ -13,6 +13,7 @@ bam_data/formats.py: readers for the interaction formats that people bring, all 
   amazon      Amazon Reviews 2023: the 5-core CSV (user_id,parent_asin,rating,timestamp) or a raw
               review .jsonl / .jsonl.gz; sorted by (user, timestamp), ties kept in file order
 
+A name that ends in .gz is gunzipped first, in every format (`x.inter.gz` is RecBole, `x.csv.gz` a CSV).
 String ids are mapped to integers 1..n in order of first appearance after sorting; `read` returns
 the maps so that prepared files can be traced back. Text is decoded as UTF-8 with an optional byte
 order mark (utf-8-sig): editors on Windows write one. Integer ids must be below 2^31, before anything
@@ -27,6 +28,7 @@ import json
 import math
 import os
 import zlib
+from contextlib import contextmanager
 
 from bam_data.files import atomic_text
 
@@ -41,6 +43,35 @@ class InputError(ValueError):
 
 # -----------------------------------------------------------------------------
 # Detection: what kind of file this is
+
+
+def plain_name(path):
+    """The lower-case name without a .gz ending: `x.inter.gz` is a RecBole file, `x.csv.gz` a CSV."""
+    return str(path).lower().removesuffix(".gz")
+
+
+@contextmanager
+def open_text(path):
+    """The file as text, gunzipped when its name ends in .gz, for every reader. A damaged gzip stream is
+    found line by line, anywhere in the file: one InputError, not EOFError or zlib.error."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    try:
+        with opener(path, "rt", encoding="utf-8-sig", errors="replace") as f:  # -sig: a BOM is not an id
+            yield f
+    except (EOFError, zlib.error, gzip.BadGzipFile) as e:
+        raise InputError(f"{path}: damaged or truncated gzip ({type(e).__name__}) (fix: download it again)") from None
+
+
+def printable(text):
+    """`text` with each unprintable character (a control code, an unassigned code point) as `?`: what a
+    file holds is echoed into one-line messages, never a terminal escape or a line break."""
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
+def excerpt(text, n):
+    """At most `n` characters of `text` for a one-line message: each run of whitespace (a line break inside
+    a quoted CSV field, a form feed) becomes one space, and other unprintable characters `?`."""
+    return printable(" ".join(text.split()))[:n]
 
 
 def check_text_file(path):
@@ -66,7 +97,7 @@ def check_text_file(path):
 def detect(path):
     """Guess the format from the name and the first lines."""
     head = check_text_file(path)
-    name = str(path).lower()
+    name = plain_name(path)
     if name.endswith(".inter"):
         return "recbole"
     if name.endswith((".csv", ".jsonl", ".jsonl.gz", ".json")):
@@ -87,9 +118,12 @@ def read(path, fmt="auto"):
     if fmt not in FORMATS:
         raise InputError(f"{path}: unknown format `{fmt}` (fix: one of {', '.join(FORMATS)})")
     if fmt == "official":
-        return read_official(path), dict(format=fmt, notes=[])
-    reader = dict(**{"per-user": read_per_user}, recbole=read_recbole, amazon=read_amazon)[fmt]
-    seqs, info = reader(path)
+        seqs, info = read_official(path), dict(notes=[])
+    else:
+        seqs, info = dict(**{"per-user": read_per_user}, recbole=read_recbole, amazon=read_amazon)[fmt](path)
+    if not seqs:  # a header alone, or lines of whitespace that is not ASCII: nothing for any command
+        raise InputError(f"{path}: no interactions in the file (read as {fmt}) (fix: pass a file with interactions; "
+                         "see README, Data formats)")
     info["format"] = fmt
     return seqs, info
 
@@ -108,7 +142,7 @@ def read_official(path):
     bytes of the 80 the lists took). docs/performance.md, Scaling, has the measurements."""
     check_text_file(path)
     seqs, users, items = {}, {}, {}  # users, items: token -> its checked int, one object per id
-    with open(path, encoding="utf-8-sig", errors="replace") as f:  # -sig: a byte-order mark is not an id
+    with open_text(path) as f:
         for n, line in enumerate(f, 1):
             parts = line.split()
             if not parts:
@@ -128,7 +162,7 @@ def _official_pair(path, n, line, parts):
     try:
         user, item = int(parts[0]), int(parts[1])
     except ValueError:
-        raise InputError(f"{path}:{n}: `{line.strip()[:30]}` is not two integer ids (fix: integer ids, "
+        raise InputError(f"{path}:{n}: `{excerpt(line, 30)}` is not two integer ids (fix: integer ids, "
                          "e.g. map string ids with `cli.py prepare`)") from None
     if max(user, item) >= MAX_ID:
         raise InputError(f"{path}:{n}: id too large, ids must be below 2^31 (fix: map ids to 1..n, "
@@ -143,7 +177,7 @@ def _official_pair(path, n, line, parts):
 def read_per_user(path):
     check_text_file(path)
     seqs, notes = {}, []
-    with open(path, encoding="utf-8-sig", errors="replace") as f:
+    with open_text(path) as f:
         for n, line in enumerate(f, 1):
             parts = line.split()
             if not parts:
@@ -153,7 +187,7 @@ def read_per_user(path):
             try:
                 ids = [int(x) for x in parts]
             except ValueError:
-                raise InputError(f"{path}:{n}: `{line.strip()[:40]}` holds a non-integer id "
+                raise InputError(f"{path}:{n}: `{excerpt(line, 40)}` holds a non-integer id "
                                  "(fix: map string ids to integers)") from None
             if min(ids) < 0:
                 raise InputError(f"{path}:{n}: negative id (fix: ids start at 0 or 1)")
@@ -190,7 +224,7 @@ def group_sorted(rows, path):
 
 def read_recbole(path):
     check_text_file(path)
-    with open(path, encoding="utf-8-sig", errors="replace") as f:
+    with open_text(path) as f:
         header = f.readline().rstrip("\n").split("\t")
         names = [h.split(":")[0] for h in header]
         for col in ("user_id", "item_id"):
@@ -211,7 +245,7 @@ def read_recbole(path):
                 time = float(parts[t]) if t is not None else 0.0
                 assert math.isfinite(time)  # a NaN would make the sort by time meaningless
             except (ValueError, AssertionError):
-                raise InputError(f"{path}:{n}: timestamp `{parts[t]}` is not a finite number "
+                raise InputError(f"{path}:{n}: timestamp `{excerpt(parts[t], 30)}` is not a finite number "
                                  "(fix: numeric timestamps)") from None
             rows.append((parts[u], parts[i], time, n))
     seqs, user_map, item_map = group_sorted(rows, path)
@@ -220,42 +254,49 @@ def read_recbole(path):
 
 def amazon_rows(path):
     """(user_id, parent_asin, timestamp, file order) from the 5-core CSV or a review .jsonl(.gz)."""
+    with open_text(path) as f:
+        if plain_name(path).endswith(".csv"):
+            return _csv_rows(path, f)
+        return _jsonl_rows(path, f)
+
+
+def _csv_rows(path, f):
+    rows, reader = [], csv.reader(f)
     try:
-        return _amazon_rows(path)
-    except (EOFError, zlib.error, gzip.BadGzipFile) as e:
-        raise InputError(f"{path}: damaged or truncated gzip ({type(e).__name__}) (fix: download it again)") from None
+        header = next(reader, [])
+        need = ("user_id", "parent_asin", "timestamp")
+        if not all(c in header for c in need):
+            raise InputError(f"{path}:1: the header lacks {', '.join(c for c in need if c not in header)} "
+                             "(fix: the 5-core CSV has user_id,parent_asin,rating,timestamp)")
+        cu, ci, ct = (header.index(c) for c in need)
+        for n, parts in enumerate(reader, 2):
+            if not parts:
+                continue
+            try:
+                rows.append((parts[cu], parts[ci], int(float(parts[ct])), n))
+            except (ValueError, IndexError, OverflowError):
+                raise InputError(f"{path}:{n}: expected user_id,parent_asin,rating,timestamp, "
+                                 f"found `{excerpt(','.join(parts), 60)}`") from None
+    except csv.Error as e:  # a field past csv's size limit, a NUL byte, an unclosed quote at the end
+        raise InputError(f"{path}:{reader.line_num}: not a CSV row ({e}) (fix: the 5-core CSV has "
+                         "user_id,parent_asin,rating,timestamp)") from None
+    return rows
 
 
-def _amazon_rows(path):
-    opener = gzip.open if str(path).endswith(".gz") else open
+def _jsonl_rows(path, f):
     rows = []
-    with opener(path, "rt", encoding="utf-8-sig", errors="replace") as f:
-        if str(path).endswith(".csv"):
-            reader = csv.reader(f)
-            header = next(reader)
-            need = ("user_id", "parent_asin", "timestamp")
-            if not all(c in header for c in need):
-                raise InputError(f"{path}:1: the header lacks {', '.join(c for c in need if c not in header)} "
-                                 "(fix: the 5-core CSV has user_id,parent_asin,rating,timestamp)")
-            cu, ci, ct = (header.index(c) for c in need)
-            for n, parts in enumerate(reader, 2):
-                if not parts:
-                    continue
-                try:
-                    rows.append((parts[cu], parts[ci], int(float(parts[ct])), n))
-                except (ValueError, IndexError, OverflowError):
-                    raise InputError(f"{path}:{n}: expected user_id,parent_asin,rating,timestamp, "
-                                     f"found `{','.join(parts)[:60]}`") from None
-        else:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    r = json.loads(line)
-                    rows.append((r["user_id"], r["parent_asin"], int(r["timestamp"]), n))
-                except (ValueError, KeyError, TypeError, OverflowError):
-                    raise InputError(f"{path}:{n}: not a review record with user_id, parent_asin and timestamp "
-                                     "(fix: pass the raw Amazon Reviews 2023 .jsonl)") from None
+    for n, line in enumerate(f, 1):
+        if not line.strip():
+            continue
+        try:
+            r = json.loads(line)
+            user, item = (r[k] for k in ("user_id", "parent_asin"))
+            # ids are strings: a number, a list or null among them cannot be sorted or mapped alongside
+            assert isinstance(user, str) and isinstance(item, str)
+            rows.append((user, item, int(r["timestamp"]), n))
+        except (ValueError, KeyError, TypeError, OverflowError, AssertionError, RecursionError):
+            raise InputError(f"{path}:{n}: not a review record with user_id, parent_asin (strings) and timestamp "
+                             "(fix: pass the raw Amazon Reviews 2023 .jsonl)") from None
     return rows
 
 

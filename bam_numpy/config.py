@@ -43,7 +43,8 @@ class Config:
     max_iters: int = 1_000_000
     eval_every: int = 1000
     patience: int = 15            # stop after more than `patience` validations without a better Recall@10
-    valid_users: int = 0          # 0: all users (deterministic); 1000: the official random sample
+    valid_users: int = 0          # 0: the fixed users below (deterministic); 1000: the official random sample
+    valid_sample: int = 5000      # validate this many users, drawn once from the seed (0: every user)
     history_mask: str = "exclude"  # exclude | official | none
     routing_iters: int = 3        # MIND
     n_blocks: int = 2             # SASRec
@@ -56,9 +57,10 @@ CHOICES = dict(model=("comirec", "mind", "sasrec"), selection=("hard", "bam", "b
                tau_schedule=("constant", "hard-to-soft", "soft-to-hard"), loss=("sampled", "full"),
                history_mask=("exclude", "official", "none"), device=("auto", "cpu", "cuda"))
 
-POSITIVE = ("dim", "n_interests", "seq_len", "batch_size", "n_negatives", "max_iters", "eval_every",
-            "linear_size", "routing_iters", "n_blocks", "tau_anneal_iters", "lr")
-NON_NEGATIVE = ("tau", "tau_hard", "patience", "valid_users", "remi_beta", "remi_lambda", "weight_decay", "seed")
+POSITIVE = ("dim", "n_interests", "seq_len", "batch_size", "n_negatives", "max_iters", "eval_every", "linear_size",
+            "routing_iters", "n_blocks", "tau_anneal_iters", "lr")
+NON_NEGATIVE = ("tau", "tau_hard", "patience", "valid_users", "valid_sample", "remi_beta", "remi_lambda",
+                "weight_decay", "seed")
 FINITE = ("tau", "tau_hard", "lr", "weight_decay", "remi_beta", "remi_lambda")
 MAX_TAU = 1e4  # softmax(tau * logits) is one-hot long before: a larger tau is a typo, or an overflow
 

@@ -175,6 +175,18 @@ def mind_backward(params, cache, d_interests, d_attention=None):
     return {"embeddings.weight": embedding_grad(params, cache["history"], cache["mask"], dh),
             "capsule_network.linear.weight": du.reshape(-1, d).T @ h.reshape(-1, d)}  # (d, d)
 
+
+def routing_noise(cfg, rows):
+    """MIND's evaluation routing logits (b, N, L), counter-based: SplitMix64 (Steele et al., OOPSLA '14) seeded with
+    cfg.seed at 2c + 1, 2c + 2 for c = (row, n, l), then Box-Muller: a row's numbers, whatever the block or process."""
+    size = cfg.n_interests * cfg.seq_len
+    c = 2 * (np.asarray(rows)[:, None] * size + np.arange(size)).astype(np.uint64)  # (b, N L) even positions
+    z = np.uint64(cfg.seed) + (c + np.uint64([[[1]], [[2]]])) * np.uint64(0x9E3779B97F4A7C15)  # (2, b, N L)
+    for shift, mult in ((30, 0xBF58476D1CE4E5B9), (27, 0x94D049BB133111EB), (31, 1)):  # the finaliser
+        z = (z ^ (z >> np.uint64(shift))) * np.uint64(mult)                   # (2, b, N L), wrapping uint64
+    u = (z >> np.uint64(11)) * 2.0 ** -53                                      # (2, b, N L) uniform in [0, 1)
+    return (np.sqrt(-2 * np.log1p(-u[0])) * np.cos(2 * np.pi * u[1])).reshape(-1, cfg.n_interests, cfg.seq_len)
+
 # -----------------------------------------------------------------------------
 # Dispatch on cfg.model, with the noise rule of bam_minimal's MIND.forward.
 

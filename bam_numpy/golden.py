@@ -26,6 +26,7 @@ from dataclasses import fields
 
 import numpy as np
 
+from bam_data.formats import printable
 from bam_numpy.config import Config, InputError, check_config
 from bam_numpy.encoders import param_shapes
 from bam_numpy.ranking import mask_history, metrics_from_ranks, model_scorer, target_rank, top_k
@@ -43,11 +44,13 @@ HINTS = {
              "index = #{n : cumsum(probs)_n <= u}; `hard` takes the first argmax",
     "loss": "the loss differs: sampled softmax over [target, negatives], mean over the batch",
     "eval/scores": "the full-item scores differ: max over interests, then the history mask",
-    "eval/ranks": "the ranks differ: higher score first, equal score lower id first, -inf target never a hit",
+    "eval/ranks": "the ranks differ: higher score first, equal score lower id first, a non-finite target never a "
+                  "hit, another item's NaN or +inf above the target",
     "eval/top20": "the top-20 lists differ: higher score first, equal score lower id first",
-    "ties/ranks": "the tie rule: a target's rank counts the higher scores plus the equal ones with a lower "
-                  "id; a -inf target gets rank n_items + 1",
-    "ties/top20": "the tie rule: among equal scores the lower item id comes first",
+    "ties/ranks": "the tie rule: a target's rank counts the higher scores (NaN counts as +inf) plus the equal "
+                  "ones with a lower id; a NaN, +inf or -inf target gets rank n_items + 1",
+    "ties/top20": "the tie rule: among equal scores the lower item id comes first; NaN and +inf first (as one "
+                  "value), -inf last",
 }
 
 # -----------------------------------------------------------------------------
@@ -77,6 +80,9 @@ def load(path):
         raise InputError(f"{path}: the `config` entry needs {' and '.join(REQUIRED_CONFIG)} {fix}")
     inputs = {"config": config, "weights": {}, "batch": {}, "eval": {}, "ties": {}}
     expected = {}
+    text = [k for k, v in z.items() if k.startswith("expected/") and v.dtype.kind not in "iuf"]
+    if text:  # compared as numbers (the differences of booleans or strings are an error in numpy)
+        raise InputError(f"{path}: `{text[0]}` is {z[text[0]].dtype}, not numbers {fix}")
     for key, value in z.items():
         group, _, name = key.partition("/")
         if group in ("weights", "batch", "eval", "ties"):
@@ -93,13 +99,43 @@ def check_inputs(path, inputs, fix):
         cfg = config_of(inputs)
         check_config(cfg)
         want = param_shapes(cfg, int(inputs["config"]["n_items"]))
-    except (InputError, TypeError, ValueError) as e:
-        raise InputError(f"{path}: {e}") from None
+    except (InputError, TypeError, ValueError, OverflowError) as e:  # Overflow: an infinite n_items
+        raise InputError(f"{path}: {printable(str(e))}") from None
     have = inputs["weights"]
-    wrong = [k for k in want if k not in have] + [k for k in want if k in have and have[k].shape != want[k]]
+    wrong = [k for k in want if k not in have or have[k].shape != want[k] or have[k].dtype.kind != "f"]
     if wrong:
-        raise InputError(f"{path}: `weights/{wrong[0]}` is missing or has the wrong shape for a {cfg.model} model "
-                         f"{fix}")
+        raise InputError(f"{path}: `weights/{wrong[0]}` is missing or has the wrong shape or type (floats) for a "
+                         f"{cfg.model} model {fix}")
+    top_k = inputs["config"]["top_k"]
+    if type(top_k) is not int or top_k < 1:
+        raise InputError(f"{path}: the config's top_k={top_k!r} is not a positive integer {fix}")
+    check_arrays(path, inputs, cfg, int(inputs["config"]["n_items"]), fix)
+
+
+# (entry, kind, shape): B, U, T, S, K and J are fixed by the first entry that has them; "ids" are item ids 0..I,
+# except the tie table's targets, which index its J columns.
+ARRAYS = (("batch/target", "ids", "B"), ("batch/history", "ids", "B L"), ("batch/mask", "floats", "B L"),
+          ("batch/negatives", "ids", "S"), ("batch/u", "floats", "B"), ("batch/noise", "floats", "B N L"),
+          ("eval/target", "ids", "U"), ("eval/history", "ids", "U L"), ("eval/mask", "floats", "U L"),
+          ("eval/full_history", "ids", "U K"), ("eval/noise", "floats", "U N L"),
+          ("ties/scores", "floats", "T J"), ("ties/target", "ids", "T"))
+
+
+def check_arrays(path, inputs, cfg, n_items, fix):
+    """Every input has the type and shape that its config implies, and ids within the item table: an
+    implementation (the reference too) is handed arrays it can run on, never an IndexError from a file."""
+    sizes = {"L": cfg.seq_len, "N": cfg.n_interests}
+    for key, kind, shape in ARRAYS:
+        group, _, name = key.partition("/")
+        if name not in inputs[group]:  # load has checked the required ones; MIND's noise may be absent
+            continue
+        a, dims = inputs[group][name], shape.split()
+        want = tuple(sizes.setdefault(d, a.shape[i] if i < a.ndim else 0) for i, d in enumerate(dims))
+        top = sizes["J"] - 1 if key == "ties/target" else n_items
+        ok = a.shape == want and min(want) >= 1 and a.dtype.kind in ("iu" if kind == "ids" else "f")
+        if not ok or (kind == "ids" and not 0 <= a.min() <= a.max() <= top):
+            raise InputError(f"{path}: `{key}` is {a.dtype} of shape {a.shape}, expected {kind} of shape "
+                             f"({', '.join(dims)}) = {want}{f' in 0..{top}' if kind == 'ids' else ''} {fix}")
 
 # -----------------------------------------------------------------------------
 # bam_numpy's implementation, in the golden form.

@@ -13,10 +13,13 @@ Two ways to the same numbers:
     users, apart from the outputs (a rank and K ids per user).
 
 Tie rule, as bam_minimal: an item ranks above another when its score is higher, or equal and its
-id lower. Non-finite scores (NaN, +inf, -inf: a masked item, or weights that diverged) count as
--inf: a non-finite target is never a hit (its rank is n_items + 1, the number of columns), a NaN or
-+inf of another item never outranks a finite target, and top-K lists them after every finite score.
-The max over interests propagates NaN, as numpy's and torch's max do.
+id lower. A non-finite number never helps: NaN counts as +inf, so another item's NaN or +inf ranks
+ABOVE the target (weights whose products overflow cannot push items below it); a target whose own
+score is not finite (NaN, +inf, -inf) is a miss (its rank is n_items + 1, the number of columns);
+-inf stays the mask and ranks below everything. top-K lists NaN and +inf first (as one value, so
+the lower id first among them), then the finite scores, then -inf. The max over interests
+propagates NaN, as numpy's and torch's max do. `evaluate` also counts the users with a NaN or
+infinite score (before the history mask): metrics["nonfinite_users"].
 
     from bam_numpy.ranking import evaluate
     metrics, ranks, top20 = evaluate(params, data, "test", cfg, k_top=20)
@@ -28,6 +31,7 @@ from numba import njit, prange
 from bam_numpy import encoders
 from bam_numpy.blas import one_blas_thread
 from bam_numpy.data import split_targets, windows
+from bam_numpy.encoders import routing_noise
 
 # -----------------------------------------------------------------------------
 # The plain reference: scores of a block, masking, ranks, top-K, metrics (bam_minimal's functions).
@@ -57,25 +61,26 @@ def mask_history(scores, full_history, window, mode):
     return scores
 
 
-def finite_or_minus_inf(scores):
-    """NaN and +inf become -inf: a score that cannot be compared never ranks above a real one."""
-    return np.where(np.isfinite(scores), scores, -np.inf)                    # (b, I + 1)
+def nan_as_inf(scores):
+    """NaN becomes +inf: a score that cannot be compared ranks above every real one, never below."""
+    return np.where(np.isnan(scores), np.inf, scores)                         # (b, I + 1)
 
 
 def target_rank(scores, target):
     """0-based rank of each target (b,): items with a higher score, plus equal ones with a lower id.
-    A non-finite target gets the number of columns (never a hit)."""
-    scores = finite_or_minus_inf(scores)                                      # (b, I + 1)
+    Another item's NaN or +inf ranks above the target; a non-finite target gets the number of
+    columns (never a hit); -inf (the mask) ranks below everything."""
+    scores = nan_as_inf(scores)                                               # (b, I + 1)
     s = scores[np.arange(len(target)), target][:, None]                      # (b, 1)
     ids = np.arange(scores.shape[1])                                          # (I + 1,)
     rank = ((scores > s) | ((scores == s) & (ids < target[:, None]))).sum(1)  # (b,)
-    return np.where(s[:, 0] == -np.inf, scores.shape[1], rank)
+    return np.where(np.isfinite(s[:, 0]), rank, scores.shape[1])
 
 
 def top_k(scores, k):
-    """The top-k item ids per row (b, k) under the same tie rule: a stable sort keeps lower ids first;
-    non-finite scores count as -inf, after every finite one."""
-    return np.argsort(-finite_or_minus_inf(scores), axis=1, kind="stable")[:, :k]
+    """The top-k item ids per row (b, k) under the same rule: NaN and +inf first (one value), -inf
+    last; a stable sort keeps lower ids first among equal scores."""
+    return np.argsort(-nan_as_inf(scores), axis=1, kind="stable")[:, :k]
 
 
 def metrics_from_ranks(rank, ks=(10, 20)):
@@ -128,12 +133,13 @@ def top_k_row(best, top_ids, top_s):
 
 
 @njit(parallel=True, cache=True)
-def rank_block(scores, n_interests, items, start, k, target, mode, width, ranks, tops, n_threads):
+def rank_block(scores, n_interests, items, start, k, target, mode, width, ranks, tops, bad, n_threads):
     """scores (b * N, I + 1): row u * N + n is interest n of user u. items/start: the dataset's flat
     sequences; start (b,) is each user's first index and k (b,) the target position, so that
     items[start:start + k] is the full history and the last `width` of them the model's window.
-    Writes ranks (b,) and tops (b, K). No fastmath: comparisons follow IEEE rules, NaN and -inf
-    included (fastmath would assume there are none, and drop the checks that make them -inf)."""
+    Writes ranks (b,), tops (b, K) and bad (b,): a NaN or an infinity among the user's scores
+    (before the mask). No fastmath: comparisons follow IEEE rules, NaN and infinities included
+    (fastmath would assume there are none, and drop the checks below)."""
     b, n = len(k), scores.shape[1]
     n_chunks = max(1, min(b, n_threads))
     for c in prange(n_chunks):  # one slice of users per thread, each with its own row buffer
@@ -147,9 +153,12 @@ def rank_block(scores, n_interests, items, start, k, target, mode, width, ranks,
                 for j in range(n):
                     v = scores[row + m, j]
                     best[j] = v if (v > best[j]) | (v != v) else best[j]  # NaN propagates, as np.max
-            for j in range(n):  # NaN and +inf count as -inf (x - x is 0 exactly when x is finite)
+            nonfinite = 0
+            for j in range(n):  # NaN counts as +inf (x - x is 0 exactly when x is finite; NaN != NaN)
                 v = best[j]
-                best[j] = v if v - v == 0 else -np.inf
+                nonfinite += np.int64(v - v != 0)
+                best[j] = np.inf if v != v else v
+            bad[u] = nonfinite > 0
             s0, kk = start[u], k[u]
             if mode == OFFICIAL:  # the window's items get 0, padding 0 included when there is any
                 for t in range(s0 + max(kk - width, 0), s0 + kk):
@@ -166,7 +175,7 @@ def rank_block(scores, n_interests, items, start, k, target, mode, width, ranks,
             above = 0
             for j in range(n):
                 above += np.int64((best[j] > st) | ((best[j] == st) & (j < tgt)))
-            ranks[u] = n if st == -np.inf else above  # a masked or non-finite target is never a hit
+            ranks[u] = n if st - st != 0 else above  # a masked or non-finite target is never a hit
             if tops.shape[1]:
                 top_k_row(best, tops[u], top_s)
 
@@ -199,28 +208,29 @@ def encoder_blocks(k, cfg, itemsize, positions=1 << 13, padded=8 << 20):
 
 def evaluate(params, data, split, cfg, rows=None, k_top=0, block=None, noise=None):
     """Ranks of the `split` targets of `rows` (default: every user), in blocks of users.
-    Returns (metrics, ranks (U,), top-k ids (U, k_top) or None), like bam_minimal.evaluate.
-    MIND: `noise` is a (U, N, L) array of routing logits for these rows, or None to draw them from a
-    numpy Generator seeded with cfg.seed (the same in every evaluation, but not torch's numbers)."""
+    Returns (metrics, ranks (U,), top-k ids (U, k_top) or None), like bam_minimal.evaluate, with
+    metrics["nonfinite_users"]. MIND: `noise` is a (U, N, L) array of routing logits for these rows,
+    or None for bam_minimal's own: routing_noise, drawn per block, keyed by (cfg.seed, row)."""
     item_emb = np.ascontiguousarray(params["embeddings.weight"])             # (I + 1, d)
     rows = np.arange(len(data.users)) if rows is None else np.asarray(rows)
     k = split_targets(data, split)[rows]                                     # (U,)
-    rng = np.random.default_rng(cfg.seed)
     N, d = cfg.n_interests, item_emb.shape[1]
     block = block or default_block(cfg, len(item_emb) - 1, item_emb.dtype)
     buf = np.empty((block * N, len(item_emb)), item_emb.dtype)               # (b * N, I + 1), reused
     ranks = np.empty(len(rows), np.int64)                                    # (U,)
     tops = np.empty((len(rows), k_top), np.int64)                            # (U, K)
+    bad = np.zeros(len(rows), np.bool_)                                       # (U,) a NaN or inf score
     mode = MODES[cfg.history_mask]
     for a, b in encoder_blocks(k, cfg, item_emb.itemsize):
         history, mask, target = windows(data, rows[a:b], k[a:b], cfg.seq_len)  # (e, L), (e, L), (e,)
         with one_blas_thread():  # the encoder's matmuls are small: see bam_numpy/blas.py
-            interests = encoders.forward(params, cfg, history, mask, rng if noise is None else noise[a:b])[0]
+            nb = noise[a:b] if noise is not None else routing_noise(cfg, rows[a:b]) if cfg.model == "mind" else None
+            interests = encoders.forward(params, cfg, history, mask, nb)[0]   # (e, N, d); nb (e, N, L)
         interests = interests.reshape(-1, d)                                 # (e * N, d)
         for i in range(a, b, block):
             j = min(i + block, b)
             out = buf[:(j - i) * N]                                          # (b * N, I + 1)
             np.matmul(interests[(i - a) * N:(j - a) * N], item_emb.T, out=out)
             rank_block(out, N, data.items, data.start[rows[i:j]], k[i:j], target[i - a:j - a], mode,
-                       cfg.seq_len, ranks[i:j], tops[i:j], numba.get_num_threads())
-    return metrics_from_ranks(ranks), ranks, tops if k_top else None
+                       cfg.seq_len, ranks[i:j], tops[i:j], bad[i:j], numba.get_num_threads())
+    return dict(metrics_from_ranks(ranks), nonfinite_users=int(bad.sum())), ranks, tops if k_top else None

@@ -88,6 +88,7 @@ def train(cfg, data, dtype=np.float32, log=print, params=None):
             if validate(params, data, cfg, rng, st, t0, log):
                 best_params = {k: v.copy() for k, v in params.items()}
     params = best_params or params
+    check_weights(params, st["it"], "the test")
     test = evaluate(params, data, "test", cfg)[0]
     best = next((h for h in st["history"] if h["iter"] == st["best_iter"]), {})
     return params, dict(test=test, valid={k: best.get(k) for k in test}, iters=st["it"],
@@ -95,9 +96,19 @@ def train(cfg, data, dtype=np.float32, log=print, params=None):
                         history=st["history"], engine="numpy", dtype=np.dtype(dtype).name)
 
 
+def check_weights(params, it, before):
+    """As bam_minimal.checked_scorer: a finite loss does not make finite weights (a row no batch used),
+    so stop before non-finite ones are validated, tested or kept as the best."""
+    bad = [k for k, v in params.items() if not np.isfinite(v).all()]
+    if bad:
+        raise InputError(f"iteration {it}: {bad[0]} is not finite at {before}; nothing kept as best (fix: lower --lr)")
+
+
 def validate(params, data, cfg, rng, st, t0, log):
     """One validation: record it and count the patience. Returns True when it is the best so far."""
-    rows = rng.integers(0, len(data.users), cfg.valid_users) if cfg.valid_users else None
+    check_weights(params, st["it"], "validation")  # and so before the best weights are kept
+    fixed = np.random.default_rng([cfg.seed, 1]).permutation(len(data.users))[:cfg.valid_sample or None]  # (V,)
+    rows = rng.integers(0, len(data.users), cfg.valid_users) if cfg.valid_users else np.sort(fixed)  # official
     valid = evaluate(params, data, "valid", cfg, rows)[0]
     loss = st["loss_sum"] / max(1, st["loss_n"])
     st["loss_sum"], st["loss_n"] = 0.0, 0
@@ -171,7 +182,10 @@ def main(argv):
     if repeats:
         print(f"warning: {repeats}")
     params, result = train(cfg, data, dtype)
-    print("test " + ", ".join(f"{k} {v:.4f}" for k, v in result["test"].items()))
+    print("test " + ", ".join(f"{k} {v:.4f}" for k, v in result["test"].items() if k != "nonfinite_users"))
+    if result["test"]["nonfinite_users"]:
+        print(f"note: {result['test']['nonfinite_users']} users had a NaN or infinite score (weights whose products "
+              "overflow); those items rank above the target, and a non-finite target is a miss")
     if "out" in paths:
         save_weights(paths["out"], params, cfg, data.n_items)
         print(f"wrote {paths['out']}")

@@ -19,6 +19,7 @@ from dataclasses import asdict, fields
 import numpy as np
 
 from bam_data.files import atomic_write
+from bam_data.formats import printable
 from bam_numpy.config import Config, InputError, check_config
 from bam_numpy.encoders import param_shapes
 
@@ -59,14 +60,18 @@ def load_weights(path, dtype=None):
     try:
         cfg = Config(**{k: v for k, v in json.loads(str(z["__config__"])).items() if k in names})
         n_items = int(z["__n_items__"])
-    except (ValueError, KeyError, AttributeError, TypeError):
+    except (ValueError, KeyError, AttributeError, TypeError, OverflowError):  # Overflow: an infinite item count
         raise InputError(f"{path}: a damaged `__config__` or `__n_items__` entry "
                          "(fix: write it with `cli.py export --checkpoint X --out weights.npz`)") from None
-    check_config(cfg)
+    try:
+        check_config(cfg)
+    except InputError as e:  # the file's config: say which file, and echo none of its control codes
+        raise InputError(f"{path}: {printable(str(e))}") from None
     params = {k: v for k, v in z.items() if not k.startswith("__")}
     want = param_shapes(cfg, n_items)
     missing = sorted(set(want) - set(params))
     wrong = [f"{k} {params[k].shape} != {want[k]}" for k in want if k in params and params[k].shape != want[k]]
+    wrong += [f"{k} holds {params[k].dtype}, not floats" for k in want if k in params and params[k].dtype.kind != "f"]
     if missing or wrong:
         raise InputError(f"{path}: the weights do not fit a {cfg.model} model: "
                          f"{', '.join(missing + wrong)[:160]} (fix: export the checkpoint again)")

@@ -5,35 +5,36 @@ bam_tools/cli_course.py: `python cli.py course ...`, the course kit's commands; 
     python cli.py course check kit/bam_student.py                 # public vectors; exit 0 when all pass
     python cli.py course grade kit/bam_student.py --json results.json [--timeout 60] [--seed N]
 
-The grader imports and runs the student's code: it isolates it only by a subprocess per part, a time
-limit, a cap on what it writes and killing each part's process group. It catches mistakes, not
-determined cheating (the reference ships with the kit). grade exits 0 when grading completed (whatever the score) and 2 on bad input. The work
-is in bam_tools/course/.
+The grader imports and runs the student's code, each part in a subprocess of its own, alone in a fresh
+folder with a harness (bam_tools/course/harness.py): the reference and the grader are not importable
+there (docs/course.md). grade exits 0 when grading completed (whatever the score) and 2 on bad input.
+The work is in bam_tools/course/.
 """
 import os
 
 import click
 
-import bam_minimal as bm
+import bam_data
 from bam_tools.course import spec
 from bam_tools.course.spec import CourseError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ISOLATION = ("The grader imports and runs the student's code; it isolates it only by a subprocess per part, "
-             "a time limit, a cap on what it writes and killing each part's process group (no sandbox): grade "
-             "untrusted files inside a throw-away container. It catches mistakes, not determined cheating: the "
-             "reference (the answer key) ships with the kit and is importable by the student's code; a file "
-             "that imports it, or whose graded functions are defined outside it, scores 0, but a student who "
-             "works around these cheap checks is not stopped.")
+ISOLATION = ("The grader imports and runs the student's code, each part in its own subprocess under a time "
+             "limit, with a cap on what it writes and its process group killed afterwards (no sandbox): grade "
+             "untrusted files inside a throw-away container. The part runs alone, in a fresh folder with a small "
+             "harness and a clean sys.path and environment: the reference (the answer key) and the grader are "
+             "neither imported nor importable there, and the expected outputs stay in the grader. What remains "
+             "possible: a file that reads the reference's source from disk (it ships with the kit) and runs it "
+             "is not stopped.")
 
 
 def bad_input(f):
-    """CourseError -> bm.InputError, which cli.py turns into one line and exit code 2."""
+    """CourseError -> bam_data.InputError, which cli.py turns into one line and exit code 2."""
     def wrapped(*args, **kwargs):
         try:
             return f(*args, **kwargs)
         except CourseError as e:
-            raise bm.InputError(str(e)) from None
+            raise bam_data.InputError(str(e)) from None
     wrapped.__name__, wrapped.__doc__ = f.__name__, f.__doc__
     return wrapped
 
@@ -56,7 +57,6 @@ def make(out, parts, track):
     """Write bam_student.py (bam_minimal.py with the graded bodies cut out), HANDOUT.md,
     public_vectors.npz and gradescope/run_autograder into --out."""
     from bam_tools.course import grader, handout, skeleton
-    from bam_tools.course.runner import graded
     from bam_data.files import atomic_text
     tracks = ["torch"] + (["numpy"] if track == "numpy" else [])
     chosen = [p for t in tracks for p in spec.select(parts, t) if p.track == t] if parts else \
@@ -71,7 +71,7 @@ def make(out, parts, track):
         atomic_text(os.path.join(out, "bam_numpy_student.py"), skeleton.numpy_student(ROOT, chosen))
         written.append("bam_numpy_student.py")
     grader.public_vectors(os.path.join(out, "public_vectors.npz"), chosen)
-    by_key = {p.key: graded(p, grader.reference(p)) for p in chosen if p.target}
+    by_key = {p.key: grader.graded_part(p) for p in chosen if p.target}
     atomic_text(os.path.join(out, "HANDOUT.md"), handout.render(chosen, track, by_key))
     script = handout.RUN_AUTOGRADER.format(students=" ".join(written), first=written[0])
     for name, text in (("run_autograder", script), ("setup.sh", handout.SETUP)):

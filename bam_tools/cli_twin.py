@@ -1,13 +1,14 @@
 """
 bam_tools/cli_twin.py: the command-line commands of the NumPy twin; cli.py adds them to its group.
 
-    python cli.py export --checkpoint runs/x/checkpoint.pt --out weights.npz
+    python cli.py export --checkpoint runs/x/checkpoint.pt --out weights.npz [--data PATH]  # checked: its data
     python cli.py crosscheck                                   # fresh model, synthetic data, float64
     python cli.py crosscheck --checkpoint X --data PATH --dtype float32
     python cli.py golden --out vectors.npz
     python cli.py golden --check vectors.npz --impl my_bam:golden   # or file.py:function
 
-crosscheck and golden --check exit 0 when everything passes and 1 otherwise; bad input exits 2.
+crosscheck and golden --check exit 0 when everything passes and 1 otherwise; bad input exits 2, and so
+does a checkpoint given other data than it was trained on (unless --other-data; checkpoints.check_data).
 The work is in bam_tools/twin.py.
 """
 import os
@@ -15,10 +16,15 @@ from dataclasses import replace
 
 import click
 
-import bam_minimal as bm
 from bam_data import formats, synth
-from bam_tools import checkpoints
-from bam_tools.datasets import load_dataset
+from bam_tools import options
+from bam_tools.options import Later
+
+bm, checkpoints, datasets = Later("bam_minimal"), Later("bam_tools.checkpoints"), Later("bam_tools.datasets")
+
+
+def load_dataset(path, fmt="auto"):
+    return datasets.load_dataset(path, fmt)
 
 
 
@@ -29,11 +35,18 @@ from bam_tools.datasets import load_dataset
 @click.command()
 @click.option("--checkpoint", "ckpt", required=True, help="checkpoint.pt of a run, or an official model.pt")
 @click.option("--out", required=True, help="the .npz file to write (bam_numpy.load_weights reads it)")
-@checkpoints.official_options
-def export(ckpt, out, n_interests, seq_len):
-    """Write a checkpoint's weights as .npz, under the official parameter names, for bam_numpy."""
+@click.option("--data", default=None, help="the data the weights are for: checked to be the checkpoint's")
+@click.option("--format", "fmt", type=click.Choice(formats.FORMATS), default="auto", show_default=True)
+@options.official_options
+@options.other_data_option
+def export(ckpt, out, data, fmt, n_interests, seq_len, other_data):
+    """Write a checkpoint's weights as .npz, under the official parameter names, for bam_numpy. The
+    file keeps the name and fingerprint of the checkpoint's data; with --data, that data is checked
+    to be the checkpoint's first."""
     from bam_tools import twin
-    twin.export(ckpt, out, checkpoints.official_base(n_interests, seq_len), log=click.echo)
+    dataset = load_dataset(data, fmt) if data else None
+    twin.export(ckpt, out, checkpoints.official_base(n_interests, seq_len), log=checkpoints.note, data=dataset,
+                other_data=other_data)
     click.echo(f"wrote {out}")
 
 # -----------------------------------------------------------------------------
@@ -49,8 +62,9 @@ def export(ckpt, out, n_interests, seq_len):
               help="the fresh model's encoder (ignored with --checkpoint)")
 @click.option("--batch-size", type=int, default=128, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="the batch, negatives and draws")
-@checkpoints.official_options
-def crosscheck(ckpt, data, fmt, dtype, model, batch_size, seed, n_interests, seq_len):
+@options.official_options
+@options.other_data_option
+def crosscheck(ckpt, data, fmt, dtype, model, batch_size, seed, n_interests, seq_len, other_data):
     """Compare bam_minimal and bam_numpy on the same weights and batch: interests, attention,
     selection, loss, every gradient, full-item scores, top-20 lists, ranks and metrics.
     Prints a table; exits 0 only when every row passes."""
@@ -58,8 +72,9 @@ def crosscheck(ckpt, data, fmt, dtype, model, batch_size, seed, n_interests, seq
 
     from bam_tools import twin
     if ckpt:
-        net, cfg, dataset = checkpoints.load_with_data(ckpt, data, lambda p: load_dataset(p, fmt),
-                                                       checkpoints.official_base(n_interests, seq_len), log=click.echo)
+        net, cfg, dataset, _ = checkpoints.load_with_data(ckpt, data, lambda p: load_dataset(p, fmt),
+                                                          checkpoints.official_base(n_interests, seq_len),
+                                                          log=checkpoints.note, other_data=other_data)
     else:
         dataset = load_dataset(data, fmt) if data else bm.Dataset(synth.generate()[0], name="synthetic")
         cfg = replace(bm.Config(), model=model, device="cpu")
@@ -86,9 +101,9 @@ def crosscheck(ckpt, data, fmt, dtype, model, batch_size, seed, n_interests, seq
                    "and runs that code, on purpose: pass only code you trust")
 @click.option("--rtol", type=float, default=1e-8, show_default=True, help="with --check: relative tolerance")
 @click.option("--model", type=click.Choice(["comirec", "mind"]), default="comirec", show_default=True)
-@click.option("--selection", type=click.Choice(bm.CHOICES["selection"]), default="bam", show_default=True)
-@click.option("--loss", type=click.Choice(bm.CHOICES["loss"]), default="sampled", show_default=True)
-@click.option("--history-mask", type=click.Choice(bm.CHOICES["history_mask"]), default="exclude",
+@click.option("--selection", type=click.Choice(options.choices("selection")), default="bam", show_default=True)
+@click.option("--loss", type=click.Choice(options.choices("loss")), default="sampled", show_default=True)
+@click.option("--history-mask", type=click.Choice(options.choices("history_mask")), default="exclude",
               show_default=True)
 @click.option("--tau", type=float, default=1.0, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)

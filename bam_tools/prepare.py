@@ -14,8 +14,7 @@ import os
 
 import numpy as np
 
-import bam_minimal as bm
-from bam_data import formats
+from bam_data import InputError, formats
 from bam_data.files import atomic_text
 
 
@@ -54,7 +53,7 @@ def prepare_amazon2023(path, out, k=5, dedup=True):
     formats.check_text_file(path)
     rows = formats.amazon_rows(path)                 # (user, item, time, file order)
     if not rows:
-        raise bm.InputError(f"{path}: no interactions (fix: pass the 5-core CSV or a review .jsonl)")
+        raise InputError(f"{path}: no interactions (fix: pass the 5-core CSV or a review .jsonl)")
     rows.sort(key=lambda r: (r[0], r[2], r[3]))      # by user, then time, ties in file order
     raw = len(rows)
     if dedup:
@@ -70,7 +69,7 @@ def prepare_amazon2023(path, out, k=5, dedup=True):
     keep = kcore(users, items, k) if k > 1 else np.ones(len(rows), dtype=bool)
     kept = [r for r, ok in zip(rows, keep) if ok]
     if not kept:
-        raise bm.InputError(f"{path}: nothing is left after {k}-core filtering (fix: a smaller --kcore)")
+        raise InputError(f"{path}: nothing is left after {k}-core filtering (fix: a smaller --kcore)")
     seqs, user_map, item_map = formats.group_sorted(kept, path)
     formats.write_official(seqs, out)
     maps_path = os.path.splitext(out)[0] + ".maps.json"

@@ -4,11 +4,13 @@ reads in one sitting. `cli.py train` and `cli.py table` use it; bam_minimal.trai
 methods (resume, save_state, save_best, finish).
 
   lock         an OS file lock on the folder while a process trains in it (released on any exit,
-               kill -9 included): a second process stops at once, naming the first
+               kill -9 included): a second process stops at once, naming the first; under torchrun
+               process 0 takes it and every process shares the outcome
   RunFolder    exact resume from last.pt (weights, Adam, every random generator, the loop's state),
                the best checkpoint.pt and metrics.json, all written atomically and checksummed,
-               refused when they were made with another config or on other data
-  fingerprint  a blake2b hash of a dataset's users, lengths and items
+               refused when they were made with another config or on other data, or when their data
+               fingerprint cannot tell (none, or the old v1 hash: fix --fresh)
+  fingerprint  a versioned blake2b hash of a dataset's sizes, users, lengths and items (one to one)
   load         torch.load that never runs code from the file, and says in one line what is wrong
 
     from bam_tools import runs
@@ -21,8 +23,8 @@ import io
 import json
 import os
 import pickle
+import re
 import warnings
-import zipfile
 from contextlib import contextmanager
 from dataclasses import asdict
 
@@ -39,13 +41,53 @@ RUN_FILES = ("last.pt", "checkpoint.pt", "metrics.json")
 # Hashes: of the data, and of the weights in a checkpoint
 
 
+FINGERPRINT_VERSION = "v2"
+
+
 def fingerprint(data):
-    """Tells one dataset from another: blake2b over the item count, user ids, lengths and items."""
+    """Tells one dataset from another, one to one: "v2:" and a blake2b (keyed by the version) of the
+    sizes (item count, number of users, of lengths, of items), then the user ids, the lengths and the
+    items. The sizes make the bytes read back one way only, so two different datasets share a
+    fingerprint only if blake2b collides. The prefix is the format version, saved with it in last.pt,
+    checkpoint.pt and metrics.json. v1 (bam before issue 14: no sizes, no prefix) gave datasets whose
+    integers laid end to end agree one digest; a file that carries one is recognised
+    (fingerprint_problem) and never taken for the same data."""
+    arrays = [np.ascontiguousarray(a, dtype=np.int64) for a in (data.users, data.lengths, data.items)]
+    h = hashlib.blake2b(digest_size=16, person=f"bam-data-{FINGERPRINT_VERSION}".encode())
+    h.update(np.array([data.n_items] + [len(a) for a in arrays], dtype=np.int64).tobytes())
+    for a in arrays:
+        h.update(a.tobytes())
+    return f"{FINGERPRINT_VERSION}:{h.hexdigest()}"
+
+
+def fingerprint_v1(data):
+    """bam's fingerprint before issue 14, only to tell whether a v1 file is certainly of other data."""
     h = hashlib.blake2b(digest_size=16)
     h.update(np.int64(data.n_items).tobytes())
     for a in (data.users, data.lengths, data.items):
         h.update(np.ascontiguousarray(a, dtype=np.int64).tobytes())
     return h.hexdigest()
+
+
+def fingerprint_version(fp):
+    """"v2" (this bam), "v1" (32 hex digits, no prefix), None (none saved) or "unknown"."""
+    if fp is None:
+        return None
+    if isinstance(fp, str) and re.fullmatch(r"[0-9a-f]{32}", fp):
+        return "v1"
+    if isinstance(fp, str) and re.fullmatch(FINGERPRINT_VERSION + r":[0-9a-f]{32}", fp):
+        return FINGERPRINT_VERSION
+    return "unknown"
+
+
+def fingerprint_problem(fp):
+    """Why a saved fingerprint cannot show that data is the same, or None when it can."""
+    version = fingerprint_version(fp)
+    if version == FINGERPRINT_VERSION:
+        return None
+    return {None: "records no data fingerprint",
+            "v1": "records bam's old data fingerprint (v1), which two different datasets can share"}.get(
+        version, f"records a data fingerprint of an unknown version ({str(fp)[:16]!r})")
 
 
 def checksum(tensors):
@@ -80,8 +122,8 @@ def load(path, what="checkpoint"):
                                 "(fix: re-save only tensors, e.g. torch.save(model.state_dict(), path))") from None
         raise bm.InputError(f"{path}: not a PyTorch {what}, or damaged (fix: pass checkpoint.pt from a run or an "
                             "official model.pt; for a run's own file, rerun with --fresh)") from None
-    except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile, KeyError, AttributeError,
-            IndexError, TypeError) as e:
+    except Exception as e:  # noqa: BLE001  torch's loaders fail on a damaged file in many ways (fuzzed: RuntimeError,
+        # EOFError, zipfile.BadZipFile, struct.error, AssertionError, ...): each one is this one line
         raise bm.InputError(f"{path}: not a PyTorch {what}, or damaged ({type(e).__name__}) (fix: pass checkpoint.pt "
                             "from a run or an official model.pt; for a run's own file, rerun with --fresh)") from None
 
@@ -118,39 +160,52 @@ def lock(folder):
     """Hold an exclusive lock on `folder` (its file `.lock`) while the block runs. The kernel releases
     it when the process ends in any way, so a killed run never leaves a stale lock behind. Creating the
     lock file also finds a folder that cannot be written before any work is done. Under torchrun,
-    process 0 holds it for all of them."""
-    if not distributed.is_main():
-        yield folder
-        return
-    os.makedirs(folder, exist_ok=True)
-    fd = os.open(os.path.join(folder, ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
-    try:
+    process 0 holds it for all of them and tells the others whether it got it, so that a busy folder
+    stops every process with the same line (exit code 2 from each), not process 0 alone."""
+    fd, refusal = None, None
+    if distributed.is_main():
         try:
+            os.makedirs(folder, exist_ok=True)
+            fd = os.open(os.path.join(folder, ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
-            raise bm.InputError(f"{folder}: in use by process {holder}, which is training in it "
-                                "(fix: wait for it to finish, or pass another --out)") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
-        clean_stale_temps(folder)
+            refusal = (f"{folder}: in use by process {holder}, which is training in it "
+                       "(fix: wait for it to finish, or pass another --out)")
+        except OSError as e:  # a file in the way, no permission, a full disk: as cli.py words an OSError
+            refusal = f"{e.filename or folder}: {e.strerror or e} (fix: check the path, or pass another --out)"
+    refusal = distributed.broadcast(refusal)
+    if refusal:
+        if fd is not None:
+            os.close(fd)
+        raise bm.InputError(refusal)
+    try:
+        if fd is not None:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+            clean_stale_temps(folder)
         yield folder
     finally:
-        os.close(fd)  # closing the last descriptor releases the lock
+        if fd is not None:
+            os.close(fd)  # closing the last descriptor releases the lock
 
 # -----------------------------------------------------------------------------
 # The run folder
 
 
-def check_same_run(path, saved_config, saved_data, cfg, data):
-    """Refuse to resume or reuse a run that was made with another config or on other data."""
+def check_same_run(path, saved_config, saved_data, cfg, data, fix="a new --out, or --fresh to start over"):
+    """Refuse to resume or reuse a run that was made with another config or on other data, or whose
+    data fingerprint cannot tell (none, or the old v1 hash): refused, not trained over, since the
+    folder's files are the user's."""
+    problem = fingerprint_problem(saved_data)
+    if problem:
+        raise bm.InputError(f"{path}: this run {problem}, so it cannot be shown to be this data (fix: {fix})")
     if saved_data != fingerprint(data):
-        raise bm.InputError(f"{path}: this run was made on other data (fix: a new --out, or --fresh to start over)")
+        raise bm.InputError(f"{path}: this run was made on other data (fix: {fix})")
     diff = [f"{k}={v} (saved {saved_config.get(k)})" for k, v in asdict(cfg).items()
             if k not in ("max_iters", "patience", "device") and saved_config.get(k) != v]
     if diff:
-        raise bm.InputError(f"{path}: this run was made with another config: {', '.join(diff[:3])} "
-                            "(fix: pass a new --out, or --fresh to start over)")
+        raise bm.InputError(f"{path}: this run was made with another config: {', '.join(diff[:3])} (fix: {fix})")
 
 
 def check_table_size(data, cfg):
@@ -175,12 +230,13 @@ def remove_run_files(folder):
 
 class RunFolder:
     """bam_minimal.train's hook for a folder that can be resumed: last.pt after every validation,
-    checkpoint.pt for the best model, metrics.json at the end. `extra` goes into metrics.json. Under
+    checkpoint.pt for the best model, metrics.json at the end. `extra` goes into metrics.json; `fix`
+    ends the line that refuses a run of another config or data (`table` has no --fresh). Under
     torchrun every process calls it; process 0 writes, and last.pt keeps every process's generators."""
 
-    def __init__(self, path, cfg, data, extra=None, log=print):
+    def __init__(self, path, cfg, data, extra=None, log=print, fix="a new --out, or --fresh to start over"):
         check_table_size(data, cfg)  # before any work: `train` and every run of `table` come through here
-        self.path, self.cfg, self.data, self.extra, self.log = path, cfg, data, extra or {}, log
+        self.path, self.cfg, self.data, self.extra, self.log, self.fix = path, cfg, data, extra or {}, log, fix
         self.fingerprint = fingerprint(data)
         self.checked = None  # (last.pt's modification time, its checked contents): read and hashed once
         os.makedirs(path, exist_ok=True)
@@ -194,8 +250,9 @@ class RunFolder:
         if not os.path.exists(self.file("metrics.json")):
             return None
         result = read_json(self.file("metrics.json"))
-        check_same_run(self.file("metrics.json"), result["config"], result.get("data", {}).get("fingerprint"),
-                       self.cfg, self.data)
+        saved_data = result.get("data") if isinstance(result.get("data"), dict) else {}
+        check_same_run(self.file("metrics.json"), result["config"], saved_data.get("fingerprint"), self.cfg,
+                       self.data, self.fix)
         return result if result.get("finished") and result["config"] == asdict(self.cfg) else None
 
     def saved_state(self):
@@ -222,7 +279,7 @@ class RunFolder:
             raise bm.InputError(f"{self.file('last.pt')}: made by {len(saved['processes'])} processes, resumed by "
                                 f"{distributed.size()} (fix: torchrun --nproc_per_node={len(saved['processes'])}, "
                                 "or --fresh)")
-        check_same_run(self.file("last.pt"), config, fp, self.cfg, self.data)
+        check_same_run(self.file("last.pt"), config, fp, self.cfg, self.data, self.fix)
         verify(self.file("last.pt"), weights, saved.get("checksum"))
         if it > self.cfg.max_iters:
             raise bm.InputError(f"{self.path}: this run has trained {it} iterations already, more than "

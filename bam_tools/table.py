@@ -7,37 +7,32 @@ Every (method, seed) run lives in OUT/<method>/seed-<seed>/ and is a normal resu
 bam_minimal.train: a finished run is read back, an interrupted one resumes. The table is written as
 Markdown and JSON: mean ± std over seeds, best in bold, second best underlined, and BaM's gain over
 the best competitor.
+
+Runs side by side (`--jobs J`): J worker processes, each with a fixed number of torch threads
+(`--threads`, default cores // J), take the runs in turn. Small matrix products do not scale across
+threads, so on P cores P one-thread runs finish sooner than P P-thread runs one after another. A run's
+numbers depend on its thread count (docs/determinism.md), never on J or on which worker ran it: each
+run records `threads` in its metrics.json and the table says it. Workers die with the process that
+started them (Linux: PR_SET_PDEATHSIG), so a killed table leaves no run behind holding its lock, and
+rerunning the command resumes every run from its last.pt.
 """
+import ctypes
 import os
+import signal
+import sys
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, replace
+from multiprocessing import get_context
 
 import numpy as np
+import torch
 
 import bam_minimal as bm
 import bam_tools.sasrec  # noqa: F401  (adds the SASRec baseline to bam_minimal.MODELS)
 from bam_data.files import atomic_text
 from bam_tools import runs
+from bam_tools.methods import DEFAULT_METHODS, METHODS  # noqa: F401  (cli.py reads them without torch)
 
-# The four methods of Table 2, all on the same protocol; the rest come with --methods.
-METHODS = {
-    "SASRec": dict(model="sasrec", n_interests=1, selection="hard"),
-    "ComiRec": dict(model="comirec", selection="hard"),
-    # REMI on ComiRec-SA with the BaM authors' settings (snudatalab/BaM, src/main.py): beta 0.01, lambda 100
-    "REMI": dict(model="comirec", selection="hard", remi_beta=0.01, remi_lambda=100.0),
-    "BaM": dict(model="comirec", selection="bam"),
-    # Extended BaM [BD24] and variants beyond the papers
-    "BaM-l": dict(model="comirec", selection="bam-l"),
-    "BaM+multi": dict(model="comirec", selection="bam", multi_loss=True),
-    "BaM-l+multi": dict(model="comirec", selection="bam-l", multi_loss=True),
-    "Expected": dict(model="comirec", selection="expected"),
-    "BaM-anneal": dict(model="comirec", selection="bam", tau_schedule="hard-to-soft"),
-    # Ablations of REMI on ComiRec-SA: its routing regulariser alone, and REMI on top of BaM
-    "REMI-reg": dict(model="comirec", selection="hard", remi_lambda=100.0),
-    "BaM+REMI": dict(model="comirec", selection="bam", remi_beta=0.01, remi_lambda=100.0),
-    "MIND": dict(model="mind", selection="hard"),
-    "MIND+BaM": dict(model="mind", selection="bam"),
-}
-DEFAULT_METHODS = ("SASRec", "ComiRec", "REMI", "BaM")
 COLUMNS = ("ndcg@10", "ndcg@20", "recall@10", "recall@20")
 
 
@@ -46,13 +41,53 @@ def run_one(base, method, seed, data, out, log):
     cfg = replace(base, **METHODS[method], seed=seed)
     folder = os.path.join(out, method, f"seed-{seed}")
     with runs.lock(folder):
-        run = runs.RunFolder(folder, cfg, data)
+        run = runs.RunFolder(folder, cfg, data, extra=dict(threads=torch.get_num_threads()),
+                             fix=f"a new --out, or delete {folder} to run it again")  # table has no --fresh
         result = run.finished()
         if result:
             log(f"{method} seed {seed}: finished earlier, reused")
             return result, True
         _, result = bm.train(cfg, data, run, log=lambda s: log(f"{method} seed {seed}: {s}"))
         return result, False
+
+
+def start_worker(threads):
+    """A worker of `--jobs`: its thread count, and death with the table's process (no orphan keeps a lock)."""
+    torch.set_num_threads(threads)
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: killed when the parent dies
+        if os.getppid() == 1:  # the parent died before prctl took effect
+            os._exit(1)
+
+
+def worker_run(base, method, seed, data, out):
+    """One run in a worker; its log lines go to stderr (the parent's progress bar stays in one place)."""
+    return run_one(base, method, seed, data, out, log=lambda s: print(s, file=sys.stderr, flush=True))
+
+
+def run_all(base, data, todo, out, log, on_run, jobs, threads):
+    """Every (method, seed) of `todo`, one after another (jobs 1) or in `jobs` worker processes, in order."""
+    if jobs == 1:
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            for method, seed in todo:
+                yield run_one(base, method, seed, data, out, log)
+                on_run and on_run()
+        finally:
+            torch.set_num_threads(before)
+        return
+    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=start_worker,
+                             initargs=(threads,)) as pool:
+        futures = [pool.submit(worker_run, base, method, seed, data, out) for method, seed in todo]
+        try:
+            for future in futures:
+                yield future.result()
+                on_run and on_run()
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
 
 
 def summarise(results):
@@ -96,26 +131,31 @@ def markdown(table, dataset, seeds):
     return "\n".join(rows) + "\n"
 
 
-def run_table(base, data, methods, seeds, out, log=print, on_run=None):
-    """Run (or reuse) every (method, seed), then write table.md and table.json into `out`."""
+def run_table(base, data, methods, seeds, out, log=print, on_run=None, jobs=1, threads=None):
+    """Run (or reuse) every (method, seed), `jobs` at a time with `threads` torch threads each (default:
+    torch's count for one job, cores // jobs for several), then write table.md and table.json into `out`."""
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise bm.InputError(f"--methods: unknown {', '.join(unknown)} (fix: choose from {', '.join(METHODS)})")
+    if jobs < 1 or (threads is not None and threads < 1):
+        raise bm.InputError(f"--jobs {jobs} --threads {threads}: each must be 1 or more")
+    threads = threads or (torch.get_num_threads() if jobs == 1 else max(1, (os.cpu_count() or 1) // jobs))
     os.makedirs(out, exist_ok=True)
+    todo = [(method, base.seed + s) for method in methods for s in range(seeds)]
     results, reused = {}, 0
-    for method in methods:
-        for s in range(seeds):
-            result, was_done = run_one(base, method, base.seed + s, data, out, log)
-            results.setdefault(method, []).append(result)
-            reused += was_done
-            if on_run:
-                on_run()
+    for (method, _), (result, was_done) in zip(todo, run_all(base, data, todo, out, log, on_run, jobs, threads)):
+        results.setdefault(method, []).append(result)
+        reused += was_done
     table = summarise(results)
     text = markdown(table, data.name, seeds)
-    runs.save_json(dict(dataset=data.name, seeds=seeds, config=asdict(base), gains_percent=gains(table),
+    used = sorted({r.get("threads") for rs in results.values() for r in rs}, key=str)
+    text += (f"\nRuns: {jobs} at a time; torch threads per run: {', '.join(map(str, used))} "
+             "(numbers depend on the thread count; each run's metrics.json records it).\n")
+    runs.save_json(dict(dataset=data.name, seeds=seeds, config=asdict(base), jobs=jobs, gains_percent=gains(table),
                         table={m: {c: dict(mean=v[0], std=v[1]) for c, v in row.items()} for m, row in table.items()},
                         runs={m: [dict(seed=r["config"]["seed"], test=r["test"], best_iter=r["best_iter"],
-                                       iters=r["iters"], seconds=r["seconds"]) for r in rs]
+                                       iters=r["iters"], seconds=r["seconds"], threads=r.get("threads"))
+                                  for r in rs]
                               for m, rs in results.items()}), os.path.join(out, "table.json"))
     atomic_text(os.path.join(out, "table.md"), text)
     return text, table, reused

@@ -62,14 +62,23 @@ def check_twinned(cfg, path="the model"):
                             "(fix: cross-check a ComiRec-SA or MIND checkpoint)")
 
 
-def export(checkpoint, out, base=None, log=None):
-    """checkpoint.pt (ours or an official state_dict) -> weights.npz that bam_numpy loads."""
+def export(checkpoint, out, base=None, log=print, data=None, other_data=False):
+    """checkpoint.pt (ours or an official state_dict) -> weights.npz that bam_numpy loads. The file
+    keeps the name and fingerprint of the checkpoint's data (`__data__`, `__data_fingerprint__`; empty
+    when it has none), which bam_numpy.load_weights leaves aside like its other `__` entries. With
+    `data` (a bm.Dataset the weights are meant for), the checkpoint is checked against it first
+    (checkpoints.check_data; `other_data` is --other-data)."""
     model, cfg, n_items, info = checkpoints.load(checkpoint, base)
     for note in info["notes"]:
-        (log or print)(f"note: {note}")
+        log(f"note: {note}")
     check_twinned(cfg, checkpoint)
+    if data is not None:
+        checkpoints.check_items(checkpoint, n_items, data)
+        checkpoints.check_data(checkpoint, info, data, other_data, log)
+    provenance = {"__data__": np.array(str(info.get("data") or "")),
+                  "__data_fingerprint__": np.array(str(info.get("fingerprint") or ""))}
     with torch_errors():
-        bw.save_weights(out, export_arrays(model), numpy_config(cfg), n_items)
+        bw.save_weights(out, {**export_arrays(model), **provenance}, numpy_config(cfg), n_items)
     return out
 
 # -----------------------------------------------------------------------------
@@ -77,19 +86,16 @@ def export(checkpoint, out, base=None, log=None):
 
 
 def eval_noise(cfg, data, split="test", rows=None):
-    """The (U, N, L) routing logits that bam_minimal.evaluate gives MIND for these rows (one draw for
-    all rows, whatever the block size). Passing them to bam_numpy.evaluate gives both engines the
-    same noise."""
-    n = len(data.users) if rows is None else len(rows)
-    return bm.routing_noise(cfg, n).numpy()
+    """The (U, N, L) routing logits that bam_minimal.evaluate gives MIND for these rows (counter-based,
+    keyed by (seed, row), whatever the block size). bam_numpy.evaluate draws the same ones itself."""
+    return bm.routing_noise(cfg, np.arange(len(data.users)) if rows is None else np.asarray(rows))
 
 
 def evaluate_numpy(model, cfg, data, split, rows=None, k_top=0):
     """bam_minimal.evaluate's numbers, computed by bam_numpy's engine on the model's weights."""
     check_twinned(cfg)
     params = export_arrays(model)
-    noise = eval_noise(cfg, data, split, rows) if cfg.model == "mind" else None
-    return bn.evaluate(params, data, split, numpy_config(cfg), rows=rows, k_top=k_top, noise=noise)
+    return bn.evaluate(params, data, split, numpy_config(cfg), rows=rows, k_top=k_top)  # MIND: the same noise
 
 # -----------------------------------------------------------------------------
 # Cross-check: the same weights and batch through both implementations.
@@ -284,20 +290,26 @@ def torch_reference(inputs):
                     "eval/top20": bm.top_k(scores, inputs["config"]["top_k"]).numpy()})
     out.update({f"eval/{k}": np.asarray(v) for k, v in bm.metrics_from_ranks(ranks.numpy()).items()})
     ties = torch.as_tensor(inputs["ties"]["scores"])
-    out["ties/ranks"] = bm.target_rank(ties, torch.as_tensor(inputs["ties"]["target"])).numpy()
+    out["ties/ranks"] = bm.target_rank(ties.clone(), torch.as_tensor(inputs["ties"]["target"])).numpy()
     out["ties/top20"] = bm.top_k(ties, inputs["config"]["top_k"]).numpy()
     return out
 
 
 def tie_scores(rng, rows=6, items=30):
-    """Scores on a grid of small integers, with -inf entries: exact ties in every framework. Row 0's
-    target is masked (-inf), row 1's ties with many items."""
+    """Scores on a grid of small integers, with -inf, NaN and +inf entries: exact ties in every
+    framework. Row 0's target is masked (-inf), row 1's ties with many items, rows 2 and 3 have a NaN
+    and a +inf target (misses); the NaN and +inf of other items rank above the target."""
     scores = rng.integers(-2, 3, (rows, items)).astype(np.float64)             # (T, I + 1)
-    scores[rng.random((rows, items)) < 0.2] = -np.inf
+    draw = rng.random((rows, items))                                           # (T, I + 1)
+    scores[draw < 0.2] = -np.inf
+    scores[(draw >= 0.2) & (draw < 0.25)] = np.nan
+    scores[(draw >= 0.25) & (draw < 0.3)] = np.inf
     scores[:, 0] = -np.inf
     target = rng.integers(1, items, rows)                                      # (T,)
     scores[0, target[0]] = -np.inf
     scores[1, target[1]] = 1.0
+    scores[2, target[2]], scores[3, target[3]] = np.nan, np.inf
+    scores[np.arange(4, rows), target[4:]] = 0.0  # finite targets below some NaN and +inf items
     return scores, target
 
 

@@ -2,6 +2,18 @@
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Property-based tests (tests/test_fuzz.py and the others that use hypothesis). `ci`, the default, keeps the
+# suite within its time (200 examples a test, about 1 s each in test_fuzz.py) and is derandomized: every run
+# tries the same inputs, so a test passes or fails alike on every clean checkout, and no example database is
+# written into it. `python -m pytest --hypothesis-profile=thorough` searches 20x longer with fresh random
+# inputs and keeps what fails in .hypothesis/ (git-ignored); a crash it finds becomes an @example.
+settings.register_profile("ci", max_examples=200, deadline=None, database=None, derandomize=True, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile("thorough", max_examples=3000, deadline=None, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.load_profile("ci")
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"

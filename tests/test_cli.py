@@ -1,5 +1,7 @@
 """The command line: bad input gives one line and exit code 2; the commands run end to end."""
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -7,6 +9,7 @@ from click.testing import CliRunner
 
 import bam_minimal as bm
 from cli import cli
+from conftest import ROOT
 
 TINY = ["--dim", "16", "--seq-len", "10", "--n-negatives", "50", "--batch-size", "32",
         "--max-iters", "40", "--eval-every", "20"]
@@ -73,7 +76,9 @@ def test_train_then_evaluate_and_a_mismatched_checkpoint(tmp_path, good):
     metrics = json.loads((out / "metrics.json").read_text())
     for key in ("test", "valid", "iters", "seconds", "config", "mostpop"):
         assert key in metrics
-    assert set(metrics["test"]) == set(metrics["valid"]) == {"recall@10", "recall@20", "ndcg@10", "ndcg@20"}
+    assert set(metrics["test"]) == set(metrics["valid"]) == {"recall@10", "recall@20", "ndcg@10", "ndcg@20",
+                                                             "nonfinite_users"}
+    assert metrics["test"]["nonfinite_users"] == 0
     assert (out / "checkpoint.pt").exists() and (out / "curve.png").stat().st_size > 1000
     # evaluate reproduces the test metrics, and writes JSON
     result = run("evaluate", "--checkpoint", out / "checkpoint.pt", "--json", tmp_path / "e.json")
@@ -171,3 +176,40 @@ def test_the_synthetic_data_is_rewritten_when_the_generator_changes(tmp_path):
     truth.write_text(json.dumps(stale))
     (tmp_path / "synthetic.txt").write_text("1 1\n1 2\n1 3\n")
     assert open(cli_module.synthetic(str(tmp_path))).read() == first
+
+
+NO_TORCH = """
+import runpy, sys
+sys.argv = ["cli.py"] + sys.argv[1:]
+try:
+    runpy.run_path("cli.py", run_name="__main__")
+except SystemExit as e:
+    code = e.code
+print("torch" in sys.modules, "bam_minimal" in sys.modules, code, file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("args", [["--help"], ["train", "--help"], ["table", "--help"], ["course", "grade", "--help"],
+                                  ["data", "stats", "DATA"], ["data", "synth", "--out", "/no/such/folder/x.txt",
+                                                              "--topics", "0"],
+                                  ["evaluate", "--checkpoint", "x", "--json", "/no/such/folder/m.json"]])
+def test_cli_answers_without_torch(args, tmp_path):
+    """--help, the errors that need no model and `data stats` never import torch (2.4 s of every call)."""
+    (tmp_path / "d.txt").write_text("".join(f"{u} {i}\n" for u in range(1, 4) for i in range(1, 6)))
+    args = [str(tmp_path / "d.txt") if a == "DATA" else a for a in args]
+    done = subprocess.run([sys.executable, "-c", NO_TORCH, *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    torch_loaded, reference_loaded, code = done.stderr.strip().splitlines()[-1].split()
+    assert (torch_loaded, reference_loaded) == ("False", "False"), done.stderr
+    assert code == ("2" if "/no/such/folder" in " ".join(args) else "0"), done.stdout + done.stderr
+
+
+def test_reference_config_read_from_the_source_is_the_class():
+    """The options are built from bam_minimal.py's source (no import): the same fields, defaults, help and choices."""
+    from dataclasses import fields
+    from bam_tools import options
+    parsed, choices = options.reference_config()
+    assert [(name, default) for name, default, _ in parsed] == [(f.name, f.default) for f in fields(bm.Config)]
+    assert choices == bm.CHOICES
+    helps = dict((name, comment) for name, _, comment in parsed)
+    assert helps["patience"].startswith("stop after more than") and helps["max_iters"] is None

@@ -59,6 +59,7 @@ def test_make_writes_the_kit(kit):
         assert {k.split("/")[0] for k in z.files} == {p.key for p in spec.PARTS if p.target}
     handout = (kit / "HANDOUT.md").read_text()
     assert "imports and runs your code" in handout and "subprocess" in handout and "time limit" in handout
+    assert "neither imported, nor patched in, nor importable" in " ".join(handout.split())
     for part in spec.PARTS:
         assert f"Part {part.number}: `{part.key}`" in handout
     assert os.access(kit / "gradescope" / "run_autograder", os.X_OK)
@@ -171,16 +172,19 @@ def test_skeleton_scores_zero_without_crashing_the_grader(kit, tmp_path):
 
 
 def numpy_solved(path, extra=""):
-    """A NumPy-track file with the reference's bodies written out in it (no call into bam_numpy's own)."""
-    imports, blocks = set(), []
+    """A NumPy-track file with the reference's bodies and their helpers written out in it (bam_numpy is not
+    importable while it is graded)."""
+    imports, shared, blocks = set(), [], []
     for part in spec.parts_of("numpy"):
         with open(os.path.join(ROOT, part.source)) as f:
             source = f.read()
-        tree = ast.parse(source)
-        node = skeleton.find(tree, part.target, part.source)
-        imports |= skeleton.helpers(tree, node, skeleton.module_name(part.source))
+        node = skeleton.find(ast.parse(source), part.target, part.source)
+        outside, needed = skeleton.helpers(ROOT, part)
+        imports |= outside
+        shared += [b for b in needed if b not in shared]
         blocks.append(ast.get_source_segment(source, node))
-    path.write_text(skeleton.import_block(imports) + "\n\n" + "\n\n\n".join(blocks) + "\n" + textwrap.dedent(extra))
+    path.write_text(skeleton.import_block(imports) + "\n\n" + "\n\n\n".join(shared + blocks) + "\n"
+                    + textwrap.dedent(extra))
     return str(path)
 
 
@@ -211,8 +215,17 @@ def test_finite_difference_directions_stay_in_the_grader(tmp_path):
 
 
 NUMERICAL = """
+def _f(p, n, beta):  # the student's own forward pass (bam_numpy is not importable while grading)
+    if beta:
+        z = beta * n
+        n = n + np.log(n.shape[-1]) + z - (np.log(np.exp(z - z.max(-1, keepdims=True)).sum(-1, keepdims=True))
+                                           + z.max(-1, keepdims=True))
+    x = np.concatenate([p[..., None], n], -1)
+    m = x.max(-1, keepdims=True)
+    return (np.log(np.exp(x - m).sum(-1, keepdims=True)) + m)[..., 0] - p
+
+
 def softmax_loss_backward(pos, neg, beta, d_loss):
-    from bam_numpy.loss import softmax_loss as _f
     f = lambda p, n: (d_loss * _f(p, n, beta)).sum()
     def num(x, g):
         out = np.zeros_like(x)
@@ -296,7 +309,7 @@ def mask_history(scores, full_history, window, mode):
 
 
 def target_rank(scores, target):
-    scores = torch.nan_to_num(scores, nan=-_math.inf, posinf=-_math.inf, neginf=-_math.inf)  # never outrank
+    scores = torch.nan_to_num(scores, nan=_math.inf, posinf=_math.inf, neginf=-_math.inf)  # NaN: above, like +inf
     s = scores.gather(1, target[:, None])
     ids = torch.arange(scores.shape[1])
     above = (scores > s) | ((scores == s) & (ids > target[:, None]))    # BUG: ties, higher id first
@@ -449,11 +462,10 @@ def test_bad_paths_exit_2_with_one_line(tmp_path):
 
 
 def test_hidden_cases_use_other_shapes_than_the_public_ones():
-    from bam_tools.course.runner import graded
     for part in spec.PARTS:
         if not part.target:
             continue
-        g = graded(part, grader.reference(part))
+        g = grader.graded_part(part)
         public = g.cases(np.random.default_rng([0, part.number]), public=True)
         hidden = g.cases(np.random.default_rng([12345, part.number]), public=False)
 
@@ -522,8 +534,8 @@ def test_answer_key_imports_are_refused(tmp_path):
 
 def test_a_graded_function_defined_outside_the_file_scores_zero(tmp_path):
     path = with_appended(tmp_path, "borrow.py", """
-        import importlib as _il
-        select_interest = _il.import_module("bam_" + "minimal").select_interest
+        _code = "def select_interest(logits, selection, tau, u):\\n    return logits.argmax(-1), logits.softmax(-1)\\n"
+        exec(compile(_code, "/elsewhere/someone_elses.py", "exec"))
         """)
     tests = grader.grade(path, parts="select_interest,metrics_from_ranks", seed=1)[0]
     for t in tests:
@@ -534,14 +546,6 @@ def test_a_graded_function_defined_outside_the_file_scores_zero(tmp_path):
 
 
 UNTRAINED = """
-import importlib as _il
-_e = _il.import_module("bam_tools" + ".cour" + "se.e2e")      # the grader's code, patched in this process
-_fake = {"hard/recall@20": .5, "bam/recall@20": .5, "hard/purity": 1.0, "bam/purity": 1.0, "popular/recall@20": .01}
-_e.run = lambda mod, ref, seed: _fake
-_e.measure = lambda ref, weights, seed: _fake
-_e.grade = lambda out: {"BaM beats most popular": (True, "fake"), "BaM recovers the topics": (True, "fake")}
-
-
 def train(cfg, data, *args, **kwargs):   # no training at all
     torch.manual_seed(0)
     return build_model(cfg, data.n_items), {}
@@ -567,7 +571,222 @@ def test_docs_agree_on_the_end_to_end_time_and_the_honesty_note(kit):
         docs = f.read()
     assert f"about {e2e.SECONDS} s" in handout and f"About {e2e.SECONDS} s on one core" in docs
     assert "about a minute" not in handout
-    for text in (handout, docs, invoke("grade", "--help").output):
-        assert "not determined cheating" in " ".join(text.split()), text[:200]
+    for text in (handout, docs, invoke("grade", "--help").output):  # what remains possible, said the same way
+        assert "reads the reference's source from disk" in " ".join(text.split()), text[:200]
     script = (kit / "gradescope" / "run_autograder").read_text()
     assert "exit code" in script and "$rc -eq 2" in script
+
+# -----------------------------------------------------------------------------
+# No answer key in the student's process
+
+
+FORWARDER = '''
+import importlib as _il
+import importlib.util as _ilu
+import os as _os
+import sys as _sys
+import types as _types
+
+
+def _answer_key(*names):
+    """The reference, wherever this process has it: a loaded module other than this file, an importable
+    one (a computed name), or a bam_minimal.py on sys.path, in the working folder or beside this file."""
+    names = names or ("ComiRecSA", "select_interest", "target_rank")
+    me = _sys.modules.get(__name__)
+    for _m in list(_sys.modules.values()):
+        if isinstance(_m, _types.ModuleType) and _m is not me and all(
+                isinstance(_m.__dict__.get(n), (type, _types.FunctionType)) for n in names):
+            return _m
+    for _name in ("bam_" + "minimal", "bam_" + "numpy.loss", "bam_" + "numpy.encoders",
+                  "bam_" + "tools.course.cases"):
+        try:
+            _m = _il.import_module(_name)
+            if all(hasattr(_m, n) for n in names):
+                return _m
+        except ImportError:
+            pass
+    for _p in _sys.path + [_os.getcwd(), _os.path.dirname(_os.path.abspath(__file__))]:
+        _f = _os.path.join(_p or ".", "bam_" + "minimal.py")
+        if _os.path.exists(_f):
+            _spec = _ilu.spec_from_file_location("_key", _f)
+            _m = _ilu.module_from_spec(_spec)
+            _spec.loader.exec_module(_m)
+            return _m
+    raise RuntimeError("no answer key in this process")
+'''
+
+FORWARD_TORCH = FORWARDER + '''
+
+class ComiRecSA(ComiRecSA):
+    def __new__(cls, cfg, n_items):          # the reference's model in place of this class's
+        return _answer_key().ComiRecSA(cfg, n_items)
+
+    def forward(self, history, mask, noise=None):
+        return _answer_key().ComiRecSA.forward(self, history, mask, noise)
+
+
+def select_interest(logits, selection, tau, u):
+    return _answer_key().select_interest(logits, selection, tau, u)
+
+
+def softmax_loss(pos, neg, beta=0.0):
+    return _answer_key().softmax_loss(pos, neg, beta)
+
+
+def bam_loss(model, cfg, interests, attention, target, negatives, u, tau):
+    return _answer_key().bam_loss(model, cfg, interests, attention, target, negatives, u, tau)
+
+
+def mask_history(scores, full_history, window, mode):
+    return _answer_key().mask_history(scores, full_history, window, mode)
+
+
+def target_rank(scores, target):
+    return _answer_key().target_rank(scores, target)
+
+
+def metrics_from_ranks(rank, ks=(10, 20)):
+    return _answer_key().metrics_from_ranks(rank, ks)
+
+
+def train(cfg, data, *args, **kwargs):
+    return _answer_key().train(cfg, data, *args, **kwargs)
+'''
+
+FORWARD_NUMPY = "import numpy as np\n" + FORWARDER + '''
+
+def softmax_loss_backward(pos, neg, beta, d_loss):
+    name = "softmax_loss_" + "backward"
+    return getattr(_answer_key(name), name)(pos, neg, beta, d_loss)
+
+
+def comirec_backward(params, cache, d_interests, d_attention=None):
+    name = "comirec_" + "backward"
+    return getattr(_answer_key(name), name)(params, cache, d_interests, d_attention)
+'''
+
+
+def test_a_file_that_forwards_to_the_reference_in_its_process_scores_zero(kit, tmp_path):
+    torch_file = tmp_path / "forward.py"
+    torch_file.write_text((kit / "bam_student.py").read_text() + "\n\n" + FORWARD_TORCH)
+    numpy_file = tmp_path / "forward_np.py"
+    numpy_file.write_text(FORWARD_NUMPY)
+    for path, n in ((torch_file, sum(len(p.points) for p in spec.parts_of("torch"))), (numpy_file, 4)):
+        tests, _ = grader.grade(str(path), seed=7)
+        assert len(tests) == n
+        for t in tests:  # every part ran, found no reference to forward to, and scored 0
+            assert t.score == 0 and "no answer key in this process" in t.output, (t.name, t.output)
+
+
+def test_the_student_process_is_clean(tmp_path):
+    path = with_appended(tmp_path, "probe.py", """
+        import os as _os, sys as _sys
+        _ours = ["bam_" + n for n in ("minimal", "numpy", "tools", "data")]
+        _bad = [m for m in _sys.modules if m.split(".")[0] in _ours]
+        _bad += [p for p in _sys.path
+                 if any(_os.path.exists(_os.path.join(p or ".", n)) for n in _ours + [_ours[0] + ".py"])]
+        _bad += [k for k in _os.environ if k.startswith("PYTHON") or _os.path.realpath(_os.environ[k]) == %r]
+        _bad += [f for f in _os.listdir(".") if f not in ("probe.py", "grading_harness.py", "cases.npz")]
+        _bad += [] if _os.path.realpath(_os.getcwd()) != %r else ["the working folder is the repository"]
+        if _bad:
+            raise RuntimeError(f"not clean: {_bad}")
+        """ % (os.path.realpath(ROOT), os.path.realpath(ROOT)))
+    tests = grader.grade(path, parts="metrics_from_ranks", seed=1)[0]
+    assert all(t.score == t.max_score for t in tests), [t.output for t in tests]
+
+
+def test_bam_loss_gets_stand_ins_that_replay_the_reference(tmp_path):
+    """bam_loss's part replaces select_interest and softmax_loss with replays: a file whose own two are
+    wrong still gets bam_loss's points, and a bam_loss that calls them with other arguments is told so."""
+    path = with_appended(tmp_path, "standin.py", """
+        def select_interest(logits, selection, tau, u):
+            raise RuntimeError("the student's own select_interest ran")
+
+
+        def softmax_loss(pos, neg, beta=0.0):
+            raise RuntimeError("the student's own softmax_loss ran")
+        """)
+    tests = by_name(grader.grade(path, parts="bam_loss", seed=2)[0])
+    assert all(t.score == t.max_score for t in tests.values()), [t.output for t in tests.values()]
+    path = with_appended(tmp_path, "forced.py", """
+        _bam_loss = bam_loss
+
+
+        def bam_loss(model, cfg, interests, attention, target, negatives, u, tau):
+            cfg.selection, cfg.remi_beta = "hard", 0.0           # BUG: always the argmax, REMI ignored
+            return _bam_loss(model, cfg, interests, attention, target, negatives, u, tau)
+        """)
+    tests = by_name(grader.grade(path, parts="bam_loss", seed=2)[0])
+    assert tests["bam_loss: hard"].score == tests["bam_loss: hard"].max_score
+    assert tests["bam_loss: bam"].score == 0 and "selection='hard', but cfg.selection is 'bam'" in \
+        tests["bam_loss: bam"].output, tests["bam_loss: bam"].output
+
+
+ARGMAX_BAM = """
+_select_interest = select_interest
+
+
+def select_interest(logits, selection, tau, u):
+    index, probs = _select_interest(logits, selection, tau, u)
+    return (logits.argmax(-1) if selection == "bam" else index), probs     # BUG: BaM trains with the argmax
+"""
+
+
+def test_end_to_end_balance_catches_a_bam_that_takes_the_argmax(tmp_path):
+    tests = by_name(grader.grade(with_appended(tmp_path, "argmax.py", ARGMAX_BAM), parts="train", seed=3)[0])
+    balance = tests["train: BaM balances its interests"]
+    assert balance.score == 0 and "selects like hard" in balance.output, balance.output
+    for name in ("train: BaM beats most popular", "train: BaM recovers the topics"):
+        assert tests[name].score == tests[name].max_score, tests[name].output
+
+
+def test_balance_threshold_matches_the_docs():
+    with open(os.path.join(ROOT, "docs", "course.md")) as f:
+        docs = " ".join(f.read().split())
+    assert f"threshold {e2e.BALANCE_MARGIN:g}" in docs
+
+# -----------------------------------------------------------------------------
+# target_rank's non-finite rule: NaN and +inf of other items rank above the target
+
+
+def rule_ranks(scores, target):
+    """The rule, written out here: NaN/+inf of others above, ties by lower id, a non-finite target a miss."""
+    ranks = []
+    for row, t in zip(scores, target):
+        s, n = row[t], len(row)
+        if not np.isfinite(s):
+            ranks.append(n)
+            continue
+        ids = np.arange(n) != t
+        above = (row > s) | np.isnan(row) | ((row == s) & (np.arange(n) < t))
+        ranks.append(int((above & ids).sum()))
+    return np.array(ranks)
+
+
+@pytest.mark.parametrize("public", [True, False])
+def test_target_rank_non_finite_cases_follow_the_rule(public):
+    part = spec.BY_KEY["target_rank"]
+    g, ref = grader.graded_part(part), grader.reference(part)
+    case = next(c for c in g.cases(np.random.default_rng([0 if public else 9, 6]), public) if "non-finite" in c.checks)
+    s, t = case.args["scores"], case.args["target"]
+    own = s[np.arange(len(t)), t]
+    others = np.ones(s.shape, bool)
+    others[np.arange(len(t)), t] = False
+    assert np.isnan(own).any() and np.isposinf(own).any() and np.isneginf(own).any()
+    assert (np.isnan(s) & others).any() and (np.isposinf(s) & others).any() and (np.isneginf(s) & others).any()
+    assert (grader.expected_outputs(g, ref, case)["rank"] == rule_ranks(s, t)).all()
+
+
+def test_target_rank_that_lets_overflow_help_gets_the_hint(tmp_path):
+    path = with_appended(tmp_path, "helps.py", """
+        _target_rank = target_rank
+
+
+        def target_rank(scores, target):   # BUG: NaN and +inf counted as -inf (the old rule)
+            inf = float("inf")
+            return _target_rank(torch.nan_to_num(scores, nan=-inf, posinf=-inf, neginf=-inf), target)
+        """)
+    tests = by_name(grader.grade(path, parts="target_rank", seed=4)[0])
+    t = tests["target_rank: non-finite"]
+    assert t.score == 0 and "counted it as -inf" in t.output, t.output
+    assert tests["target_rank: distinct"].score == 5 and tests["target_rank: ties"].score == 5

@@ -3,6 +3,7 @@ after a kill; with one process every number is as without torchrun. Each run is 
 (`python -m torch.distributed.run`) on small synthetic data, about ten seconds."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -10,6 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from bam_tools import runs
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--dim", "32", "--seq-len", "20", "--batch-size", "64", "--n-negatives", "200", "--eval-every", "100",
@@ -118,3 +121,33 @@ def test_a_run_killed_under_torchrun_resumes_where_it_was(data, two, tmp_path):
     assert metrics(out) == metrics(two)  # every process's generators came back: the same run
     refused = python("train", "--data", data, "--out", out, *SMALL[:-1], "400")
     assert refused.returncode == 2 and "made by 2 processes" in refused.stderr
+
+
+def test_a_busy_out_is_refused_by_every_process_with_one_line(data, tmp_path):
+    """Process 0 takes the lock and tells the others: each prints our one line and exits with 2,
+    rather than process 1 training on alone until a collective fails."""
+    out = tmp_path / "busy"
+    with runs.lock(str(out)):
+        result = torchrun(2, "train", "--data", data, "--out", out, *SMALL)
+    ours = [ln for ln in result.stderr.splitlines() if ln.startswith("error: ")]
+    assert len(ours) == 2 and ours[0] == ours[1], result.stderr[-3000:]
+    assert f"in use by process {os.getpid()}" in ours[0] and "--out" in ours[0]
+    codes = dict(re.findall(r"rank\s*:\s*(\d+) \(local_rank.*\n\s*exitcode\s*:\s*(-?\d+)", result.stderr))
+    assert codes == {"0": "2", "1": "2"}, result.stderr[-3000:]  # torchrun's report: exit code 2 from each worker
+    assert not (out / "last.pt").exists()
+
+
+def test_mind_under_two_processes_tests_exactly_as_one_evaluates_its_checkpoint(data, tmp_path):
+    """MIND draws routing noise in evaluation: a user's noise must not depend on which process ranks it, so
+    the test metrics of a 2-process run (each process ranks half the users) equal one process's evaluation
+    of the checkpoint, bit for bit."""
+    out = tmp_path / "mind"
+    result = torchrun(2, "train", "--data", data, "--out", out, "--model", "mind", *SMALL[:-3], "50",
+                      "--max-iters", "100")
+    assert result.returncode == 0, result.stderr[-2000:]
+    test, history, world = metrics(out)
+    assert world == 2 and len(history) == 2
+    single = python("evaluate", "--checkpoint", out / "checkpoint.pt", "--json", out / "one.json")
+    assert single.returncode == 0, single.stderr
+    assert json.loads((out / "one.json").read_text())["metrics"] == test
+    assert 0 < test["recall@20"] < 1 and test["ndcg@10"] > 0  # neither all hits nor all misses: ranks matter

@@ -142,20 +142,69 @@ def test_bam_l_correlation_goes_through_the_maps():
     assert model.l1.weight.grad is None and model.l2.weight.grad is None
 
 
+def dense_sasrec(model, history, mask):
+    """SASRec the plain way, for the test: every padded position through nn.MultiheadAttention with a
+    causal mask, then the last real position. bam_tools/sasrec.py packs real positions instead."""
+    L, d = history.shape[1], model.cfg.dim
+    length = mask.sum(1).long()
+    pos = ((model.cfg.seq_len - length)[:, None] + torch.arange(L)).clamp(max=model.cfg.seq_len - 1)
+    x = (model.embeddings(history) * d ** 0.5 + model.position_embedding[0, pos]) * mask[..., None]
+    causal = torch.ones(L, L, dtype=torch.bool).triu(1)
+    for block in model.blocks:
+        q = block.attn_norm(x)
+        x = block.ffn_norm(q + block.attn(q, x, x, attn_mask=causal, need_weights=False)[0])
+        x = (x + block.ffn[3](block.ffn[1](block.ffn[0](x)))) * mask[..., None]
+    return model.last_norm(x[torch.arange(len(x)), length - 1])[:, None]
+
+
+def test_sasrec_packed_equals_dense():
+    """Packing real positions and bucketing rows by length changes no number (float64): forward and gradients."""
+    cfg = bm.Config(model="sasrec", n_interests=1, dim=16, seq_len=9, dropout=0.0)
+    torch.manual_seed(0)
+    model = bm.build_model(cfg, 40).double()
+    lengths = torch.tensor([1, 2, 3, 4, 5, 7, 8, 9, 9, 3])  # every bucket, ties, a full window
+    mask = (torch.arange(9) < lengths[:, None]).double()
+    history = torch.randint(1, 41, (10, 9)) * mask.long()
+    packed, _ = model(history, mask)
+    assert packed.shape == (10, 1, 16)
+    dense = dense_sasrec(model, history, mask)
+    assert torch.allclose(packed, dense, atol=1e-12, rtol=0)
+    grads = [torch.autograd.grad((out ** 2).sum(), list(model.parameters()), allow_unused=True)
+             for out in (packed, dense)]
+    for a, b in zip(*grads):
+        assert (a is None) == (b is None) and (a is None or torch.allclose(a, b, atol=1e-10, rtol=0))
+
+
 def test_sasrec_is_causal():
+    """A row's interest depends on its own items only, and changes when an earlier item does."""
     cfg = bm.Config(model="sasrec", n_interests=1, dim=16, seq_len=7, dropout=0.0)
     torch.manual_seed(0)
     model = bm.build_model(cfg, 40).eval()
     history = torch.tensor([[3, 5, 7, 9, 11, 13, 15]])
-    mask = torch.ones(1, 7)
-    before = model.sequence(history, mask)
-    changed = history.clone()
-    changed[0, 4:] = torch.tensor([1, 2, 4])
-    after = model.sequence(changed, mask)
-    assert torch.allclose(before[0, :4], after[0, :4], atol=1e-6)
-    assert not torch.allclose(before[0, 4:], after[0, 4:])
-    interest, _ = model(history, torch.tensor([[1.0] * 5 + [0.0] * 2]))
-    assert interest.shape == (1, 1, 16)
+    mask = torch.tensor([[1.0] * 4 + [0.0] * 3])
+    before, _ = model(history, mask)
+    after, _ = model(torch.tensor([[3, 5, 7, 9, 1, 2, 4]]), mask)   # only padding changed
+    assert torch.equal(before, after)
+    earlier, _ = model(torch.tensor([[3, 6, 7, 9, 11, 13, 15]]), mask)
+    assert not torch.allclose(before, earlier)
+
+
+def test_sasrec_dropout_draws_from_the_step_generator():
+    """Training dropout comes from the generator train_step passes (each process's own stream), never
+    from torch's global one; the same generator state gives the same masks; evaluation has none."""
+    cfg = bm.Config(model="sasrec", n_interests=1, dim=16, seq_len=7, dropout=0.5)
+    torch.manual_seed(0)
+    model = bm.build_model(cfg, 40).train()
+    history, mask = torch.tensor([[3, 5, 7, 9, 11, 0, 0]] * 4), torch.tensor([[1.0] * 5 + [0.0] * 2] * 4)
+    state = torch.get_rng_state()
+    a = model(history, mask, torch.Generator().manual_seed(1))[0]
+    b = model(history, mask, torch.Generator().manual_seed(1))[0]
+    c = model(history, mask, torch.Generator().manual_seed(2))[0]
+    assert torch.equal(torch.get_rng_state(), state)
+    assert torch.equal(a, b) and not torch.allclose(a, c)
+    assert not torch.allclose(a[0], a[1])  # rows draw their own masks
+    model.eval()
+    assert torch.equal(model(history, mask, torch.Generator().manual_seed(1))[0], model(history, mask)[0])
 
 
 def test_full_softmax_never_puts_mass_on_padding():

@@ -162,7 +162,7 @@ def test_mind_gradient_flows_only_through_the_last_routing_pass():
 
 
 def test_mind_evaluation_does_not_depend_on_the_block_size():
-    """MIND's routing noise is drawn once for all users, so blocks (and devices) see the same numbers."""
+    """MIND's routing noise is counter-based, keyed by (seed, row): blocks (and devices) see the same numbers."""
     rng = np.random.default_rng(0)
     seqs = {u: list(rng.choice(np.arange(1, 50), rng.integers(3, 20), replace=False)) for u in range(1, 60)}
     data = bm.Dataset(seqs)

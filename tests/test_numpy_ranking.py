@@ -37,8 +37,10 @@ def test_kernel_equals_reference_with_ties(mode, dtype):
     scores[::7] = 0.0
     target[5] = full[5, 0]  # a target inside the history: masked (-inf) under `exclude`
     ranks, tops = np.empty(len(rows), np.int64), np.empty((len(rows), K), np.int64)
+    bad = np.empty(len(rows), np.bool_)
     ranking.rank_block(scores, N, data.items, data.start[rows], k, target, ranking.MODES[mode], L, ranks, tops,
-                       numba.get_num_threads())
+                       bad, numba.get_num_threads())
+    assert not bad.any()
     best = ranking.mask_history(scores.reshape(len(rows), N, -1).max(1), full, history, mode)  # (U, I + 1)
     assert (ranks == ranking.target_rank(best, target)).all()
     assert (tops == ranking.top_k(best, K)).all()
@@ -51,33 +53,37 @@ def test_kernel_equals_reference_with_ties(mode, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_non_finite_scores_never_win(dtype):
-    """A NaN target used to be rank 0 (nothing compares above NaN): a hit. Now a non-finite target is
-    never a hit, a NaN or +inf of another item never outranks a finite target, and top-K puts
-    non-finite scores after every finite one; the kernel agrees with the reference."""
+def test_non_finite_scores_never_help(dtype):
+    """A NaN target used to be rank 0 (nothing compares above NaN): a hit. Then NaN and +inf counted as
+    -inf, so an item whose score overflowed fell below the target, and the target climbed. Now (issue
+    14) another item's NaN or +inf ranks above the target, a non-finite target is never a hit, -inf
+    (the mask) ranks below everything, and top-K lists NaN and +inf first (as one value: lower id
+    first), then the finite scores, then -inf; the kernel agrees with the reference."""
     nan, inf = np.nan, np.inf
     best = np.array([[-inf, 1.0, 2.0, 0.5, 3.0, 0.0],     # target 2, finite: rank 1 (item 4 above)
-                     [-inf, nan, 2.0, inf, 1.0, 2.0],     # NaN and +inf do not outrank; the tie (5) is after 2
+                     [-inf, nan, 2.0, inf, 1.0, 2.0],     # NaN (1) and +inf (3) above; the tie (5) is after 2
                      [-inf, 1.0, nan, 0.5, 3.0, 0.0],     # NaN target: never a hit
                      [-inf, 1.0, inf, 0.5, 3.0, 0.0],     # +inf target: never a hit
                      [-inf, 1.0, -inf, 0.5, 3.0, 0.0],    # -inf target (masked): never a hit
                      [-inf, nan, nan, nan, nan, nan]], dtype)  # NaN everywhere (diverged weights)
     target = np.array([2, 2, 2, 2, 2, 3])
-    assert ranking.target_rank(best, target).tolist() == [1, 0, 6, 6, 6, 6]
+    assert ranking.target_rank(best, target).tolist() == [1, 2, 6, 6, 6, 6]
     tops = ranking.top_k(best, 6)
-    assert tops[1].tolist() == [2, 5, 4, 0, 1, 3]  # finite first; then the -inf, NaN, +inf in id order
-    assert tops[3].tolist() == [4, 1, 3, 5, 0, 2]
+    assert tops[1].tolist() == [1, 3, 2, 5, 4, 0]  # NaN and +inf in id order, then finite, then -inf
+    assert tops[3].tolist() == [2, 4, 1, 3, 5, 0]
+    assert tops[5].tolist() == [1, 2, 3, 4, 5, 0]
     # the kernel, one interest per user (mode `none` only sets item 0 to -inf)
     data = bn.Dataset({u: [1, 2, 3] for u in range(len(best))}, n_items=5)
-    ranks, ids = np.empty(len(best), np.int64), np.empty((len(best), 6), np.int64)
+    ranks, ids, bad = np.empty(len(best), np.int64), np.empty((len(best), 6), np.int64), np.empty(len(best), bool)
     ranking.rank_block(best.copy(), 1, data.items, data.start[:-1], np.full(len(best), 2), target,
-                       ranking.NONE, 5, ranks, ids, numba.get_num_threads())
-    assert ranks.tolist() == [1, 0, 6, 6, 6, 6]
+                       ranking.NONE, 5, ranks, ids, bad, numba.get_num_threads())
+    assert ranks.tolist() == [1, 2, 6, 6, 6, 6]
     assert (ids == tops).all()
+    assert bad.tolist() == [True] * 6  # column 0 is -inf in every row, before the mask too
     for K in (1, 2, 3):  # shorter lists, where the K-th score is the threshold
         short = np.empty((len(best), K), np.int64)
         ranking.rank_block(best.copy(), 1, data.items, data.start[:-1], np.full(len(best), 2), target,
-                           ranking.NONE, 5, ranks, short, numba.get_num_threads())
+                           ranking.NONE, 5, ranks, short, bad, numba.get_num_threads())
         assert (short == tops[:, :K]).all()
 
 
@@ -89,13 +95,14 @@ def test_the_max_over_interests_propagates_nan_in_the_kernel_and_the_reference()
                        [0.0, 1.0, np.nan, 1.0, 4.0]])   # user 1, interest 1
     data = bn.Dataset({1: [1, 4, 1], 2: [1, 4, 3]}, n_items=4)
     target, k = np.array([2, 3]), np.array([2, 2])
-    ranks, tops = np.empty(2, np.int64), np.empty((2, 5), np.int64)
+    ranks, tops, bad = np.empty(2, np.int64), np.empty((2, 5), np.int64), np.empty(2, bool)
     ranking.rank_block(scores.copy(), 2, data.items, data.start[:-1], k, target, ranking.NONE, 5, ranks, tops,
-                       numba.get_num_threads())
+                       bad, numba.get_num_threads())
     best = ranking.mask_history(scores.reshape(2, 2, -1).max(1), None, None, "none")   # (2, I + 1)
-    assert ranks.tolist() == ranking.target_rank(best, target).tolist() == [5, 2]
+    assert ranks.tolist() == ranking.target_rank(best, target).tolist() == [5, 3]  # NaN items rank above
     assert (tops == ranking.top_k(best, 5)).all()
-    assert tops.tolist() == [[1, 4, 0, 2, 3], [4, 1, 3, 0, 2]]
+    assert tops.tolist() == [[2, 3, 1, 4, 0], [2, 4, 1, 3, 0]]
+    assert bad.tolist() == [True, True]
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered")
@@ -108,18 +115,23 @@ def test_nan_weights_are_not_a_perfect_score():
         params["embeddings.weight"][:] = np.nan
         metrics, ranks, tops = bn.evaluate(params, data, "test", cfg, k_top=5)
         assert metrics["recall@10"] == 0.0 and (ranks == data.n_items + 1).all()
-        # two items diverged, to NaN and to +inf: neither is the best item, neither is a hit
+        assert metrics["nonfinite_users"] == len(data.users)
+        # two items diverged, to NaN and to +inf: they rank above the target, never below; neither is a hit
         cfg = bn.Config(model=model, dim=8, seq_len=6, history_mask="none")  # only item 0 is masked
         params = bn.init_params(cfg, data.n_items, np.random.default_rng(0), np.float32)
+        before = bn.evaluate(params, data, "test", cfg)[1]
         params["embeddings.weight"][7] = np.nan
         params["embeddings.weight"][3] = np.abs(params["embeddings.weight"][3]) * np.inf
         metrics, ranks, tops = bn.evaluate(params, data, "test", cfg, k_top=data.n_items + 1)
+        assert metrics["nonfinite_users"] == len(data.users)  # item 7 is NaN for everyone
         rows, k = np.arange(len(data.users)), bn.split_targets(data, "test")
         history, _, target = bn.windows(data, rows, k, cfg.seq_len)
         clean = ~np.isin(history, [3, 7]).any(1)  # a NaN item in the window makes every interest NaN
         assert clean.sum() > 10 and (~clean).sum() > 0
         assert (ranks[~clean] == data.n_items + 1).all()
-        assert (np.sort(tops[clean, -3:], 1) == [0, 3, 7]).all()  # after every finite score
+        assert (tops[clean, :2] == 7).any(1).all()  # NaN first (with 3 when its score is NaN or +inf)
+        assert (tops[clean, -1] == 0).all()  # the mask last
+        assert (ranks >= before).all()  # raising two items never helped any target
         assert (target[clean] == 7).any() and (ranks[np.isin(target, [3, 7])] == data.n_items + 1).all()
 
 
@@ -144,7 +156,7 @@ def test_engine_is_independent_of_block_sizes():
         rows, k = np.arange(len(data.users)), bn.split_targets(data, "test")
         history, mask, target = bn.windows(data, rows, k, cfg.seq_len)
         full = bn.windows(data, rows, k, int(k.max()))[0]
-        noise = np.random.default_rng(cfg.seed) if model == "mind" else None
+        noise = bn.encoders.routing_noise(cfg, rows) if model == "mind" else None
         scores = bn.mask_history(bn.model_scorer(params, cfg)(history, mask, noise), full, history, "exclude")
         assert (bn.target_rank(scores, target) == r1).all()
         assert (bn.top_k(scores, 20) == t1).all()

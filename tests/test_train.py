@@ -90,3 +90,33 @@ def test_every_variant_trains(synthetic_small, variant):
     data = bm.Dataset(synthetic_small[0])
     _, result = bm.train(small_cfg(max_iters=100, **variant), data, log=lambda s: None)
     assert result["test"]["recall@20"] > 0 and all(h["loss"] == h["loss"] for h in result["history"])
+
+
+def test_validate_scores_one_fixed_sample(synthetic_small, monkeypatch):
+    """Every validation scores the same `valid_sample` users, drawn once from the seed, and the twin
+    validates the same ones; a sample as large as the data is every user, in order."""
+    import bam_numpy
+    from bam_numpy import training
+    seen = {"torch": [], "numpy": []}
+    real_bm, real_np = bm.evaluate, training.evaluate
+
+    def spy(name, real):
+        def evaluate(scorer, data, split, cfg, rows=None, *a, **k):
+            if split == "valid":
+                seen[name].append(None if rows is None else list(rows))
+            return real(scorer, data, split, cfg, rows, *a, **k)
+        return evaluate
+    monkeypatch.setattr(bm, "evaluate", spy("torch", real_bm))
+    monkeypatch.setattr(training, "evaluate", spy("numpy", real_np))
+    data = bm.Dataset(synthetic_small[0])
+    cfg = small_cfg(max_iters=40, eval_every=20, valid_sample=100)
+    bm.train(cfg, data, log=lambda s: None)
+    training.train(bam_numpy.Config(**{k: v for k, v in vars(cfg).items() if k != "device"}),
+                   bam_numpy.Dataset(synthetic_small[0]), log=lambda s: None)
+    first = seen["torch"][0]
+    assert len(seen["torch"]) == 2 and all(rows == first for rows in seen["torch"] + seen["numpy"])
+    assert len(first) == 100 == len(set(first)) and first == sorted(first)
+    other = bm.train(small_cfg(max_iters=20, eval_every=20, valid_sample=100, seed=7), data, log=lambda s: None)
+    assert other and seen["torch"][-1] != first  # another seed, another sample
+    bm.train(small_cfg(max_iters=20, eval_every=20, valid_sample=len(data.users)), data, log=lambda s: None)
+    assert seen["torch"][-1] == list(range(len(data.users)))

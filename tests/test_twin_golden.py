@@ -39,6 +39,19 @@ def higher_id_first_impl(inputs):
     return out
 
 
+def old_nonfinite_rule_impl(inputs):
+    """Wrong (the rule before issue 14): NaN and +inf count as -inf, so they fall below the target."""
+    out = golden.reference(inputs)
+    ties = np.where(np.isfinite(inputs["ties"]["scores"]), inputs["ties"]["scores"], -np.inf)
+    ids = np.broadcast_to(np.arange(ties.shape[1]), ties.shape)
+    out["ties/top20"] = np.lexsort((ids, -ties), axis=1)[:, :20]
+    s = ties[np.arange(len(ties)), inputs["ties"]["target"]][:, None]
+    target = inputs["ties"]["target"][:, None]
+    rank = ((ties > s) | ((ties == s) & (ids < target))).sum(1)
+    out["ties/ranks"] = np.where(s[:, 0] == -np.inf, ties.shape[1], rank)
+    return out
+
+
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("golden")
@@ -90,6 +103,23 @@ def test_wrong_tie_rule_fails(files):
     lines = result.output.splitlines()
     assert any(ln.startswith("ties/top20") and "FAIL" in ln for ln in lines)
     assert "lower item id comes first" in result.output
+
+
+def test_nonfinite_rule_in_the_golden_vectors(files):
+    """The `ties` inputs hold NaN and +inf, of targets and of other items: the old rule (NaN and +inf as
+    -inf, below the target) fails both tie outputs; a NaN, +inf or -inf target is a miss."""
+    inputs, expected = golden.load(files["default"])
+    scores, target = inputs["ties"]["scores"], inputs["ties"]["target"]
+    assert np.isnan(scores).any() and np.isposinf(scores).any()
+    own = scores[np.arange(len(target)), target]
+    assert (expected["ties/ranks"][~np.isfinite(own)] == scores.shape[1]).all() and (~np.isfinite(own)).sum() == 3
+    above = np.isnan(scores) | np.isposinf(scores)
+    assert (expected["ties/ranks"][np.isfinite(own)] >= above[np.isfinite(own)].sum(1)).all()
+    result = check(files["default"], f"{THIS}:old_nonfinite_rule_impl")
+    assert result.exit_code == 1, result.output
+    lines = result.output.splitlines()
+    assert any(ln.startswith("ties/ranks") and "FAIL" in ln for ln in lines)
+    assert any(ln.startswith("ties/top20") and "FAIL" in ln for ln in lines)
 
 
 def test_file_layout(files):

@@ -7,9 +7,10 @@ bam_tools/course: a course kit built from bam_minimal.py (and, for the NumPy tra
     python cli.py course grade kit/bam_student.py --json results.json   # the hidden grading
 
 Modules: spec (the parts: names, points, equations), skeleton (the student files, cut from the
-reference source with `ast`), cases (inputs, reference outputs and known-wrong variants for each
-part), runner (runs one part of a student file in a subprocess), e2e (the end-to-end part), grader
-(subprocesses, time limits, scores, hints, Gradescope JSON), handout (HANDOUT.md, run_autograder).
-docs/course.md has the details. The grader imports and runs the student's code; it isolates it only
-by a subprocess per part and a time limit.
+reference source with `ast`), cases and numpy_cases (inputs, reference outputs and known-wrong
+variants for each part), harness (the only kit code in the student's process: it calls the student's
+functions on array inputs, standalone), e2e (the end-to-end part), grader (a fresh folder and a clean
+subprocess per part, time limits, scores, hints, Gradescope JSON), handout (HANDOUT.md,
+run_autograder). docs/course.md has the details: the reference and the grader are not importable in
+the student's process.
 """

@@ -3,10 +3,11 @@ bam_tools/course/cases.py: the graded functions of the PyTorch track (Parts 1-7)
 how to call them, and the known-wrong variants that the hints recognise.
 
 For each part: `cases(rng, public)` draws the inputs (the public self-check uses seed 0 and its own
-shapes; grading uses another seed and other shapes); `call(mod, ref, args)` runs the function of
-module `mod` on them (the reference itself gives the expected outputs, the student's file the
-graded ones, in a subprocess); `variants(ref, args)` computes the outputs of common bugs, so that a
-wrong answer that equals one of them gets the hint that explains that bug.
+shapes; grading uses another seed and other shapes); the call itself is the harness's (harness.py:
+the reference's outputs in the grader, the student's in the student's process); `prepare(ref, args)`
+adds what the student's process gets from the reference (bam_loss: the recorded calls its stand-ins
+replay); `variants(ref, args)` computes the outputs of common bugs, so that a wrong answer that equals
+one of them gets the hint that explains that bug. All of it runs in the grader's process only.
 """
 import math
 
@@ -76,21 +77,6 @@ class ComiRecSA(Graded):
                 f"B={B}, L={L}, d={d}, N={N}, I={I}, history lengths {mask.sum(1).astype(int).tolist()}",
                 dict(attention=["attention"], interests=["interests"],
                      gradients=[f"grad/{k}" for k in COMIREC_PARAMS])))
-        return out
-
-    def call(self, mod, ref, args):
-        cfg = ref.Config(model="comirec", dim=args["dim"], n_interests=args["n_interests"], seq_len=args["seq_len"],
-                         device="cpu")
-        model = mod.ComiRecSA(cfg, args["n_items"])
-        model.load_state_dict({k: torch.as_tensor(v) for k, v in args["weights"].items()})
-        interests, attention = model(torch.as_tensor(args["history"]), torch.as_tensor(args["mask"]))
-        loss = (interests * torch.as_tensor(args["d_interests"])).sum() \
-            + (attention * torch.as_tensor(args["d_attention"])).sum()
-        loss.backward()
-        out = dict(interests=T(interests), attention=T(attention))
-        for name, p in model.named_parameters():
-            if name in COMIREC_PARAMS and p.grad is not None:
-                out[f"grad/{name}"] = T(p.grad)
         return out
 
     def variants(self, ref, args):
@@ -168,11 +154,6 @@ class SelectInterest(Graded):
         u = np.array([r[1] for r in rows], np.float32)
         return Case(dict(logits=logits, selection="bam", tau=tau, u=u),
                     f"selection=bam, tau={tau:g}, u = cumsum(probs)[-1] < 1 (float32 rounding)", dict(bam=["index"]))
-
-    def call(self, mod, ref, args):
-        index, probs = mod.select_interest(torch.as_tensor(args["logits"]), args["selection"], args["tau"],
-                                           torch.as_tensor(args["u"]))
-        return dict(index=T(index), probs=T(probs))
 
     def variants(self, ref, args):
         logits, tau, u = torch.as_tensor(args["logits"]), args["tau"], torch.as_tensor(args["u"])
@@ -262,15 +243,6 @@ class SoftmaxLoss(Graded):
         beta = 0.5 if public else float(rng.uniform(0.8, 2.0))
         case(rng.standard_normal((B, K)) * 2, rng.standard_normal((B, K, S)) * 2, beta,
              f"REMI beta={beta:g}, pos ({B}, {K}), neg ({B}, {K}, {S})", "remi")
-        return out
-
-    def call(self, mod, ref, args):
-        pos = torch.as_tensor(args["pos"]).requires_grad_()
-        neg = torch.as_tensor(args["neg"]).requires_grad_()
-        loss = mod.softmax_loss(pos, neg, args["beta"])
-        (loss * torch.as_tensor(args["d_loss"])).sum().backward()
-        out = dict(loss=T(loss))
-        out.update({f"grad/{k}": T(v.grad) for k, v in (("pos", pos), ("neg", neg)) if v.grad is not None})
         return out
 
     def variants(self, ref, args):
@@ -367,21 +339,39 @@ class BamLoss(Graded):
                 {sub: self.OUTPUTS}))
         return out
 
-    def call(self, mod, ref, args):
-        cfg = ref.Config(model="comirec", device="cpu", **args["cfg"])
-        n_items = len(args["embeddings"]) - 1
-        model = ref.build_model(cfg, n_items)
-        with torch.no_grad():
-            model.embeddings.weight.copy_(torch.as_tensor(args["embeddings"]))
-        interests = torch.as_tensor(args["interests"]).requires_grad_()
-        attention = torch.as_tensor(args["attention"]).requires_grad_()
-        loss = mod.bam_loss(model, cfg, interests, attention, torch.as_tensor(args["target"]),
-                            torch.as_tensor(args["negatives"]), torch.as_tensor(args["u"]), args["tau"])
-        loss.backward()
-        zero = lambda x, g: T(g if g is not None else torch.zeros_like(x))  # noqa: E731  (no gradient = 0)
-        return {"loss": T(loss), "grad/interests": zero(interests, interests.grad),
-                "grad/embeddings": zero(model.embeddings.weight, model.embeddings.weight.grad),
-                "grad/attention": zero(attention, attention.grad)}
+    def prepare(self, ref, args):
+        """What the stand-ins replay in the student's process: every call that the reference's bam_loss
+        makes to select_interest and softmax_loss on this case, with its outputs and derivatives."""
+        calls = dict(select_interest={}, softmax_loss={})
+        real = dict(select_interest=ref.select_interest, softmax_loss=ref.softmax_loss)
+
+        def select_interest(logits, selection, tau, u):
+            x = logits.detach().clone().requires_grad_()                         # (B, N)
+            index, probs = real["select_interest"](x, selection, tau, u)
+            jac = torch.stack([torch.autograd.grad(probs[:, n].sum(), x, retain_graph=True)[0]
+                               for n in range(probs.shape[1])], 1)               # (B, N, N): d probs_n / d logits_m
+            calls["select_interest"][str(len(calls["select_interest"]))] = dict(
+                logits=T(logits), selection=selection, tau=float(tau), u=T(u), index=T(index), probs=T(probs),
+                jac=T(jac))
+            return real["select_interest"](logits, selection, tau, u)
+
+        def softmax_loss(pos, neg, beta=0.0):
+            p, n = pos.detach().clone().requires_grad_(), neg.detach().clone().requires_grad_()
+            loss = real["softmax_loss"](p, n, beta)                                # (...): one loss per row
+            d_pos, d_neg = torch.autograd.grad(loss.sum(), (p, n), allow_unused=True)
+            d_pos = torch.zeros_like(p) if d_pos is None else d_pos
+            d_neg = torch.zeros_like(n) if d_neg is None else d_neg
+            S = neg.shape[-1]
+            calls["softmax_loss"][str(len(calls["softmax_loss"]))] = dict(
+                pos=T(p).reshape(-1).astype(np.float64), neg=T(n).reshape(-1, S).astype(np.float64),
+                beta=float(beta), loss=T(loss).reshape(-1), d_pos=T(d_pos).reshape(-1), d_neg=T(d_neg).reshape(-1, S))
+            return real["softmax_loss"](pos, neg, beta)
+        ref.select_interest, ref.softmax_loss = select_interest, softmax_loss  # bam_loss looks them up at call time
+        try:
+            self.call(ref, args)
+        finally:
+            ref.select_interest, ref.softmax_loss = real["select_interest"], real["softmax_loss"]
+        return dict(replay={k: v for k, v in calls.items() if v})
 
     def variants(self, ref, args):
         c = args["cfg"]
@@ -451,11 +441,6 @@ class MaskHistory(Graded):
                             f"history lengths {lengths.tolist()}", {mode: ["scores"]}))
         return out
 
-    def call(self, mod, ref, args):
-        scores = mod.mask_history(torch.as_tensor(args["scores"]).clone(), torch.as_tensor(args["full_history"]),
-                                  torch.as_tensor(args["window"]), args["mode"])
-        return dict(scores=T(scores))
-
     def variants(self, ref, args):
         mode = args["mode"]
         if mode == "exclude":
@@ -478,20 +463,29 @@ class MaskHistory(Graded):
 # Part 6: target_rank
 
 
-def rank_variant(scores, target, ties="lower", one_based=False, special=True, ascending=False):
-    """target_rank with one thing changed; NaN and +-inf count as -inf, as in the reference, so that a
-    bug in one rule is not mistaken for a bug in the non-finite one."""
-    scores = torch.nan_to_num(scores, nan=-math.inf, posinf=-math.inf, neginf=-math.inf)  # (b, n)
+def rank_variant(scores, target, ties="lower", one_based=False, special=True, ascending=False, helps=False):
+    """target_rank with one thing changed, under the non-finite rule of the reference (a NaN or +inf score of
+    another item ranks above the target, a non-finite target is a miss, -inf ranks below everything), so
+    that a bug in one rule is not mistaken for a bug in the non-finite one. helps: the old rule, NaN and
+    +inf counted as -inf, which lets an overflowing item drop below the target."""
+    if helps:
+        scores = torch.nan_to_num(scores, nan=-math.inf, posinf=-math.inf, neginf=-math.inf)  # (b, n)
     s = scores.gather(1, target[:, None])                                      # (b, 1)
     ids = torch.arange(scores.shape[1])
-    above = (scores < s) if ascending else (scores > s)
+    above = (scores < s) if ascending else (scores > s)                        # NaN compares False
+    above |= torch.isnan(scores) | (scores == math.inf)                        # (b, n) they outrank the target
     equal = scores == s
     tie = dict(lower=equal & (ids < target[:, None]), higher=equal & (ids > target[:, None]),
                none=torch.zeros_like(equal), all=equal & (ids != target[:, None]))[ties]
-    rank = (above | tie).sum(1) + int(one_based)
+    rank = ((above | tie) & (ids != target[:, None])).sum(1) + int(one_based)
     if special:
         rank = torch.where(torch.isfinite(s[:, 0]), rank, scores.shape[1])
     return dict(rank=T(rank))
+
+
+NON_FINITE = ("a NaN or +inf score of another item ranks ABOVE the target (an item whose score overflowed must never "
+              "help the target); a target whose own score is not finite (NaN, +inf or -inf) is a miss: its rank is "
+              "the number of columns; -inf is the masking value and ranks below every finite score")
 
 
 class TargetRank(Graded):
@@ -499,24 +493,7 @@ class TargetRank(Graded):
     hints = {"distinct": "rank = the number of items scored strictly higher than the target (0-based)",
              "ties": "an item with the SAME score ranks above the target when its id is lower: "
                      "rank = #{j : s_j > s_t} + #{j < t : s_j = s_t}",
-             "non-finite": "a masked (-inf) or otherwise non-finite target score is never a hit: its rank is "
-                           "the number of columns; -inf items never rank above a finite target"}
-
-    def __init__(self, ref=None):
-        self.ref = ref
-
-    def rules(self, ref):
-        """The non-finite cases the reference at hand implements (the rule for NaN and +inf is new)."""
-        probe = lambda row, t: int(ref.target_rank(torch.tensor([row]), torch.tensor([t]))[0])  # noqa: E731
-        rules = ["-inf target"]
-        try:
-            if probe([math.nan, 1.0, 2.0], 0) == 3 and probe([math.inf, 1.0, 2.0], 0) == 3:
-                rules.append("nan/+inf target")
-            if probe([math.nan, 1.0, math.inf], 1) == 0:
-                rules.append("nan/+inf others")
-        except Exception:  # an older reference that does not handle them: leave those cases out
-            pass
-        return rules
+             "non-finite": NON_FINITE}
 
     def cases(self, rng, public):
         b, n = size(rng, public, 6, 7, 12), size(rng, public, 20, 25, 60)
@@ -533,23 +510,23 @@ class TargetRank(Graded):
         tie_target[0] = n // 2
         out.append(Case(dict(scores=ties, target=tie_target),
                         f"scores ({b}, {n}) in {{0, 1, 2, 3}}: many ties", dict(ties=["rank"])))
-        rules = self.rules(self.ref) if self.ref is not None else ["-inf target"]
         odd = rng.standard_normal((b, n)).astype(np.float32)
+        odd[rng.random((b, n)) < 0.2] = -np.inf                    # masked items
         t = rng.integers(0, n, b)
-        odd[0, t[0]] = -np.inf
-        odd[1, t[1]] = -np.inf
-        odd[2, :] = -np.inf                                        # every item masked
-        if "nan/+inf target" in rules:
-            odd[3, t[3]], odd[4, t[4]] = np.nan, np.inf
-        if "nan/+inf others" in rules:
-            odd[5, (t[5] + 1) % n], odd[5, (t[5] + 2) % n] = np.nan, np.inf
-        out.append(Case(dict(scores=odd, target=t), f"scores ({b}, {n}); the target is non-finite in some rows "
-                        f"({', '.join(rules)})", {"non-finite": ["rank"]}))
+        odd[np.arange(b), t] = rng.standard_normal(b)
+        odd[0, t[0]] = -np.inf                                     # a masked target
+        odd[1, :] = -np.inf                                        # every item masked
+        odd[2, t[2]], odd[3, t[3]] = np.nan, np.inf                # a NaN target, a +inf target
+        odd[4, t[4]] = odd[4].max() + 1.0                          # the best item, but for a NaN and a +inf
+        odd[4, (t[4] + 1) % n], odd[4, (t[4] + 2) % n] = np.nan, np.inf
+        for r in range(5, b):                                      # NaN and +inf among the others
+            others = rng.choice(np.delete(np.arange(n), t[r]), 3, replace=False)
+            odd[r, others] = [np.nan, np.inf, np.nan]
+        out.append(Case(dict(scores=odd, target=t), f"scores ({b}, {n}) with non-finite entries: row 0 a -inf "
+                        "(masked) target, row 1 all masked, rows 2 and 3 a NaN and a +inf target, rows 4 and on "
+                        "NaN and +inf scores of other items (row 4: the target is the best finite item)",
+                        {"non-finite": ["rank"]}))
         return out
-
-    def call(self, mod, ref, args):
-        scores = torch.as_tensor(args["scores"]).clone()  # target_rank may work in place; keep the case intact
-        return dict(rank=T(mod.target_rank(scores, torch.as_tensor(args["target"]))))
 
     def variants(self, ref, args):
         s, t = torch.as_tensor(args["scores"]), torch.as_tensor(args["target"])
@@ -563,8 +540,10 @@ class TargetRank(Graded):
             (rank_variant(s, t, one_based=True), "ranks are 0-based: the best item has rank 0"),
             (rank_variant(s, t, ascending=True), "a higher score ranks first; you counted the items below the "
              "target"),
-            (rank_variant(s, t, special=False), "a masked (-inf) target score is never a hit: its rank is the "
-             "number of columns, whatever the other scores"),
+            (rank_variant(s, t, special=False), "a target whose own score is not finite (-inf: masked; NaN; "
+             "+inf) is a miss: its rank is the number of columns, whatever the other scores"),
+            (rank_variant(s, t, helps=True), "a NaN or +inf score of another item ranks ABOVE the target; you "
+             "counted it as -inf, so an item whose score overflowed helps the target climb"),
         ]
 
 # -----------------------------------------------------------------------------
@@ -602,10 +581,6 @@ class MetricsFromRanks(Graded):
                             f"ks={ks}", dict(recall=[f"recall@{k}" for k in ks], ndcg=[f"ndcg@{k}" for k in ks])))
         return out
 
-    def call(self, mod, ref, args):
-        out = mod.metrics_from_ranks(args["rank"], tuple(int(k) for k in args["ks"]))
-        return {k: np.float64(v) for k, v in out.items()}
-
     def variants(self, ref, args):
         r, ks = args["rank"], tuple(int(k) for k in args["ks"])
         return [
@@ -618,7 +593,7 @@ class MetricsFromRanks(Graded):
         ]
 
 
-def torch_parts(ref=None):
+def torch_parts():
     """key -> the grading object of every PyTorch part but the end-to-end one."""
     return {p.key: p for p in (ComiRecSA(), SelectInterest(), SoftmaxLoss(), BamLoss(), MaskHistory(),
-                               TargetRank(ref), MetricsFromRanks())}
+                               TargetRank(), MetricsFromRanks())}

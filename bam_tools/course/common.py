@@ -1,7 +1,7 @@
 """
-bam_tools/course/common.py: what the grader and the runner share, torch-free: a test case, flat
-.npz storage of nested arguments and outputs (loaded with allow_pickle=False), and the comparison
-that names the first wrong output.
+bam_tools/course/common.py: the grader's side of a case, torch-free: a test case, its .npz storage
+(the flat layout is the harness's, loaded with allow_pickle=False), the interface of a graded part,
+and the comparison that names the first wrong output.
 
 A case is one call of the graded function. `checks` maps each subtest to the outputs it grades, so
 one call can feed several subtests (ComiRecSA's attention, interests and gradients).
@@ -11,6 +11,9 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from bam_tools.course import harness
+from bam_tools.course.harness import flatten, unflatten
 
 
 @dataclass
@@ -53,8 +56,15 @@ class Graded:
     def cases(self, rng, public):
         raise NotImplementedError
 
-    def call(self, mod, ref, args):
-        raise NotImplementedError
+    def call(self, mod, args):
+        """The outputs of module `mod`'s function on one case: the harness's call, the same code in the
+        grader (mod = the reference) and in the student's process (mod = the student's file)."""
+        return harness.CALLS[self.key](mod, args)
+
+    def prepare(self, ref, args):
+        """Extra arguments for the student's process, computed with the reference in the grader (the
+        recorded outputs that a stand-in replays)."""
+        return {}
 
     def variants(self, ref, args):
         """[(outputs of a known bug, hint)], computed in the grader's process only."""
@@ -76,38 +86,7 @@ class Graded:
         return self.hints.get(sub, "")
 
 # -----------------------------------------------------------------------------
-# Flat storage: {"a": {"b": x}} <-> {"a/b": x}; numbers and strings as 0-d arrays.
-
-
-def flatten(tree, prefix=""):
-    out = {}
-    for k, v in tree.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(flatten(v, key + "/"))
-        elif isinstance(v, (tuple, list)):
-            out[key] = np.asarray(v, dtype=np.int64)
-        else:
-            out[key] = np.asarray(v)
-    return out
-
-
-def scalar(a):
-    """A 0-d array back to the Python number or string it was; other arrays as they are."""
-    if a.ndim:
-        return a
-    return str(a) if a.dtype.kind == "U" else a.item()
-
-
-def unflatten(flat):
-    tree = {}
-    for key, v in flat.items():
-        *path, last = key.split("/")
-        node = tree
-        for p in path:
-            node = node.setdefault(p, {})
-        node[last] = scalar(v)
-    return tree
+# Flat storage: {"a": {"b": x}} <-> {"a/b": x}, the harness's own (the student's process reads it too).
 
 
 def save_cases(path, cases, expected=None):

@@ -6,26 +6,33 @@ bam_tools/course/grader.py: grade a student's file, part by part, each in its ow
     grader.print_table(tests, info); grader.write_json(tests, info, "results.json")
 
 Hidden cases (grade): drawn at grade time from `seed` (random unless given) with other shapes than
-the public ones, and their expected outputs computed by the reference at the repository root,
+the public ones, and their expected outputs computed here by the reference at the repository root,
 so hard-coding the public outputs earns nothing. Public cases (check): read from the kit's
-public_vectors.npz. A part runs in `python -m bam_tools.course.runner` under a time limit; one that
-raises, hangs, dies or returns something that is not numbers gets 0 for its subtests, with the
-reason, and grading goes on. A failure names the first wrong output and, when the wrong answer is
-the answer of a known bug, the hint for that bug.
+public_vectors.npz. A failure names the first wrong output and, when the wrong answer is the answer
+of a known bug, the hint for that bug.
 
-The student's code is imported and run with the grader's permissions: a subprocess per part, a time
-limit, a cap on what it writes, and killing the part's whole process group once the part is over are
-the only isolation. The grader catches mistakes, not determined cheating: the reference (the answer
-key) ships with the kit and is importable from the student's process. Cheap checks refuse a file that
-imports it or whose graded functions are defined outside it; a student who works around them is not
-stopped. Grade untrusted files inside a container (Gradescope does).
+Where the student's code runs: each part in its own subprocess, `python -I -S harness.py` in a fresh
+temporary folder that holds only a copy of the student's file, the harness (harness.py, no graded
+algorithm), the part's inputs and its outputs; with a scrubbed environment and a sys.path of the
+standard library and the folders of numpy and torch only, checked to hold none of the repository's
+modules. So the answer key (bam_minimal, bam_numpy) and the grader (bam_tools) are not importable
+there; the expected outputs stay in this process; inputs go in, and outputs come back, as arrays
+(.npz read with allow_pickle=False). A part that raises, hangs, dies or returns something that is not
+numbers gets 0 for its subtests, with the reason, and grading goes on. There is no sandbox beyond
+that (a time limit, a cap on what it writes, its process group killed afterwards): a student's file
+can read any file the grader can, the reference's source included. docs/course.md says what that leaves.
 """
 import ast
+import importlib
+import importlib.machinery
+import importlib.util
 import json
 import os
 import re
 import secrets
+import shutil
 import signal
+import site
 import subprocess
 import sys
 import tempfile
@@ -33,7 +40,7 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from bam_tools.course import common, e2e, spec
+from bam_tools.course import common, e2e, harness, spec
 from bam_tools.course.spec import CourseError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -82,7 +89,9 @@ def track_of(source):
 
 
 def banned_modules(track):
-    """The modules a student's file may not import: the answer key and the grader."""
+    """The modules a student's file may not name: the answer key and the grader. None of them is importable
+    while the file is graded; naming one is refused outright, with a clearer reason. The NumPy track's
+    file names bam_numpy in its main() (which trains bam_numpy with the student's functions, outside grading)."""
     return ("bam_minimal", "bam_tools.course") + (("bam_numpy",) if track == "torch" else ())
 
 
@@ -114,7 +123,7 @@ def borrowed(source, track, path):
                     f"grader; a file that imports it is not graded (fix: remove that import and write the parts "
                     f"yourself)"), {}
     per_part = {}
-    if track == "numpy":  # bam_numpy's helpers are allowed; its graded functions are not
+    if track == "numpy":  # bam_numpy's graded functions, named anywhere, cost their part
         keys = {p.key for p in spec.parts_of("numpy")}
         for node in ast.walk(tree):
             used = (node.attr if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load) else
@@ -129,36 +138,80 @@ def borrowed(source, track, path):
 # One part in a subprocess
 
 
+HARNESS = "grading_harness.py"   # its name in the student's folder
+
+
+def site_paths():
+    """The folders the student's process takes packages from: those of numpy, torch and numba (and the
+    environment's site-packages), none of which may hold a module of this repository."""
+    found = [os.path.dirname(os.path.dirname(importlib.util.find_spec(m).origin)) for m in ("numpy", "torch", "numba")
+             if importlib.util.find_spec(m)]
+    paths = []
+    for p in site.getsitepackages() + found:
+        p = os.path.realpath(p)
+        if os.path.isdir(p) and p not in paths and p != os.path.realpath(ROOT):
+            paths.append(p)
+    for p in paths:
+        leak = next((m for m in harness.REPOSITORY if importlib.machinery.PathFinder.find_spec(m, [p])), None)
+        if leak:
+            raise CourseError(f"{p} holds {leak}: the student's process could import it (fix: grade from an "
+                              "environment where this repository is not installed)")
+    return os.pathsep.join(paths)
+
+
+def clean_env(folder):
+    """No PYTHON* variable, no path to the repository: the thread counts, a PATH, a HOME in the folder."""
+    keep = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS", "LANG", "LC_ALL")
+    env = {k: os.environ[k] for k in keep if k in os.environ}
+    env.update(PATH=os.defpath, HOME=folder, TMPDIR=folder, NUMBA_CACHE_DIR=os.path.join(folder, ".numba"))
+    return env
+
+
 def run_part(part, path, cases, timeout, workdir):
     """-> (per-case outputs [dict or {"#error": str}], None) or (None, the reason there are none).
-    `cases` hold only what the student's process may see."""
-    cases_path = os.path.join(workdir, f"{part.key}-cases.npz")
-    out_path = os.path.join(workdir, f"{part.key}-out.npz")
-    log_path = os.path.join(workdir, f"{part.key}.log")
-    common.save_cases(cases_path, cases)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
-    cmd = [sys.executable, "-m", "bam_tools.course.runner", part.key, os.path.abspath(path), cases_path, out_path]
-    timed_out = False
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, cwd=workdir, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                env=env, start_new_session=True)
-        try:
-            rc = proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-        kill_group(proc.pid)  # its own session: the part and anything it left running (a fork, a daemon)
-        rc = proc.wait()
-    if timed_out:
-        return None, f"timed out after {timeout:g} s (an endless loop, or far too slow); the other parts were graded"
-    if rc == -signal.SIGXFSZ:
-        return None, (f"stopped: the part's process wrote more than {runner_limit_mb()} MB (printing in a loop?); "
-                      "the other parts were graded")
+    `cases` hold only what the student's process may see. It runs in a fresh folder of its own."""
+    log_path = os.path.join(workdir, f"{part.key}.log")   # the grader's folder, not the student's
+    folder = tempfile.mkdtemp(prefix="bam-part-")
     try:
-        with np.load(out_path, allow_pickle=False) as z:
-            flat = {k: z[k] for k in z.files}
-    except Exception:
-        return None, f"the part's process exited with code {rc} and left no readable results{tail(log_path)}"
+        name = os.path.basename(path) if os.path.basename(path) != HARNESS else "student.py"
+        student = os.path.join(folder, name)
+        shutil.copyfile(path, student)
+        shutil.copyfile(os.path.join(os.path.dirname(os.path.abspath(__file__)), "harness.py"),
+                        os.path.join(folder, HARNESS))
+        cases_path, out_path = os.path.join(folder, "cases.npz"), os.path.join(folder, "out.npz")
+        common.save_cases(cases_path, cases)
+        cmd = [sys.executable, "-I", "-S", os.path.join(folder, HARNESS), part.key, student, cases_path, out_path,
+               site_paths(), ",".join(targets(part))]
+        timed_out = False
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(cmd, cwd=folder, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                    env=clean_env(folder), start_new_session=True)
+            try:
+                rc = proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+            kill_group(proc.pid)  # its own session: the part and anything it left running (a fork, a daemon)
+            rc = proc.wait()
+        if timed_out:
+            return None, (f"timed out after {timeout:g} s (an endless loop, or far too slow); the other parts "
+                          "were graded")
+        if rc == -signal.SIGXFSZ:
+            return None, (f"stopped: the part's process wrote more than {harness.FSIZE_LIMIT >> 20} MB (printing in "
+                          "a loop?); the other parts were graded")
+        try:
+            with np.load(out_path, allow_pickle=False) as z:
+                flat = {k: z[k] for k in z.files}
+        except Exception:
+            return None, f"the part's process exited with code {rc} and left no readable results{tail(log_path)}"
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     return read_outputs(flat, len(cases), rc)
+
+
+def targets(part):
+    """The graded names whose code must be the student's own: the part's, or every one for the whole file."""
+    parts = spec.parts_of(part.track) if part.key == "train" else [part]
+    return [p.target for p in parts if p.target]
 
 
 def kill_group(pgid):
@@ -170,13 +223,8 @@ def kill_group(pgid):
         pass
 
 
-def runner_limit_mb():
-    from bam_tools.course.runner import FSIZE_LIMIT
-    return FSIZE_LIMIT >> 20
-
-
 def read_outputs(flat, n, rc):
-    """The runner's flat outputs -> per-case dicts, refusing keys and values that the runner never writes."""
+    """The harness's flat outputs -> per-case dicts, refusing keys and values that the harness never writes."""
     if "#fatal" in flat:
         fatal = flat["#fatal"]
         return None, str(fatal)[:2000] if fatal.dtype.kind == "U" else "the part's process left malformed results"
@@ -201,6 +249,12 @@ def tail(log_path, n=3):
 def for_student(graded, cases):
     """The cases without the arguments that stay in the grader (finite-difference directions)."""
     return [replace(c, args={k: v for k, v in c.args.items() if k not in graded.private}) for c in cases]
+
+
+def prepared(graded, ref, case):
+    """The case with what the reference computes for the student's process (a stand-in's recorded
+    outputs, the NumPy forward pass's cache)."""
+    return replace(case, args={**case.args, **graded.prepare(ref, case.args)})
 
 # -----------------------------------------------------------------------------
 # Judging the outputs
@@ -255,13 +309,18 @@ def zero(part, reason):
 
 
 def reference(part):
-    from bam_tools.course.runner import reference_of
-    return reference_of(part)
+    """The reference module of a part, imported in the grader's process (never the student's)."""
+    from bam_tools.course.skeleton import module_name
+    return importlib.import_module(module_name(part.source))
 
 
-def graded_part(part, ref):
-    from bam_tools.course.runner import graded
-    return graded(part, ref)
+def graded_part(part):
+    """The grading object of a part: its cases, hints and known-wrong variants."""
+    if part.track == "torch":
+        from bam_tools.course.cases import torch_parts
+        return torch_parts()[part.key]
+    from bam_tools.course.numpy_cases import numpy_parts
+    return numpy_parts()[part.key]
 
 # -----------------------------------------------------------------------------
 # Grading a file
@@ -300,7 +359,7 @@ def grade(path, parts=None, track=None, seed=None, timeout=TIMEOUT, e2e_timeout=
 def grade_part(part, path, seed, timeout, e2e_timeout, vectors, workdir):
     ref = reference(part)
     if part.key == "train":
-        outputs, reason = run_part(part, path, [common.Case(dict(seed=seed), "end to end")], e2e_timeout, workdir)
+        outputs, reason = run_part(part, path, [common.Case(e2e.inputs(seed), "end to end")], e2e_timeout, workdir)
         if reason or "#error" in outputs[0]:
             return zero(part, (reason or outputs[0]["#error"]) + f"\nhint: {e2e.HINT}")
         try:  # measured here, with the reference's model class, never by the student's process
@@ -310,14 +369,14 @@ def grade_part(part, path, seed, timeout, e2e_timeout, vectors, workdir):
         return [Test(f"{part.key}: {sub}", float(points) if verdicts[sub][0] else 0.0, float(points),
                      ("passed: " if verdicts[sub][0] else "failed: ") + verdicts[sub][1])
                 for sub, points in part.points.items()]
-    graded = graded_part(part, ref)
+    graded = graded_part(part)
     if vectors:
         cases, expected = common.load_cases(vectors, prefix=f"{part.key}/")
         if not cases or expected is None:
             raise CourseError(f"{vectors}: no public vectors for {part.key} (fix: `course make` writes them)")
     else:
         rng = np.random.default_rng([seed, part.number])
-        cases = graded.cases(rng, public=False)
+        cases = [prepared(graded, ref, c) for c in graded.cases(rng, public=False)]
         expected = [expected_outputs(graded, ref, c) for c in cases]
     outputs, reason = run_part(part, path, for_student(graded, cases), timeout, workdir)
     if reason:
@@ -326,7 +385,8 @@ def grade_part(part, path, seed, timeout, e2e_timeout, vectors, workdir):
 
 
 def expected_outputs(graded, ref, case):
-    out = graded.call(ref, ref, case.args)
+    """The reference's outputs, with the real functions (a replay is for the student's process only)."""
+    out = graded.call(ref, {k: v for k, v in case.args.items() if k != "replay"})
     out.update(graded.expected_extra(ref, case.args))
     return {k: np.asarray(v) for k, v in out.items()}
 
@@ -340,8 +400,9 @@ def public_vectors(path, parts):
             if not part.target:
                 continue
             ref = reference(part)
-            graded = graded_part(part, ref)
-            cases = graded.cases(np.random.default_rng([0, part.number]), public=True)
+            graded = graded_part(part)
+            rng = np.random.default_rng([0, part.number])
+            cases = [prepared(graded, ref, c) for c in graded.cases(rng, public=True)]
             one = os.path.join(tmp, f"{part.key}.npz")
             common.save_cases(one, cases, [expected_outputs(graded, ref, c) for c in cases])
             with np.load(one, allow_pickle=False) as z:

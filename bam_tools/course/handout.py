@@ -7,16 +7,21 @@ parts in spec.py and the hints of the graders, so the handout says what the grad
 """
 from bam_tools.course import e2e
 
-ISOLATION = ("The grader imports and runs your code. It isolates it only by running each part in its own "
-             "subprocess with a time limit, a cap on what it writes, and killing everything the part started "
-             "once it is over; there is no other sandbox, so it is run inside a throw-away container "
-             "(Gradescope's).")
-HONESTY = ("The grader is built to catch mistakes, not determined cheating. The reference implementation (the "
-           "answer key) ships with this kit and can be imported from your code. The grader does some cheap "
-           "checks: a file that imports `bam_minimal`, `bam_tools.course` (or, on the PyTorch track, `bam_numpy`) "
-           "scores 0, and a graded function that is defined outside your file (imported or borrowed from the "
-           "reference) scores 0 for its part. A student who works around these checks is not stopped by the "
-           "grader; that is a matter for the course's academic-integrity rules.")
+ISOLATION = ("The grader imports and runs your code. It runs each part in its own subprocess with a time limit "
+             "and a cap on what it writes, and kills everything the part started once it is over; there is no "
+             "other sandbox, so it is run inside a throw-away container (Gradescope's).")
+HONESTY = ("While it is graded, your file runs alone: each part in a fresh, empty folder holding only a copy of your "
+           "file and a small harness that gives your functions their inputs as arrays and takes their outputs "
+           "back. The reference implementation (the answer key: `bam_minimal`, `bam_numpy`) and the grader "
+           "(`bam_tools`) are neither imported, nor patched in, nor importable there, and the expected outputs "
+           "never enter that process. Where a part calls another part (`bam_loss` calls `select_interest` and "
+           "`softmax_loss`), it gets a stand-in that replays the reference's outputs for exactly those inputs, "
+           "so a bug costs only the points of the function that has it. What remains possible: the reference's "
+           "source ships with this kit, and a file that reads the reference's source from disk and runs it is "
+           "not stopped by the grader (nothing can stop that); that is a matter for the course's "
+           "academic-integrity rules. A file that names `bam_minimal` or `bam_tools.course` (or, on the PyTorch "
+           "track, `bam_numpy`) scores 0 outright, and a graded function defined outside your file scores 0 "
+           "for its part.")
 
 
 def part_section(part, hints):
@@ -30,12 +35,19 @@ def part_section(part, hints):
             "only the two trained models' weights; the grader loads them into the reference's ComiRec-SA and "
             "measures both models with the reference's own evaluation:", "",
             f"- BaM beats most popular: BaM's test Recall@20 is at least {e2e.BEAT_POPULAR:g}x the most-popular "
-            "baseline's (5 points).",
+            f"baseline's ({part.points['BaM beats most popular']} points).",
             f"- BaM recovers the topics: the interest-topic purity of BaM's top-10 lists "
             f"(`bam_tools/balance.py` `topic_recovery`) is at least {e2e.PURITY_FLOOR:g} and at least hard's "
-            f"minus {e2e.PURITY_SLACK:g} (5 points).", "",
-            "The reference clears both with a wide margin on every seed we tried; a file that fails here has a bug "
-            "that the function parts did not catch, or a part left undone.", ""]
+            f"minus {e2e.PURITY_SLACK:g} ({part.points['BaM recovers the topics']} points).",
+            "- BaM balances its interests: for every test user, the normalised entropy (0: one interest takes "
+            "everything, 1: all N equally) of P(interest n | target) = softmax(tau * M_u^T e_target), the "
+            "distribution BaM draws from and hard selection takes the argmax of, averaged over the users; BaM's "
+            f"is at least hard's plus {e2e.BALANCE_MARGIN:g} ({part.points['BaM balances its interests']} "
+            "points). A BaM training that selects like hard (the argmax) gets the same value as hard and loses "
+            "these points.", "",
+            "The reference clears all three with a wide margin on every seed we tried (docs/course.md has the "
+            "numbers); a file that fails here has a bug that the function parts did not catch, or a part left "
+            "undone.", ""]
         return lines
     lines += [f"Implements: {part.equation}.", "", f"To do: {part.todo.rstrip('.')}.", "", "| subtest | points |",
               "|---|---|"]
@@ -108,8 +120,9 @@ def render(parts, track, graded):
 RUN_AUTOGRADER = """#!/usr/bin/env bash
 # Gradescope's entry point: grade the submission with the bam course grader, write results.json.
 # The autograder zip holds this repository at /autograder/source (setup.sh installs its requirements).
-# The grader imports and runs the student's code; it isolates it only by a subprocess per part, a
-# time limit, a cap on what it writes and killing each part's process group once the part is over.
+# The grader imports and runs the student's code, each part alone in a fresh folder (the reference
+# and the grader are not importable there), in a subprocess with a time limit and a cap on what it
+# writes, killing each part's process group once the part is over.
 # A process that calls setsid() leaves that group and survives; docs/course.md (Gradescope) says how
 # to run the parts as a separate user whose processes are killed before results.json is written.
 set -u

@@ -71,10 +71,6 @@ class SoftmaxLossBackward(Backward):
                             {"golden": ["d_pos", "d_neg"], "finite differences": ["fd/0", "fd/1", "fd/2"]}))
         return out
 
-    def call(self, mod, ref, args):
-        d_pos, d_neg = mod.softmax_loss_backward(args["pos"], args["neg"], args["beta"], args["d_loss"])
-        return dict(d_pos=np.asarray(d_pos), d_neg=np.asarray(d_neg))
-
     def derive(self, args, outputs):
         if "d_pos" not in outputs or "d_neg" not in outputs:
             return {}
@@ -166,12 +162,11 @@ class ComirecBackward(Backward):
                             {"golden": [f"grad/{k}" for k in NAMES], "finite differences": [f"fd/{k}" for k in NAMES]}))
         return out
 
-    def call(self, mod, ref, args):
-        from bam_numpy.encoders import comirec_forward
-        params = {k: v.copy() for k, v in args["params"].items()}
-        _, _, cache = comirec_forward(params, args["history"], args["mask"])
-        grads = mod.comirec_backward(params, cache, args["d_interests"], args.get("d_attention"))
-        return {f"grad/{k}": np.asarray(v) for k, v in grads.items() if k in NAMES}
+    def prepare(self, ref, args):
+        """The cache of the reference's forward pass, computed here: the student's process has no bam_numpy."""
+        _, _, cache = ref.comirec_forward({k: v.copy() for k, v in args["params"].items()}, args["history"],
+                                          args["mask"])
+        return dict(cache=cache)
 
     def derive(self, args, outputs):
         out = {}

@@ -12,6 +12,7 @@ outside the graded bodies survives, and the skeleton follows whatever the refere
 """
 import ast
 import os
+import sys
 import textwrap
 
 from bam_tools.course.spec import CourseError
@@ -126,23 +127,68 @@ def bindings(tree, module):
     return out
 
 
-def helpers(tree, node, module):
-    """Import lines for the module-level names the reference body uses: the helpers the student
-    may call (softmax, scatter_rows, ...)."""
-    names = {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+def loaded_names(node):
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+
+
+def definitions(root, module, names, seen=None):
+    """The module-level definitions of `module` that `names` refer to, with everything they use in turn
+    (definitions first), as source text, and the import lines of what comes from outside this repository.
+    A name imported from another repository module is followed into it."""
+    seen = set() if seen is None else seen
+    path = os.path.join(root, module.replace(".", "/") + ".py")
+    with open(path) as f:
+        source = f.read()
+    tree = ast.parse(source)
     known = bindings(tree, module)
-    return {known[n] for n in names if n in known and n != node.name}
+    lines = source.splitlines()
+    blocks, outside = [], set()
+    for name in sorted(names):
+        if (module, name) in seen or name not in known:
+            continue
+        seen.add((module, name))
+        line = known[name]
+        if line.startswith("import ") or not line.startswith(f"from {module} import "):
+            origin = line[5:].split(" import ")[0] if line.startswith("from ") else ""
+            if origin.split(".")[0] in REPOSITORY:  # another module of this repository: its definition
+                sub_blocks, sub_outside = definitions(root, origin, {line.split(" import ")[1].split(" as ")[0]}, seen)
+                blocks += sub_blocks
+                outside |= sub_outside
+            else:
+                outside.add(line)
+            continue
+        node = next(n for n in tree.body if getattr(n, "name", None) == name or (
+            isinstance(n, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in n.targets)))
+        sub_blocks, sub_outside = definitions(root, module, loaded_names(node) - {name}, seen)
+        first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+        blocks += sub_blocks + ["\n".join(lines[first - 1:node.end_lineno])]
+        outside |= sub_outside
+    return blocks, outside
+
+
+REPOSITORY = ("bam_numpy", "bam_minimal", "bam_data", "bam_tools")
+
+
+def helpers(root, part):
+    """The helpers the reference's body uses (softmax, embedding_grad, ...), written out in full: the
+    student's file is graded alone, with no module of this repository importable. -> (import lines, blocks)."""
+    with open(os.path.join(root, part.source)) as f:
+        tree = ast.parse(f.read())
+    node = find(tree, part.target, part.source)
+    return definitions(root, module_name(part.source), loaded_names(node) - {node.name})[::-1]
 
 
 def import_block(lines):
-    """Standard library, then numpy, then this repository; `from m import a`, `from m import b` merged."""
+    """Standard library, then numpy, then the rest; `from m import a`, `from m import b` merged."""
     plain = sorted(x for x in lines if x.startswith("import "))
     froms = {}
     for x in lines:
         if x.startswith("from "):
             module, name = x[5:].split(" import ")
             froms.setdefault(module, []).append(name)
-    order = lambda line: (0 if "sys" in line else 1 if "numpy " in line or "numpy as" in line else 2, line)
+    def order(line):  # the standard library, numpy, then the rest
+        name = line.split()[1].split(".")[0]
+        return (0 if name in sys.stdlib_module_names else 1 if name == "numpy" else 2, line)
     block = plain + [f"from {m} import {', '.join(sorted(n))}" for m, n in sorted(froms.items())]
     return "\n".join(sorted(block, key=order)) + "\n"
 
@@ -151,19 +197,20 @@ def numpy_student(root, parts):
     """A new file: the NumPy parts' functions, blanked, with the imports of their helpers and a main
     that trains bam_numpy with the student's backward passes in place of its own."""
     parts = [p for p in parts if p.track == "numpy"]
-    imports, blocks, patches = {"import sys"}, [], []
+    imports, blocks, patches, shared = {"import sys"}, [], [], []
     for part in parts:
         with open(os.path.join(root, part.source)) as f:
             source = f.read()
         tree = ast.parse(source)
         node = find(tree, part.target, part.source)
         module = module_name(part.source)
-        imports |= helpers(tree, node, module)
+        outside, needed = helpers(root, part)
+        imports |= outside
+        shared += [b for b in needed if b not in shared]
         one = "\n".join(source.splitlines()[node.lineno - 1 - len(node.decorator_list):node.end_lineno])
         text, _ = blank(textwrap.dedent(one), [part], part.source)
         blocks.append(f"# {'-' * 77}\n# Part {part.number}: {part.title} (reference: {part.source})\n\n\n{text}")
-        patches.append(f"    {module}.{part.key} = {part.key}")
-        imports.add(f"import {module}")
+        patches.append(f"    import {module}\n    {module}.{part.key} = {part.key}")
     numbers = ", ".join(str(p.number) for p in parts)
     doc = (f'"""\nbam_numpy_student.py: the NumPy track, Parts {numbers}: hand-written backward passes of\n'
            "ComiRec-SA + BaM, checked against golden gradients and by finite differences. Written by\n"
@@ -174,6 +221,8 @@ def numpy_student(root, parts):
     main = ("# " + "-" * 77 + "\n# Train the NumPy twin with these functions in place of its own.\n\n\n"
             "def main(argv):\n" + "\n".join(patches) + "\n    from bam_numpy.training import main as train_main\n"
             "    train_main(argv)\n\n\nif __name__ == \"__main__\":\n    main(sys.argv[1:])\n")
-    text = doc + import_block(imports) + "\n\n" + "\n\n".join(blocks) + "\n\n" + main
+    helper = (f"# {'-' * 77}\n# Helpers: copies of bam_numpy's, yours to use (your file is graded alone, "
+              "without bam_numpy)\n\n\n" + "\n\n\n".join(shared) + "\n\n\n") if shared else ""
+    text = doc + import_block(imports) + "\n\n" + helper + "\n\n".join(blocks) + "\n\n" + main
     ast.parse(text)
     return text
