@@ -484,7 +484,7 @@ def train(cfg, data, folder=None, log=print, on_step=lambda it: None):
 
 def checked_scorer(model, it, before):  # model_scorer of finite weights: a finite loss does not make them finite
     if bad := [k for k, v in model.state_dict().items() if not v.isfinite().all()]:
-        raise InputError(f"iteration {it}: {bad[0]} is not finite at {before}; nothing saved as best (fix: lower --lr)")
+        raise InputError(f"iteration {it}: {bad[0]} is not finite at {before}, not saved (fix: --fresh, lower --lr)")
     return model_scorer(model.eval())
 
 

@@ -27,8 +27,9 @@ from bam_tools.perf import keep_freed_memory
 
 
 bm = Later("bam_minimal")
-baselines, checkpoints, datasets = Later("bam_tools.baselines"), Later("bam_tools.checkpoints"), Later("bam_tools.datasets")
-distributed, runs, table_mod = Later("bam_tools.distributed"), Later("bam_tools.runs"), Later("bam_tools.table")
+baselines, checkpoints = Later("bam_tools.baselines"), Later("bam_tools.checkpoints")
+datasets, distributed = Later("bam_tools.datasets"), Later("bam_tools.distributed")
+runs, table_mod = Later("bam_tools.runs"), Later("bam_tools.table")
 
 @click.group(cls=Group)
 def cli():
@@ -185,7 +186,8 @@ def report(result, out):
 
 
 @cli.command()
-@click.option("--checkpoint", "ckpt", required=True, help="checkpoint.pt of a run, or an official model.pt")
+@click.option("--checkpoint", "ckpt", required=True, callback=options.existing,
+              help="checkpoint.pt of a run, or an official model.pt")
 @data_options
 @click.option("--history-mask", type=click.Choice(options.choices("history_mask")), default=None,
               help="default: the checkpoint's (exclude for official state_dicts)")
@@ -214,6 +216,9 @@ def evaluate(ckpt, data, fmt, history_mask, split, json_out, model, n_interests,
         net = net.to(bm.resolve_device(cfg))
         metrics = bm.evaluate(bm.model_scorer(net), dataset, split, cfg)[0]
     echo_metrics(f"{split} ({cfg.history_mask})", metrics)
+    if split == "valid" and not cfg.valid_users and 0 < cfg.valid_sample < len(dataset.users):
+        checkpoints.note(f"note: this scores every user's validation target; the run itself validated a fixed "
+                         f"sample of {cfg.valid_sample} users (metrics.json, `validation`)")
     if json_out and distributed.is_main():
         runs.save_json(dict(metrics=metrics, split=split, history_mask=cfg.history_mask, checkpoint=ckpt,
                             data=dataset.name, config=asdict(cfg), engine=engine, **data_check), json_out)
@@ -228,9 +233,11 @@ def evaluate(ckpt, data, fmt, history_mask, split, json_out, model, n_interests,
 @click.option("--methods", default=",".join(methods.DEFAULT_METHODS), show_default=True,
               help=f"comma-separated, from: {', '.join(methods.METHODS)}")
 @click.option("--out", default=None, help="folder for the runs and the table [default: runs/table-<data>]")
-@click.option("--jobs", type=int, default=1, show_default=True, help="runs at a time, each in its own process")
-@click.option("--threads", type=int, default=None,
-              help="torch threads per run, recorded in its metrics.json [default: all for --jobs 1, else cores // jobs]")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="runs at a time, each in its own process")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="torch threads per run, recorded in its metrics.json [default: torch's for --jobs 1, else "
+                   "cores // jobs]")
 @config_options
 @click.pass_context
 def table(ctx, data, fmt, seeds, methods, out, jobs, threads, **kwargs):
@@ -260,7 +267,8 @@ def table(ctx, data, fmt, seeds, methods, out, jobs, threads, **kwargs):
 
 
 @cli.command()
-@click.option("--checkpoint", "ckpt", required=True, help="a run's checkpoint.pt (or an official model.pt with --data)")
+@click.option("--checkpoint", "ckpt", required=True, callback=options.existing,
+              help="a run's checkpoint.pt (or an official model.pt with --data)")
 @click.option("--compare", default=None, help="a second checkpoint, drawn beside the first (hard against BaM)")
 @data_options
 @click.option("--out", required=True, callback=output_path, help="the PNG to write")

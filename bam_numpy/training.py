@@ -101,7 +101,7 @@ def check_weights(params, it, before):
     so stop before non-finite ones are validated, tested or kept as the best."""
     bad = [k for k, v in params.items() if not np.isfinite(v).all()]
     if bad:
-        raise InputError(f"iteration {it}: {bad[0]} is not finite at {before}; nothing kept as best (fix: lower --lr)")
+        raise InputError(f"iteration {it}: {bad[0]} is not finite at {before}, not kept (fix: --fresh, lower --lr)")
 
 
 def validate(params, data, cfg, rng, st, t0, log):

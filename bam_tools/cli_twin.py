@@ -33,9 +33,11 @@ def load_dataset(path, fmt="auto"):
 
 
 @click.command()
-@click.option("--checkpoint", "ckpt", required=True, help="checkpoint.pt of a run, or an official model.pt")
+@click.option("--checkpoint", "ckpt", required=True, callback=options.existing,
+              help="checkpoint.pt of a run, or an official model.pt")
 @click.option("--out", required=True, help="the .npz file to write (bam_numpy.load_weights reads it)")
-@click.option("--data", default=None, help="the data the weights are for: checked to be the checkpoint's")
+@click.option("--data", default=None, callback=options.existing,
+              help="the data the weights are for: checked to be the checkpoint's")
 @click.option("--format", "fmt", type=click.Choice(formats.FORMATS), default="auto", show_default=True)
 @options.official_options
 @options.other_data_option
@@ -54,8 +56,10 @@ def export(ckpt, out, data, fmt, n_interests, seq_len, other_data):
 
 
 @click.command()
-@click.option("--checkpoint", "ckpt", default=None, help="default: a freshly initialised model (seed 2021)")
-@click.option("--data", default=None, help="default: the checkpoint's data, or the built-in synthetic dataset")
+@click.option("--checkpoint", "ckpt", default=None, callback=options.existing,
+              help="default: a freshly initialised model (seed 2021)")
+@click.option("--data", default=None, callback=options.existing,
+              help="default: the checkpoint's data, or the built-in synthetic dataset")
 @click.option("--format", "fmt", type=click.Choice(formats.FORMATS), default="auto", show_default=True)
 @click.option("--dtype", type=click.Choice(["float64", "float32"]), default="float64", show_default=True)
 @click.option("--model", type=click.Choice(["comirec", "mind"]), default="comirec", show_default=True,

@@ -89,10 +89,18 @@ def output_path(ctx, param, path):
     return path
 
 
+def existing(ctx, param, path):
+    """A --data or --checkpoint that is not there stops before torch is imported or a run folder is made."""
+    if path is not None and not os.path.exists(path):
+        raise bam_data.InputError(f"{path}: no such file for --{param.name.replace('ckpt', 'checkpoint')} "
+                                  "(fix: check the path)")
+    return path
+
+
 def data_options(f):
     f = click.option("--format", "fmt", type=click.Choice(bam_data.FORMATS), default="auto", show_default=True,
                      help="data format (README, Data formats)")(f)
-    return click.option("--data", type=str, default=None,
+    return click.option("--data", type=str, default=None, callback=existing,
                         help="interaction file; default: the built-in synthetic dataset")(f)
 
 
@@ -134,6 +142,9 @@ class Group(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except click.UsageError as e:  # a bad flag or value: click's usage block becomes our one line
+            where = e.ctx.command_path if e.ctx else ctx.command_path
+            raise BadInput(f"{e.format_message()} (fix: see `{where} --help`)") from None
         except click.ClickException:
             raise
         except OSError as e:  # a folder where a file should be, a missing folder, a full disk, ...

@@ -281,6 +281,10 @@ class RunFolder:
                                 "or --fresh)")
         check_same_run(self.file("last.pt"), config, fp, self.cfg, self.data, self.fix)
         verify(self.file("last.pt"), weights, saved.get("checksum"))
+        threads = self.extra.get("threads")  # `table` runs record theirs: numbers depend on it
+        if threads is not None and saved.get("threads", threads) != threads:
+            raise bm.InputError(f"{self.file('last.pt')}: trained with {saved['threads']} torch threads, resumed with "
+                             f"{threads}, which would give other numbers (fix: --threads {saved['threads']})")
         if it > self.cfg.max_iters:
             raise bm.InputError(f"{self.path}: this run has trained {it} iterations already, more than "
                                 f"--max-iters {self.cfg.max_iters} (fix: --max-iters {it} or more, a new --out, "
@@ -306,7 +310,7 @@ class RunFolder:
             mine = saved["processes"][distributed.rank()]  # this process's generators
             rng.bit_generator.state = mine["rng"]
             gen.set_state(mine["gen"])
-            torch.set_rng_state(mine["torch_rng"])  # SASRec's dropout draws from torch's global generator
+            torch.set_rng_state(mine["torch_rng"])  # no bam draw uses it now; kept for code that does
             if mine.get("cuda_rng") is not None and torch.cuda.is_available():
                 torch.cuda.set_rng_state(mine["cuda_rng"])
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
@@ -332,7 +336,8 @@ class RunFolder:
         if distributed.is_main():
             weights = model.state_dict()
             save(dict(model=weights, checksum=checksum(weights), optimizer=opt.state_dict(), processes=processes,
-                      state=st, config=asdict(self.cfg), data=self.fingerprint, device=bm.resolve_device(self.cfg)),
+                      state=st, config=asdict(self.cfg), data=self.fingerprint, device=bm.resolve_device(self.cfg),
+                      threads=self.extra.get("threads")),
                  self.file("last.pt"))
         distributed.barrier()  # every process has its state on disk before any goes on
 
@@ -342,6 +347,11 @@ class RunFolder:
 
     def finish(self, result):
         result["data"]["fingerprint"] = self.fingerprint
+        users = len(self.data.users)  # what metrics.json's `valid` was measured on
+        result["validation"] = (dict(users=self.cfg.valid_users, how="the official random sample, anew each time")
+                                if self.cfg.valid_users else dict(users=min(self.cfg.valid_sample or users, users),
+                                how="one fixed sample drawn from the seed" if 0 < self.cfg.valid_sample < users
+                                else "every user"))
         result.update(self.extra, world_size=distributed.size())
         if distributed.is_main():
             save_json(result, self.file("metrics.json"))

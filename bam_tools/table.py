@@ -21,6 +21,7 @@ import os
 import signal
 import sys
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, replace
 from multiprocessing import get_context
 
@@ -31,7 +32,7 @@ import bam_minimal as bm
 import bam_tools.sasrec  # noqa: F401  (adds the SASRec baseline to bam_minimal.MODELS)
 from bam_data.files import atomic_text
 from bam_tools import runs
-from bam_tools.methods import DEFAULT_METHODS, METHODS  # noqa: F401  (cli.py reads them without torch)
+from bam_tools.methods import METHODS  # torch-free, so that `cli.py table --help` lists them at once
 
 COLUMNS = ("ndcg@10", "ndcg@20", "recall@10", "recall@20")
 
@@ -51,12 +52,14 @@ def run_one(base, method, seed, data, out, log):
         return result, False
 
 
-def start_worker(threads):
-    """A worker of `--jobs`: its thread count, and death with the table's process (no orphan keeps a lock)."""
+def start_worker(threads, parent):
+    """A worker of `--jobs`: its thread count; Ctrl-C is the parent's to handle (it stops the workers), and
+    the worker dies with the table's process (Linux), so that no orphan keeps training and holds a lock."""
     torch.set_num_threads(threads)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: killed when the parent dies
-        if os.getppid() == 1:  # the parent died before prctl took effect
+        if os.getppid() != parent:  # the parent died before prctl took effect
             os._exit(1)
 
 
@@ -66,7 +69,8 @@ def worker_run(base, method, seed, data, out):
 
 
 def run_all(base, data, todo, out, log, on_run, jobs, threads):
-    """Every (method, seed) of `todo`, one after another (jobs 1) or in `jobs` worker processes, in order."""
+    """Every (method, seed) of `todo`, one after another (jobs 1) or in `jobs` worker processes, in order.
+    An error, a dead worker or Ctrl-C stops every worker at once; their runs resume from last.pt."""
     if jobs == 1:
         before = torch.get_num_threads()
         torch.set_num_threads(threads)
@@ -77,17 +81,23 @@ def run_all(base, data, todo, out, log, on_run, jobs, threads):
         finally:
             torch.set_num_threads(before)
         return
-    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=start_worker,
-                             initargs=(threads,)) as pool:
+    pool = ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=start_worker,
+                               initargs=(threads, os.getpid()))
+    try:
         futures = [pool.submit(worker_run, base, method, seed, data, out) for method, seed in todo]
-        try:
-            for future in futures:
-                yield future.result()
-                on_run and on_run()
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
+        for future in futures:
+            yield future.result()
+            on_run and on_run()
+    except BrokenProcessPool:
+        raise bm.InputError(f"{out}: a worker of --jobs {jobs} died (killed, or out of memory) (fix: rerun the same "
+                            "command to resume; fewer --jobs if memory ran out)") from None
+    finally:
+        workers = list((pool._processes or {}).values())  # concurrent.futures keeps no public handle on them
+        pool.shutdown(wait=False, cancel_futures=True)
+        for worker in workers:
+            worker.kill()
+        for worker in workers:
+            worker.join()
 
 
 def summarise(results):
@@ -138,8 +148,9 @@ def run_table(base, data, methods, seeds, out, log=print, on_run=None, jobs=1, t
     if unknown:
         raise bm.InputError(f"--methods: unknown {', '.join(unknown)} (fix: choose from {', '.join(METHODS)})")
     if jobs < 1 or (threads is not None and threads < 1):
-        raise bm.InputError(f"--jobs {jobs} --threads {threads}: each must be 1 or more")
-    threads = threads or (torch.get_num_threads() if jobs == 1 else max(1, (os.cpu_count() or 1) // jobs))
+        raise bm.InputError(f"--jobs {jobs}, --threads {threads}: must be 1 or more (fix: e.g. --jobs 2 --threads 1)")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1  # ours to use
+    threads = threads or (torch.get_num_threads() if jobs == 1 else max(1, cores // jobs))
     os.makedirs(out, exist_ok=True)
     todo = [(method, base.seed + s) for method in methods for s in range(seeds)]
     results, reused = {}, 0

@@ -1,4 +1,10 @@
 """Shared test helpers: where the real datasets are, and small synthetic data."""
+import os
+
+# pytest.ini runs the suite in 2 processes (pytest-xdist): one thread each keeps them from spinning against
+# each other on a 2-core machine (set before torch is imported; subprocesses the tests start inherit it).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
 from pathlib import Path
 
 import pytest

@@ -81,6 +81,7 @@ def cli_evaluate(path, tmp_path, monkeypatch):
     def load_with_data(ckpt, data_path, read_data, *args, **kwargs):
         raise Stop(read_data(data_path))
     monkeypatch.setattr(checkpoints, "load_with_data", load_with_data)
+    (tmp_path / "none.pt").write_bytes(b"")  # there (evaluate checks that first); never read
     return via_cli(["evaluate", "--checkpoint", tmp_path / "none.pt", "--data", path])
 
 

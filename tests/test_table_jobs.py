@@ -67,3 +67,24 @@ def test_run_all_killed_resumes(tmp_path):
     whole = table(data, tmp_path / "w", "--jobs", 1, "--threads", 1, "--max-iters", 200)  # one process, in order
     a = json.loads((tmp_path / "k" / "table.json").read_text())["runs"]
     assert {m: r[0]["test"] for m, r in a.items()} == {m: r[0]["test"] for m, r in whole["runs"].items()}
+
+
+def test_run_all_refuses_to_resume_with_another_thread_count(tmp_path):
+    data = small_data(tmp_path)
+    table(data, tmp_path / "t", "--threads", 2, "--max-iters", 20)
+    result = CliRunner().invoke(cli, [str(a) for a in ["table", "--data", data, "--out", tmp_path / "t", *FLAGS,
+                                                        "--threads", 1]])
+    assert result.exit_code == 2 and "trained with 2 torch threads" in result.output and "--threads 2" in result.output
+
+
+def test_run_all_stops_every_worker_on_an_error(tmp_path):
+    """A run that fails stops the table at once, with its one line: the other worker's run is not waited for."""
+    data = small_data(tmp_path)
+    (tmp_path / "t" / "BaM" / "seed-2021").mkdir(parents=True)
+    (tmp_path / "t" / "BaM" / "seed-2021" / "last.pt").write_bytes(b"not a checkpoint")
+    start = time.time()
+    result = CliRunner().invoke(cli, [str(a) for a in ["table", "--data", data, "--out", tmp_path / "t", *FLAGS[:6],
+                                                        "--methods", "BaM,ComiRec", "--max-iters", 100000,
+                                                        "--eval-every", 1000, *FLAGS[8:], "--jobs", 2, "--threads", 1]])
+    assert result.exit_code == 2 and "last.pt" in result.output, result.output
+    assert time.time() - start < 60

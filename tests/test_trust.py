@@ -378,6 +378,7 @@ def test_crafted_checkpoints_are_one_line(tmp_path, trained):
         torch.save(crafted, tmp_path / f"{name}.pt")
         one_line_error(run("evaluate", "--checkpoint", tmp_path / f"{name}.pt"), f"{name}.pt")
     torch.save({"embeddings.weight": torch.zeros(5)}, tmp_path / "flat.pt")
+    (tmp_path / "x").write_text("1 2\n1 3\n1 4\n")  # data that is there: the checkpoint is what is wrong
     one_line_error(run("evaluate", "--checkpoint", tmp_path / "flat.pt", "--data", tmp_path / "x"), "not a matrix")
 
 
