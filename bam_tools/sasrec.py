@@ -88,8 +88,9 @@ class SASRecBlock(nn.Module):
 
 
 class Buckets:
-    """The rows of a batch grouped by history length, for attention. A group spans lengths (l / 2, l], so
-    no row in it carries more than half padding and there are at most log2(L) + 1 groups. `index` (S,)
+    """The rows of a batch grouped by history length, for attention. A group spans lengths (l / 2, l], and
+    lengths 1 to 4 share one (each group costs a few small ops more, and such rows are cheap), so no row
+    longer than 4 carries more than half padding and there are at most log2(L) groups. `index` (S,)
     lists, group after group, each row's packed positions 0..l-1 (past a row's length its last item again:
     causal attention never reads those slots); `inverse` (P,) maps every packed position to its slot;
     `causal[l]` (l, l) is 0 on and below the diagonal and -inf above it."""
@@ -97,7 +98,7 @@ class Buckets:
     def __init__(self, length, dtype):
         device = length.device
         start = torch.cumsum(length, 0) - length                               # (B,) packed index of item 0
-        top = torch.exp2(torch.log2(length.double()).ceil()).long()           # (B,) the power of two >= length
+        top = torch.exp2(torch.log2(length.clamp(min=4).double()).ceil()).long()  # (B,) the power of two >= length
         index, self.sizes, self.shapes, self.causal = [], [], [], {}
         for size in torch.unique(top).tolist():
             rows = torch.nonzero(top == size)[:, 0]                            # (n,)
