@@ -88,3 +88,23 @@ def test_run_all_stops_every_worker_on_an_error(tmp_path):
                                                         "--eval-every", 1000, *FLAGS[8:], "--jobs", 2, "--threads", 1]])
     assert result.exit_code == 2 and "last.pt" in result.output, result.output
     assert time.time() - start < 60
+
+
+def test_run_all_names_a_dead_worker_in_one_line(tmp_path):
+    """A worker killed from outside (the OOM killer, kill -9) ends the table with one line and exit code 2."""
+    data = small_data(tmp_path)
+    flags = [str(a) for a in FLAGS[:6] + ["--max-iters", 100000, "--eval-every", 1000] + FLAGS[8:]]
+    command = [sys.executable, "cli.py", "table", "--data", str(data), "--out", str(tmp_path / "d"), *flags,
+               "--jobs", "2", "--threads", "1"]
+    proc = subprocess.Popen(command, cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    locks = [tmp_path / "d" / m / "seed-2021" / ".lock" for m in ("ComiRec", "BaM")]
+    deadline = time.time() + 120
+    while not all(p.exists() and p.read_text() for p in locks) and time.time() < deadline:
+        time.sleep(0.2)
+    killed = time.time()
+    os.kill(int(locks[1].read_text()), signal.SIGKILL)  # the lock file holds its worker's pid
+    err = proc.communicate(timeout=120)[1]
+    lines = [ln for ln in err.splitlines() if ln.strip() and "runs:" not in ln]
+    assert proc.returncode == 2 and "Traceback" not in err, err[-2000:]
+    assert lines[-1].startswith("error: ") and "a worker of --jobs 2 died" in lines[-1]
