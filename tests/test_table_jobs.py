@@ -102,7 +102,6 @@ def test_run_all_names_a_dead_worker_in_one_line(tmp_path):
     deadline = time.time() + 120
     while not all(p.exists() and p.read_text() for p in locks) and time.time() < deadline:
         time.sleep(0.2)
-    killed = time.time()
     os.kill(int(locks[1].read_text()), signal.SIGKILL)  # the lock file holds its worker's pid
     err = proc.communicate(timeout=120)[1]
     lines = [ln for ln in err.splitlines() if ln.strip() and "runs:" not in ln]
