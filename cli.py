@@ -10,7 +10,6 @@ cli.py: the command line of bam, for the PyTorch reference (bam_minimal.py) and 
 
 Bad input stops with one line that names the file, the line and the fix, and exit code 2.
 """
-import importlib
 import json
 import os
 import sys
@@ -38,11 +37,6 @@ def cli():
 
 # -----------------------------------------------------------------------------
 # Shared helpers (the shared options are in bam_tools/options.py).
-
-
-def write_json(obj, path):
-    """JSON, whole or not at all, without torch (runs.save_json is the same for the commands that have it)."""
-    files.atomic_text(path, json.dumps(obj, indent=2))
 
 
 def load_dataset(path, fmt="auto", quiet=False):
@@ -363,7 +357,7 @@ def stats(path, fmt, json_out):
     for note in info.get("notes", []):
         click.echo(f"note: {note}")
     if json_out:
-        write_json(out, json_out)
+        files.atomic_json(json_out, out)
 
 
 @data.command()
@@ -377,7 +371,7 @@ def remap(path, fmt, out):
     ids = {}
     remapped = {u: [ids.setdefault(i, len(ids) + 1) for i in s] for u, s in seqs.items()}
     formats.write_official(remapped, out)
-    write_json({new: old for old, new in ids.items()}, out + ".items.json")
+    files.atomic_json(out + ".items.json", {new: old for old, new in ids.items()})
     click.echo(f"wrote {out} ({len(ids):,} items, largest id before {max(ids):,}) and {out}.items.json")
 
 

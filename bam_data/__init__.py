@@ -6,14 +6,14 @@ imports torch, bam_minimal, bam_tools or cli, so that bam_numpy can use it in a 
            user, RecBole .inter, Amazon Reviews 2023 CSV / JSONL); InputError, its one-line error
   stats    train_counts(data), repeated_targets(seqs) (a one-line data warning)
   synth    the built-in synthetic dataset with planted interests
-  files    atomic_write / atomic_text, clean_stale_temps(folder, max_age_s=60.0), output_folder(path)
+  files    atomic_write / atomic_text / atomic_json, clean_stale_temps(folder, max_age_s=60.0), output_folder(path)
 
     from bam_data import read, InputError
     seqs, info = read("data.txt")
 """
-from bam_data.files import atomic_text, atomic_write, clean_stale_temps, output_folder
+from bam_data.files import atomic_json, atomic_text, atomic_write, clean_stale_temps, output_folder
 from bam_data.formats import FORMATS, InputError, detect, read, read_official
 from bam_data.stats import repeated_targets, train_counts
 
-__all__ = ["atomic_text", "atomic_write", "clean_stale_temps", "output_folder", "FORMATS", "InputError", "detect",
+__all__ = ["atomic_json", "atomic_text", "atomic_write", "clean_stale_temps", "output_folder", "FORMATS", "InputError", "detect",
            "read", "read_official", "repeated_targets", "train_counts"]

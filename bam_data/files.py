@@ -13,6 +13,7 @@ disk, renames it over the target and flushes the folder. What is guaranteed:
     atomic_text("out.txt", "hello\\n")
     clean_stale_temps("runs/x")        # -> the paths it removed
 """
+import json
 import os
 import re
 import tempfile
@@ -42,6 +43,11 @@ def atomic_write(path, write):
 
 def atomic_text(path, text):
     atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def atomic_json(path, obj):
+    """`obj` as indented JSON, whole or not at all (runs.save_json and the torch-free commands of cli.py)."""
+    atomic_text(path, json.dumps(obj, indent=2))
 
 
 def _fsync_folder(folder):

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 import bam_minimal as bm
-from bam_data.files import atomic_write, clean_stale_temps
+from bam_data.files import atomic_json, atomic_write, clean_stale_temps
 from bam_tools import distributed
 
 RUN_FILES = ("last.pt", "checkpoint.pt", "metrics.json")
@@ -136,7 +136,7 @@ def save(obj, path):
 
 
 def save_json(obj, path):
-    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2).encode()))
+    atomic_json(path, obj)
 
 
 def read_json(path):

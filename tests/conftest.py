@@ -33,6 +33,14 @@ def shared(relative):
     return path
 
 
+@pytest.fixture
+def good(tmp_path):
+    """A valid official-format file, 30 users (test_cli, test_trust, test_fingerprint)."""
+    path = tmp_path / "good.txt"
+    path.write_text("".join(f"{u} {1 + (u * 7 + j) % 40}\n" for u in range(1, 31) for j in range(6)))
+    return path
+
+
 @pytest.fixture(scope="session")
 def synthetic_small():
     """A small planted-topic dataset as {user: [items]}; fast enough for training tests."""

@@ -32,13 +32,6 @@ def one_line_error(result, *needles, after_progress=False):
     return lines[-1]
 
 
-@pytest.fixture
-def good(tmp_path):
-    """A valid official-format file, 30 users."""
-    path = tmp_path / "good.txt"
-    path.write_text("".join(f"{u} {1 + (u * 7 + j) % 40}\n" for u in range(1, 31) for j in range(6)))
-    return path
-
 
 @pytest.mark.parametrize("content, needles", [
     (b"", ("empty",)),

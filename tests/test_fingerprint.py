@@ -149,12 +149,6 @@ def test_table_never_reuses_a_finished_run_of_other_data(tmp_path, shifted_files
     assert "--fresh" not in line and f"delete {folder}" in line  # table has no --fresh: the fix says what to delete
 
 
-@pytest.fixture
-def good(tmp_path):
-    path = tmp_path / "good.txt"
-    path.write_text("".join(f"{u} {1 + (u * 7 + j) % 40}\n" for u in range(1, 31) for j in range(6)))
-    return path
-
 
 @pytest.fixture
 def swapped(tmp_path, good):

@@ -21,13 +21,6 @@ from test_cli import TINY, one_line_error, run
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def good(tmp_path):
-    """A valid official-format file, 30 users."""
-    path = tmp_path / "good.txt"
-    path.write_text("".join(f"{u} {1 + (u * 7 + j) % 40}\n" for u in range(1, 31) for j in range(6)))
-    return path
-
 
 @pytest.fixture
 def trained(tmp_path, good):
