@@ -86,7 +86,7 @@ def check_config(cfg):
         (cfg.remi_beta and cfg.loss == "full", "remi_beta > 0 reweights sampled negatives: loss sampled"),
         (cfg.model == "sasrec" and cfg.n_interests != 1, "model sasrec has one interest: n_interests 1"),
         (cfg.seed >= 1 << 63, f"seed={cfg.seed} must be below 2^63"),
-        (cfg.model not in MODELS, f"model {cfg.model} comes with bam_tools/sasrec.py: use cli.py")) if broken]
+        (cfg.model not in MODELS, f"model {cfg.model} comes with bam_experiments/sasrec.py: use cli.py")) if broken]
     if bad:
         raise InputError(f"bad config: {bad[0]} (fix: change that option; --help shows the defaults)")
 
@@ -235,7 +235,7 @@ class MIND(Encoder):
         return self.capsule_network(h, mask, torch.as_tensor(noise).to(h))   # (B, N, d), (B, N, L)
 
 
-MODELS = dict(comirec=ComiRecSA, mind=MIND)  # bam_tools/sasrec.py adds the SASRec baseline
+MODELS = dict(comirec=ComiRecSA, mind=MIND)  # bam_experiments/sasrec.py adds the SASRec baseline
 
 
 def build_model(cfg, n_items):
@@ -445,7 +445,7 @@ def train_step(model, opt, cfg, data, rng, gen, tau, device):
 
 def train(cfg, data, folder=None, log=print, on_step=lambda it: None):
     """Train, validate every `eval_every` iterations, stop early, restore the best model and test it.
-    -> (model, result). `folder` (bam_tools.runs.RunFolder) resumes a run and writes its files, atomically."""
+    -> (model, result). `folder` (bam_runs.run_folder.RunFolder) resumes a run and writes its files, atomically."""
     check_config(cfg)
     if not len(data.trainable):
         raise InputError(f"{data.name}: no user has 4 or more interactions, so there is nothing to train on")

@@ -3,7 +3,7 @@ bench.py: how fast bam_minimal trains and evaluates, as ratios measured in one r
 
     python bench.py                                   # ../shared/data/amazon-beauty-2014/Beauty.txt
     python bench.py --data movies.txt --json bench.json
-    python bench.py --scale                           # time and memory against data size (bam_tools/scale.py)
+    python bench.py --scale                           # time and memory against data size (bam_bench/scale.py)
     python bench.py --run                             # a whole default BaM run: steps, validation, test
 
 Every figure is a ratio to something timed in the same process, so that it means the same on a
@@ -25,10 +25,11 @@ import torch.nn.functional as F
 
 import bam_minimal as bm
 from bam_data import formats
-import bam_tools.sasrec  # noqa: F401  (adds the SASRec baseline to bam_minimal.MODELS)
-from bam_tools import runs, scale
-from bam_tools.datasets import load_dataset
-from bam_tools.perf import keep_freed_memory
+from bam_experiments import sasrec
+from bam_runs import run_folder
+from bam_bench import scale
+from bam_runs.datasets import load_dataset
+from bam_runs.perf import keep_freed_memory
 
 DEFAULT_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "shared", "data",
                             "amazon-beauty-2014", "Beauty.txt")
@@ -194,7 +195,8 @@ def time_to_result(args, data, seqs, users):
                **{f"official_{k}_seconds": v for k, v in official.items()})
     print(f"run    {total:.0f} s to iteration {iters} (best {result['best_iter']}): training steps "
           f"{out['train_seconds']:.0f} s, {validations} validations {spent['valid']:.0f} s "
-          f"({spent['valid'] / total:.0%}), test {spent['test']:.1f} s; test recall@20 {result['test']['recall@20']:.4f}")
+          f"({spent['valid'] / total:.0%}), test {spent['test']:.1f} s; "
+          f"test recall@20 {result['test']['recall@20']:.4f}")
     print(f"       official code, estimated for the same run: {out['official_seconds']:.0f} s (steps "
           f"{official['train']:.0f} s at {official_step * 1e3:.1f} ms, validations {official['valid']:.0f} s, test "
           f"{official['test']:.0f} s); ours / official {total / out['official_seconds']:.2f}")
@@ -205,11 +207,12 @@ def time_to_result(args, data, seqs, users):
 
 
 def main():
+    sasrec.register()  # the SASRec row
     if "--scale" in sys.argv[1:]:  # the scaling benchmark has options of its own: `python bench.py --scale --help`
         return scale.main([a for a in sys.argv[1:] if a != "--scale"])
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--scale", action="store_true", help="instead: time and peak memory of reading, training and "
-                    "evaluation against the data size (bam_tools/scale.py; --scale --help for its options)")
+                    "evaluation against the data size (bam_bench/scale.py; --scale --help for its options)")
     ap.add_argument("--data", default=DEFAULT_DATA, help="interaction file (any format cli.py reads)")
     ap.add_argument("--json", default=None, help="write the figures to this JSON file")
     ap.add_argument("--steps", type=int, default=200, help="training steps per timing")
@@ -235,7 +238,7 @@ def main():
     if args.run:
         out.update(time_to_result(args, data, seqs, users))
         if args.json:
-            runs.save_json(out, args.json)
+            run_folder.save_json(out, args.json)
         return
 
     # training ------------------------------------------------------------------------------
@@ -302,7 +305,8 @@ def main():
           f"({r['train_step_ms_sasrec'] / r['train_step_ms']:.2f}x ComiRec-SA's)")
     print(f"eval   ours {r['eval_seconds']:.2f} s for {len(users)} users ({r['eval_users_per_s']:.0f} users/s); "
           f"official-style {r['eval_users_per_s_official_style']:.0f} users/s; bare mm for the same "
-          f"{r['eval_gflop']:.1f} GFLOP {r['matmul_seconds']:.2f} s (scoring only {r['matmul_seconds_scoring_only']:.2f} s)")
+          f"{r['eval_gflop']:.1f} GFLOP {r['matmul_seconds']:.2f} s "
+          f"(scoring only {r['matmul_seconds_scoring_only']:.2f} s)")
     print(f"       ratio to bare mm: ours {r['eval_seconds'] / r['matmul_seconds']:.2f} "
           f"(scoring only {r['eval_seconds'] / r['matmul_seconds_scoring_only']:.2f}); speed-up over "
           f"official-style {r['eval_users_per_s'] / r['eval_users_per_s_official_style']:.1f}x")
@@ -311,7 +315,7 @@ def main():
               f"torch {r['eval_users_per_s_numpy'] / r['eval_users_per_s']:.2f}x faster; ratio to bare mm "
               f"{r['eval_seconds_numpy'] / r['matmul_seconds']:.2f}; peak {r['numpy_peak_mb']:.0f} MB")
     if args.json:
-        runs.save_json({k: (round(v, 4) if isinstance(v, float) else v) for k, v in out.items()}, args.json)
+        run_folder.save_json({k: (round(v, 4) if isinstance(v, float) else v) for k, v in out.items()}, args.json)
 
 
 if __name__ == "__main__":

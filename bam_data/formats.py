@@ -313,3 +313,11 @@ def read_amazon(path):
 def write_official(seqs, path):
     """Write {user: [items]} in the official format, atomically."""
     atomic_text(path, "".join(f"{user} {i}\n" for user, items in seqs.items() for i in items))
+
+
+def remap_items(seqs):
+    """Number the items 1..n in order of first appearance (users keep their ids), so that the item table has
+    one row per item. -> (remapped {user: [new id, ...]}, {new id: old id})."""
+    ids = {}
+    remapped = {u: [ids.setdefault(i, len(ids) + 1) for i in s] for u, s in seqs.items()}
+    return remapped, {new: old for old, new in ids.items()}

@@ -1,16 +1,34 @@
 """
 bam_data/stats.py: figures of a dataset that both engines need, without torch.
 
+  table1            the paper's Table 1 figures of a dataset (`cli.py data stats`, `cli.py prepare`)
   train_counts      how often each item occurs in the training part (the most-popular baseline)
   repeated_targets  a warning when most test targets are already in their user's history
 
-    from bam_data.stats import train_counts, repeated_targets
+    from bam_data.stats import table1, train_counts, repeated_targets
+    figures = table1(seqs)                 # users, items, interactions, density, lengths
     counts = train_counts(data)            # data: bam_minimal.Dataset or bam_numpy.Dataset
     warning = repeated_targets(seqs)       # None, or one line to print as `warning: ...`
 """
 import numpy as np
 
 SHARE = 0.5  # above this share of users, repeated targets are a data problem, not a habit
+
+
+def table1(seqs):
+    """Users, distinct items, interactions, density (interactions / (users x items)) and sequence lengths of
+    {user: [item, ...]}. `max_item_id` beside `items` shows gaps in the ids (the item table has one row per id
+    up to the largest); `users_under_3` are the users that leave-one-out skips. Rounded as printed."""
+    if not seqs:
+        return dict(users=0, items=0, max_item_id=0, interactions=0, avg_len=0.0, median_len=0.0, max_len=0,
+                    users_under_3=0, density=0.0)
+    lengths = np.array([len(s) for s in seqs.values()])                          # (U,)
+    out = dict(users=len(seqs), items=len({i for s in seqs.values() for i in s}),
+               max_item_id=max(max(s) for s in seqs.values()), interactions=int(lengths.sum()),
+               avg_len=round(float(lengths.mean()), 2), median_len=float(np.median(lengths)),
+               max_len=int(lengths.max()), users_under_3=int((lengths < 3).sum()))
+    out["density"] = round(out["interactions"] / (out["users"] * out["items"]), 6)
+    return out
 
 
 def train_counts(data):

@@ -9,7 +9,7 @@ a CPU without torch:
     python -m bam_numpy data.txt --max_iters=20000 --out=weights.npz   # train, official data format
     python -m bam_numpy --synthetic --max_iters=2000                   # the built-in synthetic data
     python -m bam_numpy.golden vectors.npz my_bam.py:golden            # check an implementation
-    python -m bam_numpy.bench ../shared/data/amazon-beauty-2014/Beauty.txt
+    python -m bam_bench.twin ../shared/data/amazon-beauty-2014/Beauty.txt
 
 Modules, in the order of the algorithm (function names mirror bam_minimal.py's):
   config    Config (bam_minimal.Config's fields and defaults), check_config, tau_at
@@ -23,7 +23,7 @@ Modules, in the order of the algorithm (function names mirror bam_minimal.py's):
   training  adam_step (torch.optim.Adam's update), train
   weights   .npz weights under the official parameter names
   golden    golden test vectors: the reference implementation and the checker
-  bench     the evaluation benchmark on Beauty (bench.py calls bam_numpy.bench.run)
+  bench     the evaluation benchmark on Beauty (bench.py calls bam_bench.twin.run)
 
 Threads: numba's `workqueue` threading layer is chosen here unless NUMBA_THREADING_LAYER is set.
 The default (OpenMP, when present) keeps its threads spinning after each parallel region, and on a

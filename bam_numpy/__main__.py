@@ -1,4 +1,5 @@
-"""python -m bam_numpy DATA [--field=value ...] [--out=weights.npz]: train with the NumPy twin (bam_numpy/training.py)."""
+"""python -m bam_numpy DATA [--field=value ...] [--out=weights.npz]: train with the NumPy twin
+(bam_numpy/training.py)."""
 import sys
 
 from bam_numpy.config import InputError

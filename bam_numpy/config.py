@@ -97,8 +97,10 @@ def check_config(cfg):
         bad += [why for broken, why in (
             (not 0 <= cfg.dropout < 1, f"dropout={cfg.dropout} must be in [0, 1)"),
             (cfg.model == "sasrec", "model=sasrec: bam_numpy twins ComiRec-SA and MIND only (use bam_minimal.py)"),
-            (cfg.remi_lambda and cfg.model != "comirec", "remi_lambda > 0 acts on ComiRec-SA's attention: model comirec"),
-            (cfg.remi_beta and cfg.loss == "full", "remi_beta > 0 reweights sampled negatives: loss sampled")) if broken]
+            (cfg.remi_lambda and cfg.model != "comirec",
+             "remi_lambda > 0 acts on ComiRec-SA's attention: model comirec"),
+            (cfg.remi_beta and cfg.loss == "full",
+             "remi_beta > 0 reweights sampled negatives: loss sampled")) if broken]
     if bad:
         raise InputError(f"bad config: {bad[0]} (fix: change that option; --help shows the defaults)")
 

@@ -91,34 +91,34 @@ def comirec_forward(params, history, mask):
     h = E[history]                                                            # (B, L, d)
     h *= mask[..., None]  # in place: padded positions become 0, and no second (B, L, d) array
     # The MLP runs on the real positions only; padded ones get the logit MASK, so exactly 0 attention.
-    b, l = np.nonzero(mask > 0)                                               # (R,), (R,) real positions
-    x = h[b, l] + P[0, l]                                                     # (R, d) position added here only
+    b, pos = np.nonzero(mask > 0)                                             # (R,), (R,) real positions
+    x = h[b, pos] + P[0, pos]                                                 # (R, d) position added here only
     a1 = np.tanh(x @ W1.T)                                                    # (R, 4d)
     logits = np.full((*mask.shape, len(W2)), MASK, E.dtype)                   # (B, L, N)
-    logits[b, l] = a1 @ W2.T                                                  # (R, N)
+    logits[b, pos] = a1 @ W2.T                                                # (R, N)
     attention = softmax(logits.transpose(0, 2, 1))                            # (B, N, L), over the sequence
     interests = attention @ h                                                 # (B, N, d), no position embedding
-    cache = dict(history=history, mask=mask, h=h, b=b, l=l, x=x, a1=a1, attention=attention)
+    cache = dict(history=history, mask=mask, h=h, b=b, l=pos, x=x, a1=a1, attention=attention)
     return interests, attention, cache
 
 
 def comirec_backward(params, cache, d_interests, d_attention=None):
     """The gradients of the four parameters, given d interests (B, N, d) and d attention (B, N, L)."""
     W1, W2 = params["linear1.0.weight"], params["linear2.weight"]             # (4d, d), (N, 4d)
-    A, h, b, l = cache["attention"], cache["h"], cache["b"], cache["l"]
+    A, h, b, pos = cache["attention"], cache["h"], cache["b"], cache["l"]
     dA = d_interests @ h.transpose(0, 2, 1)                                   # (B, N, L)
     if d_attention is not None:
         dA = dA + d_attention
     dh = A.transpose(0, 2, 1) @ d_interests                                   # (B, L, d)
     # Softmax over L: d logits = A * (dA - sum_l A dA). Padded logits are constants: no gradient.
     d_logits = A * (dA - (A * dA).sum(-1, keepdims=True))                     # (B, N, L)
-    d_real = d_logits[b, :, l]                                                # (R, N)
+    d_real = d_logits[b, :, pos]                                              # (R, N)
     a1, x = cache["a1"], cache["x"]
     d_z1 = (d_real @ W2) * (1 - a1 * a1)                                      # (R, 4d), tanh' = 1 - tanh^2
     dx = d_z1 @ W1                                                            # (R, d)
-    dh[b, l] += dx                                                            # the MLP read h at real positions
+    dh[b, pos] += dx                                                          # the MLP read h at real positions
     d_pos = np.zeros_like(params["position_embedding"])                       # (1, L, d)
-    np.add.at(d_pos[0], l, dx)
+    np.add.at(d_pos[0], pos, dx)
     return {"embeddings.weight": embedding_grad(params, cache["history"], cache["mask"], dh),
             "position_embedding": d_pos,
             "linear1.0.weight": d_z1.T @ x,                                   # (4d, d)

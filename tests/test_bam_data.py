@@ -17,7 +17,8 @@ from click.testing import CliRunner
 
 import bam_numpy as bn
 from bam_data import InputError, files, formats, repeated_targets
-from cli import cli, load_dataset
+from bam_runs.datasets import load_dataset
+from cli import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 BOM = "\ufeff"
@@ -116,10 +117,10 @@ def test_a_file_concatenated_twice_gets_a_warning(tmp_path, capsys):
     warning = repeated_targets(formats.read(path)[0])
     assert warning and "100%" in warning and "concatenated twice" in warning and "--history-mask none" in warning
     assert "\n" not in warning
-    load_dataset(str(path))
+    load_dataset(str(path), log=print)
     out = capsys.readouterr().out
     assert f"warning: {warning}" in out.splitlines()
-    load_dataset(str(tmp_path / "once.txt"))
+    load_dataset(str(tmp_path / "once.txt"), log=print)
     assert "warning" not in capsys.readouterr().out
 
 

@@ -160,15 +160,15 @@ def test_the_standalone_parser(tmp_path):
 
 
 def test_the_synthetic_data_is_rewritten_when_the_generator_changes(tmp_path):
-    import cli as cli_module
-    path = cli_module.synthetic(str(tmp_path))
+    from bam_runs.datasets import synthetic
+    path = synthetic(str(tmp_path))
     first = open(path).read()
     truth = tmp_path / "synthetic.truth.json"
     stale = json.loads(truth.read_text())
     stale["config"]["users"] = 1
     truth.write_text(json.dumps(stale))
     (tmp_path / "synthetic.txt").write_text("1 1\n1 2\n1 3\n")
-    assert open(cli_module.synthetic(str(tmp_path))).read() == first
+    assert open(synthetic(str(tmp_path))).read() == first
 
 
 NO_TORCH = """
@@ -200,7 +200,7 @@ def test_cli_answers_without_torch(args, tmp_path):
 def test_reference_config_read_from_the_source_is_the_class():
     """The options are built from bam_minimal.py's source (no import): the same fields, defaults, help and choices."""
     from dataclasses import fields
-    from bam_tools import options
+    from bam_cli import options
     parsed, choices = options.reference_config()
     assert [(name, default) for name, default, _ in parsed] == [(f.name, f.default) for f in fields(bm.Config)]
     assert choices == bm.CHOICES

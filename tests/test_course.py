@@ -1,5 +1,5 @@
 """
-Tests of the course kit (bam_tools/course, `python cli.py course ...`). Everything is generated here
+Tests of the course kit (bam_course, `python cli.py course ...`). Everything is generated here
 from the bam_minimal.py at the repository root: the kit, the student skeletons, files with planted
 bugs. About two minutes on one thread; the end-to-end part runs once (on the reference).
 
@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 import cli
-from bam_tools.course import common, e2e, grader, skeleton, spec
+from bam_course import common, e2e, grader, skeleton, spec
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REFERENCE = os.path.join(ROOT, "bam_minimal.py")
@@ -385,7 +385,8 @@ def test_planted_bug_costs_its_own_points_with_a_hint(graded_bugs, key, broken, 
         assert t.score == 0, t
         assert "hint: " in t.output and hint in t.output, t.output
     for sub in intact:  # the same file's other bugs do not leak into these (the grader patches them out)
-        assert graded_bugs[f"{key}: {sub}"].score == graded_bugs[f"{key}: {sub}"].max_score, graded_bugs[f"{key}: {sub}"]
+        graded = graded_bugs[f"{key}: {sub}"]
+        assert graded.score == graded.max_score, graded
 
 
 def test_a_function_without_a_bug_keeps_full_marks_beside_buggy_ones(graded_bugs):
@@ -470,7 +471,8 @@ def test_hidden_cases_use_other_shapes_than_the_public_ones():
         hidden = g.cases(np.random.default_rng([12345, part.number]), public=False)
 
         def shapes(cases):
-            return [tuple(sorted((k, np.shape(v)) for k, v in c.args.items() if not isinstance(v, dict))) for c in cases]
+            return [tuple(sorted((k, np.shape(v)) for k, v in c.args.items() if not isinstance(v, dict)))
+                    for c in cases]
         assert not set(shapes(public)) & set(shapes(hidden)), part.key
 
 
@@ -525,7 +527,7 @@ def test_malformed_results_score_zero_without_crashing_the_grader(tmp_path):
 
 
 def test_answer_key_imports_are_refused(tmp_path):
-    for i, line in enumerate(["from bam_minimal import select_interest  # noqa", "import bam_tools.course.e2e",
+    for i, line in enumerate(["from bam_minimal import select_interest  # noqa", "import bam_course.e2e",
                               "import importlib; importlib.import_module('bam_minimal')"]):
         path = with_appended(tmp_path, f"alias{i}.py", line + "\n")
         tests = grader.grade(path, parts="select_interest", seed=1)[0]

@@ -22,7 +22,8 @@ import bam_numpy as bn
 import bench
 import cli
 from bam_data import formats
-from bam_tools import checkpoints, runs
+from bam_runs import checkpoints
+from bam_runs import run_folder
 from conftest import ROOT, SHARED, bam_numpy_main
 
 NOT_INTERACTIONS = {"README.md", "ml-100k.item"}  # a description, and item features
@@ -72,7 +73,7 @@ def via_cli(argv):
 
 
 def cli_train(path, tmp_path, monkeypatch):
-    capture(monkeypatch, runs, "RunFolder")  # RunFolder(out, cfg, dataset): the first that gets the data
+    capture(monkeypatch, run_folder, "RunFolder")  # RunFolder(out, cfg, dataset): the first that gets the data
     return via_cli(["train", "--data", path, "--out", tmp_path / "run"])
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bam_tools import runs
+from bam_runs import run_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--dim", "32", "--seq-len", "20", "--batch-size", "64", "--n-negatives", "200", "--eval-every", "100",
@@ -127,7 +127,7 @@ def test_a_busy_out_is_refused_by_every_process_with_one_line(data, tmp_path):
     """Process 0 takes the lock and tells the others: each prints our one line and exits with 2,
     rather than process 1 training on alone until a collective fails."""
     out = tmp_path / "busy"
-    with runs.lock(str(out)):
+    with run_folder.lock(str(out)):
         result = torchrun(2, "train", "--data", data, "--out", out, *SMALL)
     ours = [ln for ln in result.stderr.splitlines() if ln.startswith("error: ")]
     assert len(ours) == 2 and ours[0] == ours[1], result.stderr[-3000:]

@@ -8,7 +8,8 @@ from click.testing import CliRunner
 
 import bam_minimal as bm
 from bam_data import formats
-from bam_tools import balance, prepare
+from bam_experiments import balance
+from bam_data import amazon as prepare
 from cli import cli
 from conftest import shared
 

@@ -17,7 +17,7 @@ from hypothesis import example, given, strategies as st
 
 import bam_minimal as bm
 from bam_data import formats
-from bam_tools import runs
+from bam_runs import run_folder
 from test_cli import TINY, one_line_error, run
 
 # The pair of the issue: the same integers once the arrays are laid end to end.
@@ -72,7 +72,7 @@ def same(a, b):
 def test_fingerprint_tells_the_issue_pair_apart():
     a, b = bm.Dataset(ISSUE_A), bm.Dataset(ISSUE_B)
     assert old_fingerprint(a) == old_fingerprint(b)  # the defect, reproduced
-    assert runs.fingerprint(a) != runs.fingerprint(b)
+    assert run_folder.fingerprint(a) != run_folder.fingerprint(b)
 
 
 def test_fingerprint_tells_a_realistic_shifted_pair_apart():
@@ -82,16 +82,16 @@ def test_fingerprint_tells_a_realistic_shifted_pair_apart():
     assert (len(a.users), len(b.users), a.n_items) == (300, 301, b.n_items)
     assert 5000 < b.n_interactions < a.n_interactions < 6500
     assert old_fingerprint(a) == old_fingerprint(b)
-    assert runs.fingerprint(a) != runs.fingerprint(b)
+    assert run_folder.fingerprint(a) != run_folder.fingerprint(b)
 
 
 def test_fingerprint_records_its_version():
     data = bm.Dataset(ISSUE_A)
-    fp = runs.fingerprint(data)
-    assert fp.startswith(f"{runs.FINGERPRINT_VERSION}:") and runs.fingerprint_version(fp) == "v2"
-    assert runs.fingerprint_version(old_fingerprint(data)) == "v1"
-    assert runs.fingerprint_version(None) is None
-    assert runs.fingerprint_version("v9:abc") == runs.fingerprint_version(17) == "unknown"
+    fp = run_folder.fingerprint(data)
+    assert fp.startswith(f"{run_folder.FINGERPRINT_VERSION}:") and run_folder.fingerprint_version(fp) == "v2"
+    assert run_folder.fingerprint_version(old_fingerprint(data)) == "v1"
+    assert run_folder.fingerprint_version(None) is None
+    assert run_folder.fingerprint_version("v9:abc") == run_folder.fingerprint_version(17) == "unknown"
 
 
 @st.composite
@@ -114,7 +114,7 @@ pairs = st.one_of(st.tuples(small_seqs, small_seqs),                      # most
 @given(pairs)
 def test_fingerprint_is_one_to_one(pair):
     a, b = (bm.Dataset(s) for s in pair)
-    assert (runs.fingerprint(a) == runs.fingerprint(b)) == same(a, b)
+    assert (run_folder.fingerprint(a) == run_folder.fingerprint(b)) == same(a, b)
 
 # -----------------------------------------------------------------------------
 # Run folders: other data, and the old hash
@@ -184,7 +184,7 @@ def test_a_run_folder_with_the_old_hash_is_refused(good, trained):
     one_line_error(run("train", "--data", good, "--out", trained, *TINY), "last.pt", "old", "--fresh",
                    after_progress=True)
     assert run("train", "--data", good, "--out", trained, "--fresh", *TINY).exit_code == 0
-    assert json.loads((trained / "metrics.json").read_text())["data"]["fingerprint"] == runs.fingerprint(data)
+    assert json.loads((trained / "metrics.json").read_text())["data"]["fingerprint"] == run_folder.fingerprint(data)
 
 # -----------------------------------------------------------------------------
 # Wherever a model meets data
@@ -216,7 +216,7 @@ def test_export_balance_and_crosscheck_refuse_other_data(tmp_path, good, swapped
     assert result.exit_code == 0 and "note: --other-data" in result.stderr, result.output
     assert run("export", "--checkpoint", ckpt, "--out", tmp_path / "w.npz").exit_code == 0
     with np.load(tmp_path / "w.npz", allow_pickle=False) as z:  # the weights keep the fingerprint of their data
-        assert str(z["__data_fingerprint__"]) == runs.fingerprint(bm.Dataset(bm.read_official(str(good))))
+        assert str(z["__data_fingerprint__"]) == run_folder.fingerprint(bm.Dataset(bm.read_official(str(good))))
     one_line_error(run("balance", "--checkpoint", ckpt, "--data", swapped, "--out", tmp_path / "b.png"),
                    str(ckpt), str(swapped))
     result = run("balance", "--checkpoint", ckpt, "--data", swapped, "--other-data", "--out", tmp_path / "b.png",
@@ -232,7 +232,7 @@ def test_a_checkpoint_without_a_fingerprint_says_its_data_cannot_be_checked(tmp_
     model = bm.build_model(cfg, 40)
     torch.save(model.state_dict(), tmp_path / "model.pt")  # an official bare state_dict
     data = bm.Dataset(bm.read_official(str(good)), name=str(good))
-    runs.save(bm.checkpoint(model, cfg, data, dict(it=0)), str(tmp_path / "standalone.pt"))  # bam_minimal.py's
+    run_folder.save(bm.checkpoint(model, cfg, data, dict(it=0)), str(tmp_path / "standalone.pt"))  # bam_minimal.py's
     for name in ("model.pt", "standalone.pt"):
         result = run("evaluate", "--checkpoint", tmp_path / name, "--data", good, "--json", tmp_path / "e.json")
         assert result.exit_code == 0, result.output

@@ -7,8 +7,8 @@ reads is checked too: ids in range, a model whose weights are finite and of the 
 
   the data formats  bam_data.read (official pairs, one line per user, RecBole .inter, Amazon CSV and
                     .jsonl, any of them gzipped), the Dataset of cli.py and of the twin
-  prepare           bam_tools.prepare.prepare_amazon2023 (CSV, .jsonl, .jsonl.gz)
-  checkpoints       bam_tools.runs.load and bam_tools.checkpoints.load (ours, official state_dicts)
+  prepare           bam_data.amazon.prepare_amazon2023 (CSV, .jsonl, .jsonl.gz)
+  checkpoints       bam_runs.run_folder.load and bam_runs.checkpoints.load (ours, official state_dicts)
   the twin          bam_numpy.weights.load_weights, bam_numpy.golden.load and, on what loads, golden.check
                     with bam_numpy's implementation (a verdict, never a traceback from inside it)
 
@@ -39,7 +39,10 @@ import bam_minimal as bm
 from bam_numpy import golden
 from bam_numpy.data import Dataset as TwinDataset
 from bam_numpy.weights import load_weights, save_weights
-from bam_tools import checkpoints, datasets, prepare, runs
+from bam_runs import checkpoints
+from bam_runs import datasets
+from bam_data import amazon as prepare
+from bam_runs import run_folder
 
 ERRORS = (bm.InputError, bam_data.InputError)
 
@@ -226,7 +229,7 @@ def tiny_checkpoint(model="comirec", bare=False):
     if bare:
         return weights
     return dict(format="bam-1", config=asdict(cfg), n_items=5, iter=1, data="tiny.txt", model=weights,
-                checksum=runs.checksum(weights))
+                checksum=run_folder.checksum(weights))
 
 
 def saved(obj, legacy=False):
@@ -292,7 +295,7 @@ def check_model(got):
 @example(saved(dict(tiny_checkpoint(), config=dict(asdict(TINY), tau_schedule="\ufbc3\x1b[2J"))))  # echoed raw
 def test_checkpoints_load_or_stop_with_one_line(folder, data):
     path = put(folder, "checkpoint.pt", data)
-    reads_or_one_line(runs.load, str(path))
+    reads_or_one_line(run_folder.load, str(path))
     got = reads_or_one_line(checkpoints.load, str(path))
     event("loaded" if got else "InputError")
     if got is not None:
@@ -374,7 +377,7 @@ def test_twin_weights_load_or_stop_with_one_line(folder, data):
 @pytest.fixture(scope="module")
 def golden_arrays(tmp_path_factory):
     """The arrays of a golden vectors file, as `cli.py golden` writes them."""
-    from bam_tools import twin
+    from bam_crosscheck import twin
     path = tmp_path_factory.mktemp("golden") / "vectors.npz"
     twin.write_golden(str(path))
     with np.load(path, allow_pickle=False) as z:

@@ -5,7 +5,9 @@ import pytest
 import torch
 
 import bam_minimal as bm
-import bam_tools.sasrec  # noqa: F401  (adds SASRec to bam_minimal.MODELS)
+from bam_experiments import sasrec
+
+sasrec.register()  # the SASRec cases below build it by its Config name
 
 
 def setup(selection="bam", **kw):
@@ -104,8 +106,7 @@ def test_multi_interest_loss_by_hand():
     E = model.embeddings.weight
     extra = 0.0
     for b in range(4):
-        score = lambda i: torch.logsumexp(interests[b] @ E[i], 0)
-        logits = torch.stack([score(target[b])] + [score(j) for j in negatives])
+        logits = torch.stack([torch.logsumexp(interests[b] @ E[i], 0) for i in [target[b], *negatives]])
         extra += -torch.log_softmax(logits, 0)[0]
     assert loss_of(cfg, model, history, mask, target, negatives, u).item() == pytest.approx(
         single.item() + extra.item() / 4)
@@ -144,7 +145,7 @@ def test_bam_l_correlation_goes_through_the_maps():
 
 def dense_sasrec(model, history, mask):
     """SASRec the plain way, for the test: every padded position through nn.MultiheadAttention with a
-    causal mask, then the last real position. bam_tools/sasrec.py packs real positions instead."""
+    causal mask, then the last real position. bam_experiments/sasrec.py packs real positions instead."""
     L, d = history.shape[1], model.cfg.dim
     length = mask.sum(1).long()
     pos = ((model.cfg.seq_len - length)[:, None] + torch.arange(L)).clamp(max=model.cfg.seq_len - 1)

@@ -17,7 +17,8 @@ import bam_numpy as bn
 from bam_numpy import ranking as bnr
 from bam_numpy import training as bnt
 from bam_numpy.encoders import routing_noise as twin_routing_noise
-from bam_tools import runs, twin
+from bam_runs import run_folder
+from bam_crosscheck import twin
 
 NAN, INF = math.nan, math.inf
 
@@ -156,7 +157,7 @@ def test_train_stops_on_nonfinite_weights(synthetic_small, tmp_path, monkeypatch
             with torch.no_grad():
                 built[0].embeddings.weight[5, 0] = NAN
     with pytest.raises(bm.InputError, match=r"iteration 100\b.*embeddings.weight"):
-        bm.train(cfg, data, runs.RunFolder(str(tmp_path), cfg, data), log=lambda s: None, on_step=plant)
+        bm.train(cfg, data, run_folder.RunFolder(str(tmp_path), cfg, data), log=lambda s: None, on_step=plant)
     best = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert best["iter"] == 50 and all(v.isfinite().all() for v in best["model"].values())
     assert not (tmp_path / "metrics.json").exists()

@@ -15,11 +15,13 @@ ROOT = Path(__file__).resolve().parents[1]
 BLOCKER = textwrap.dedent("""
     import importlib.abc, sys
 
+    ABOVE = ("torch", "bam_minimal", "bam_runs", "bam_experiments", "bam_crosscheck", "bam_cli", "bam_course", "cli")
+
     class NoTorch(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in ("torch", "bam_minimal", "bam_tools", "cli"):
+            if name.split(".")[0] in ABOVE:
                 raise ImportError(f"blocked: {name} (bam_numpy and bam_data must not import torch, "
-                                  "bam_minimal, bam_tools or cli)")
+                                  "bam_minimal or a package above the twin)")
             return None
 
     sys.meta_path.insert(0, NoTorch())
@@ -39,7 +41,7 @@ def run(code, tmp_path):
 
 
 def test_bam_numpy_runs_with_torch_blocked(tmp_path):
-    from bam_tools import twin  # the parent may use torch: it writes the golden file
+    from bam_crosscheck import twin  # the parent may use torch: it writes the golden file
     twin.write_golden(tmp_path / "golden.npz")
     out = run(f"""
         import numpy as np
@@ -59,7 +61,7 @@ def test_bam_numpy_runs_with_torch_blocked(tmp_path):
         p = bn.init_params(mind, d.n_items, np.random.default_rng(0), np.float32)
         print(bn.evaluate(p, d, "test", mind, k_top=20)[0])
         assert golden.check({str(tmp_path / 'golden.npz')!r}, golden.reference, log=lambda s: None)
-        bad = [m for m in sys.modules if m.split(".")[0] in ("torch", "bam_minimal", "bam_tools", "cli")]
+        bad = [m for m in sys.modules if m.split(".")[0] in ABOVE]
         assert not bad, bad
         print("ok")
     """, tmp_path)
@@ -68,7 +70,7 @@ def test_bam_numpy_runs_with_torch_blocked(tmp_path):
 
 
 def test_command_line_entry_points_with_torch_blocked(tmp_path):
-    from bam_tools import twin
+    from bam_crosscheck import twin
     twin.write_golden(tmp_path / "golden.npz")
     out = run(f"""
         import runpy
@@ -87,5 +89,5 @@ def test_command_line_entry_points_with_torch_blocked(tmp_path):
 
 def test_the_blocker_blocks(tmp_path):
     """The test above can fail: code that imports torch dies under the blocker."""
-    out = run("import bam_tools.twin\n", tmp_path)
+    out = run("import bam_crosscheck.twin\n", tmp_path)
     assert out.returncode != 0 and "blocked" in out.stderr

@@ -13,13 +13,15 @@ import numpy as np
 import pytest
 
 import bam_numpy as bn
-from bam_numpy import bench, ranking
+from bam_bench import twin as bench
+from bam_numpy import ranking
 from bam_data import synth
 
 
 def small_data(users=60, items=40, seed=0):
     rng = np.random.default_rng(seed)
-    seqs = {u: list(rng.choice(np.arange(1, items + 1), rng.integers(3, 16), replace=False)) for u in range(1, users + 1)}
+    seqs = {u: list(rng.choice(np.arange(1, items + 1), rng.integers(3, 16), replace=False))
+            for u in range(1, users + 1)}
     return bn.Dataset(seqs, n_items=items)
 
 

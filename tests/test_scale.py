@@ -1,5 +1,5 @@
 """
-The scaling benchmark (`python bench.py --scale`, bam_tools/scale.py) on tiny sizes, and the two peak
+The scaling benchmark (`python bench.py --scale`, bam_bench/scale.py) on tiny sizes, and the two peak
 memory bounds it is about: evaluation over 200,000 items, and reading an official-format file.
 
     OMP_NUM_THREADS=1 python -m pytest -q tests/test_scale.py
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import bam_minimal as bm
-from bam_tools import scale
+from bam_bench import scale
 
 ROOT = Path(__file__).resolve().parents[1]
 linux_only = pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="needs Linux /proc")
@@ -100,7 +100,7 @@ def test_memory_terms_need_sizes_that_move_them_apart():
     assert terms == [] and why.startswith("items and interactions that grow together")
 
 
-def test_bench_py_hands_scale_to_bam_tools_scale():
+def test_bench_py_hands_scale_to_bam_bench_scale():
     out = subprocess.run([sys.executable, "bench.py", "--scale", "--help"], cwd=ROOT, capture_output=True, text=True,
                          check=True).stdout
     assert out.startswith("usage: bench.py --scale") and "--eval-budget" in out
@@ -125,7 +125,7 @@ def test_evaluation_samples_users_only_past_the_budget():
 EVAL_200K = """
 import json, sys, torch
 import bam_minimal as bm
-from bam_tools import scale
+from bam_bench import scale
 users, items = int(sys.argv[1]), int(sys.argv[2])
 data = scale.array_dataset(*scale.synthetic(users, items), items)
 cfg = bm.Config(device="cpu")  # d = 64, N = 4
@@ -158,7 +158,7 @@ def test_evaluation_of_200k_items_stays_under_three_block_budgets():
 READ_OFFICIAL = """
 import json, sys
 from bam_data import formats
-from bam_tools.scale import peak_mb, reset_peak, rss_mb
+from bam_bench.scale import peak_mb, reset_peak, rss_mb
 path = sys.argv[1]
 reset_peak()
 before = rss_mb()

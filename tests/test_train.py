@@ -6,8 +6,10 @@ import pytest
 import torch
 
 import bam_minimal as bm
-import bam_tools.sasrec  # noqa: F401  (adds SASRec to bam_minimal.MODELS)
-from bam_tools import baselines, checkpoints, runs
+from bam_experiments import baselines, sasrec
+from bam_runs import checkpoints, run_folder
+
+sasrec.register()  # the SASRec cases below build it by its Config name
 
 
 def small_cfg(**kw):
@@ -43,12 +45,12 @@ def test_a_resumed_run_equals_an_uninterrupted_one(synthetic_small, tmp_path, mo
     MIND draws routing noise and SASRec dropout masks: both streams must resume where they were."""
     data = bm.Dataset(synthetic_small[0])
     cfg = small_cfg(selection="bam", **model)
-    _, whole = bm.train(cfg, data, runs.RunFolder(str(tmp_path / "whole"), cfg, data), log=lambda s: None)
+    _, whole = bm.train(cfg, data, run_folder.RunFolder(str(tmp_path / "whole"), cfg, data), log=lambda s: None)
     cut = small_cfg(selection="bam", max_iters=200, **model)
-    bm.train(cut, data, runs.RunFolder(str(tmp_path / "cut"), cut, data), log=lambda s: None)
+    bm.train(cut, data, run_folder.RunFolder(str(tmp_path / "cut"), cut, data), log=lambda s: None)
     os.remove(tmp_path / "cut" / "metrics.json")
     lines = []
-    _, resumed = bm.train(cfg, data, runs.RunFolder(str(tmp_path / "cut"), cfg, data, log=lines.append),
+    _, resumed = bm.train(cfg, data, run_folder.RunFolder(str(tmp_path / "cut"), cfg, data, log=lines.append),
                           log=lines.append)
     assert lines[0].startswith("resuming") and "iteration 200" in lines[0]
     assert resumed["test"] == whole["test"]
@@ -62,16 +64,16 @@ def test_a_resumed_run_equals_an_uninterrupted_one(synthetic_small, tmp_path, mo
 def test_resume_refuses_another_config(synthetic_small, tmp_path):
     data = bm.Dataset(synthetic_small[0])
     cfg, other = small_cfg(max_iters=100), small_cfg(max_iters=100, lr=0.01)
-    bm.train(cfg, data, runs.RunFolder(str(tmp_path), cfg, data), log=lambda s: None)
+    bm.train(cfg, data, run_folder.RunFolder(str(tmp_path), cfg, data), log=lambda s: None)
     with pytest.raises(bm.InputError, match="another config"):
-        bm.train(other, data, runs.RunFolder(str(tmp_path), other, data), log=lambda s: None)
+        bm.train(other, data, run_folder.RunFolder(str(tmp_path), other, data), log=lambda s: None)
 
 
 def test_early_stopping_and_best_checkpoint(synthetic_small, tmp_path):
     """patience=0 stops at the first validation that does not improve; the test uses the best model."""
     data = bm.Dataset(synthetic_small[0])
     cfg = small_cfg(patience=0, eval_every=20, max_iters=2000, lr=0.05)
-    _, result = bm.train(cfg, data, runs.RunFolder(str(tmp_path), cfg, data), log=lambda s: None)
+    _, result = bm.train(cfg, data, run_folder.RunFolder(str(tmp_path), cfg, data), log=lambda s: None)
     history = result["history"]
     assert result["iters"] < 2000 and history[-1]["recall@10"] <= max(h["recall@10"] for h in history[:-1])
     best = max(history, key=lambda h: h["recall@10"])

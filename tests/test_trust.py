@@ -15,7 +15,8 @@ import pytest
 import torch
 
 import bam_minimal as bm
-from bam_tools import checkpoints, runs
+from bam_runs import checkpoints
+from bam_runs import run_folder
 from test_cli import TINY, one_line_error, run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,7 +100,7 @@ def test_training_stops_at_the_first_non_finite_loss(tmp_path, good):
 def test_a_checkpoint_with_nan_weights_is_refused(trained, good, engine):
     obj = torch.load(trained / "checkpoint.pt", weights_only=True)
     obj["model"]["embeddings.weight"][3, 0] = float("nan")
-    obj["checksum"] = runs.checksum(obj["model"])  # a consistent file: the NaN came from training
+    obj["checksum"] = run_folder.checksum(obj["model"])  # a consistent file: the NaN came from training
     torch.save(obj, trained / "nan.pt")
     one_line_error(run("evaluate", "--checkpoint", trained / "nan.pt", "--engine", engine), "not all finite",
                    "embeddings.weight")
@@ -142,7 +143,7 @@ def test_no_command_runs_code_from_a_planted_pickle(tmp_path, good, trained):
 
 def test_a_second_train_on_a_locked_folder_stops_at_once(tmp_path, good):
     out = tmp_path / "run"
-    with runs.lock(str(out)):
+    with run_folder.lock(str(out)):
         t0 = time.time()
         line = one_line_error(run("train", "--data", good, "--out", out, *TINY), str(out), str(os.getpid()))
         assert "in use by process" in line and time.time() - t0 < 10
@@ -152,18 +153,18 @@ def test_a_second_train_on_a_locked_folder_stops_at_once(tmp_path, good):
 
 def test_the_lock_is_released_by_kill_9(tmp_path):
     out = tmp_path / "run"
-    code = (f"from bam_tools import runs; import time\nwith runs.lock({str(out)!r}):\n"
+    code = (f"from bam_runs import run_folder; import time\nwith run_folder.lock({str(out)!r}):\n"
             " print('held', flush=True); time.sleep(60)")
     child = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout.readline().strip() == "held"
         with pytest.raises(bm.InputError, match=f"in use by process {child.pid}"):
-            with runs.lock(str(out)):
+            with run_folder.lock(str(out)):
                 pass
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait()
-    with runs.lock(str(out)):
+    with run_folder.lock(str(out)):
         pass
 
 # -----------------------------------------------------------------------------
@@ -176,7 +177,7 @@ def test_the_fingerprint_is_a_hash_not_a_weighted_sum(tmp_path, good, trained):
     user = min(seqs)
     changed = dict(seqs)
     changed[user] = [seqs[user][0] + 2, seqs[user][1] - 1] + seqs[user][2:]  # kept the old weighted sum equal
-    assert runs.fingerprint(a) != runs.fingerprint(bm.Dataset(changed))
+    assert run_folder.fingerprint(a) != run_folder.fingerprint(bm.Dataset(changed))
     other = tmp_path / "other.txt"
     other.write_text("".join(f"{u} {i}\n" for u, s in changed.items() for i in s))
     one_line_error(run("train", "--data", other, "--out", trained, *TINY), "other data")
@@ -263,7 +264,7 @@ def test_stale_temporary_files_are_cleaned_when_a_run_folder_opens(tmp_path, goo
     stale.write_bytes(b"half a checkpoint")
     fresh.write_bytes(b"another process is writing this one")
     os.utime(stale, (time.time() - 3600, time.time() - 3600))
-    with runs.lock(str(out)):
+    with run_folder.lock(str(out)):
         pass
     assert not stale.exists() and fresh.exists()
 

@@ -16,7 +16,7 @@ import bam_minimal as bm
 import bam_numpy as bn
 from bam_data import synth
 from bam_numpy import encoders, training
-from bam_tools import twin
+from bam_crosscheck import twin
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +68,8 @@ def test_crosscheck_can_fail(data, monkeypatch):
     monkeypatch.setattr(encoders, "comirec_backward", slightly_wrong)
     rows, ok = twin.crosscheck(model, cfg, data, batch_size=32, log=lambda s: None)
     assert not ok
-    assert {r["quantity"] for r in rows if not r["ok"]} == {f"grad linear2.weight [{s}, {l}]"
-                                                           for s in ("bam", "hard") for l in ("sampled", "full")}
+    assert {r["quantity"] for r in rows if not r["ok"]} == {f"grad linear2.weight [{s}, {loss}]"
+                                                           for s in ("bam", "hard") for loss in ("sampled", "full")}
 
 
 def test_same_batches_and_reader(data, tmp_path):

@@ -16,7 +16,9 @@ import pytest
 
 import bam_minimal as bm
 from bam_data import formats
-from bam_tools import checkpoints, runs, twin
+from bam_runs import checkpoints
+from bam_runs import run_folder
+from bam_crosscheck import twin
 
 ROOT = Path(__file__).resolve().parents[1]
 BEAUTY = ROOT.parent / "shared" / "data" / "amazon-beauty-2014" / "Beauty.txt"
@@ -29,7 +31,7 @@ def test_beauty_numpy_and_torch_rank_identically(one_torch_thread, tmp_path):
     assert (len(data.users), data.n_items, data.n_interactions) == (22363, 12101, 198502)
     # ComiRec-SA + BaM, N = 4, d = 64, L = 50, history mask `exclude`: 300 steps, then its checkpoint
     cfg = bm.Config(device="cpu", max_iters=300, eval_every=300, valid_users=500)
-    bm.train(cfg, data, runs.RunFolder(str(tmp_path), cfg, data), log=lambda s: None)
+    bm.train(cfg, data, run_folder.RunFolder(str(tmp_path), cfg, data), log=lambda s: None)
     model, cfg, _, _ = checkpoints.load(str(tmp_path / "checkpoint.pt"))
     model = model.double()
     t_metrics, t_ranks, t_top = bm.evaluate(bm.model_scorer(model), data, "test", cfg, k_top=20)

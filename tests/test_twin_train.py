@@ -10,7 +10,7 @@ from dataclasses import asdict
 import numpy as np
 
 import bam_minimal as bm
-from bam_tools import baselines
+from bam_experiments import baselines
 import bam_numpy as bn
 from bam_data import synth
 

@@ -1,0 +1,13 @@
+"""
+bam_cli: the command line, in one place; cli.py at the top is its entry point.
+
+  options  the shared options (read from bam_minimal.py's source, without torch), lazy imports, and the
+           one rule that turns every kind of bad input into one line and exit code 2
+  run      train, evaluate, table, balance
+  data     data stats / remap / synth, prepare amazon2023
+  twin     export, crosscheck, golden (the NumPy twin)
+  course   course make / check / grade
+
+A command's body parses and prints; the work is a function of the package that does the job, so that
+tests call it directly.
+"""

@@ -1,0 +1,167 @@
+"""
+bam_cli/options.py: the command line's shared options and its one error rule, without torch, so that
+`python cli.py --help`, every command's --help and the errors that need no model answer at once
+(importing torch alone takes about 2.4 s). cli.py, cli_twin.py and cli_course.py build on it.
+
+    from bam_cli import options
+    @options.config_options        # every field of bam_minimal.Config as a flag
+    def train(**kwargs): ...
+
+The Config fields, their defaults, their comments (the --help text) and CHOICES are read from
+bam_minimal.py's source with `ast`, never by importing it; tests/test_cli.py checks them against the
+imported class.
+"""
+import ast
+import functools
+import importlib
+import os
+import sys
+
+import click
+
+import bam_data
+
+REFERENCE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bam_minimal.py")
+
+# -----------------------------------------------------------------------------
+# Modules imported on first use, and bam_minimal.Config read from its source
+
+
+class Later:
+    """A module imported on first use. Importing torch takes about 2.4 s, so the modules that import it
+    are imported by the commands that use them, never by --help, `data stats` or an error that needs no
+    model (tests/test_cli.py checks that `cli.py --help` imports no torch)."""
+
+    def __init__(self, name):
+        self._name = name
+
+    def __getattr__(self, attr):
+        return getattr(importlib.import_module(self._name), attr)
+
+
+
+@functools.lru_cache(maxsize=None)
+def reference_config():
+    """-> ([(field, default, comment)], CHOICES) of bam_minimal.py, in the order of the source."""
+    with open(REFERENCE, encoding="utf-8") as f:
+        source = f.read()
+    lines, fields, choices = source.splitlines(), [], {}
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.ClassDef) and node.name == "Config":
+            for st in node.body:
+                if isinstance(st, ast.AnnAssign):
+                    comment = lines[st.lineno - 1][st.end_col_offset:].partition("#")[2].strip()
+                    fields.append((st.target.id, ast.literal_eval(st.value), comment or None))
+        elif isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "CHOICES":
+            choices = {kw.arg: ast.literal_eval(kw.value) for kw in node.value.keywords}
+    return fields, choices
+
+
+def choices(name):
+    return reference_config()[1][name]
+
+
+def config_options(f):
+    """Every Config field as a flag: --n-interests, --selection, ..., with the official defaults."""
+    fields, known = reference_config()
+    for name, default, comment in reversed(fields):
+        flag = "--" + name.replace("_", "-")
+        if isinstance(default, bool):
+            f = click.option(f"{flag}/--no-{flag[2:]}", name, default=default, show_default=True, help=comment)(f)
+        else:
+            kind = click.Choice(known[name]) if name in known else type(default)
+            f = click.option(flag, name, type=kind, default=default, show_default=True, help=comment)(f)
+    return f
+
+# -----------------------------------------------------------------------------
+# Options that several commands share
+
+
+def output_path(ctx, param, path):
+    """Check an output's folder before any work is done, so that a typo does not cost a run."""
+    if path is not None:
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            raise bam_data.InputError(f"{folder}: no such folder for --{param.name.replace('_', '-')} "
+                                      "(fix: create it, or pass another path)")
+        if os.path.isdir(path):
+            raise bam_data.InputError(f"{path}: is a folder (fix: pass a file name)")
+    return path
+
+
+def existing(ctx, param, path):
+    """A --data or --checkpoint that is not there stops before torch is imported or a run folder is made."""
+    if path is not None and not os.path.exists(path):
+        raise bam_data.InputError(f"{path}: no such file for --{param.name.replace('ckpt', 'checkpoint')} "
+                                  "(fix: check the path)")
+    return path
+
+
+def data_options(f):
+    f = click.option("--format", "fmt", type=click.Choice(bam_data.FORMATS), default="auto", show_default=True,
+                     help="data format (README, Data formats)")(f)
+    return click.option("--data", type=str, default=None, callback=existing,
+                        help="interaction file; default: the built-in synthetic dataset")(f)
+
+
+def official_options(f):
+    """--n-interests and --seq-len, for official MIND state_dicts."""
+    f = click.option("--seq-len", type=int, default=50, show_default=True, help="official MIND state_dicts: L")(f)
+    return click.option("--n-interests", type=int, default=4, show_default=True,
+                        help="official MIND state_dicts: N")(f)
+
+
+def other_data_option(f):
+    """--other-data: use a checkpoint on data other than its own, on purpose (checkpoints.check_data)."""
+    return click.option("--other-data", is_flag=True,
+                        help="use the checkpoint on data other than it was trained on, on purpose (a note says so, "
+                             "and the JSON records it)")(f)
+
+def note(line):
+    """The checkpoint loaders' notes: on stderr, beside the errors, and from process 0 only (under torchrun
+    every process loads a checkpoint; torch is imported by then)."""
+    if Later("bam_runs.distributed").is_main():
+        click.echo(line, err=True)
+
+# -----------------------------------------------------------------------------
+# Errors: one line and exit code 2, never a traceback
+
+
+class BadInput(click.ClickException):
+    exit_code = 2
+
+    def show(self, file=None):
+        click.echo(f"error: {self.message}", err=True)
+
+
+def input_errors():
+    """The bad-input exceptions: the data layer's (which the twin and the course kit raise, or subclass) and,
+    once imported, the reference's (looked up, not imported: no torch for an error). Two classes because
+    bam_minimal.py stands alone and imports nothing of the project."""
+    reference = sys.modules.get("bam_minimal")
+    return (bam_data.InputError,) + ((reference.InputError,) if reference is not None else ())
+
+
+class Group(click.Group):
+    """A click group that turns every kind of bad input into one line and exit code 2."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as e:  # a bad flag or value: click's usage block becomes our one line
+            where = e.ctx.command_path if e.ctx else ctx.command_path
+            raise BadInput(f"{e.format_message()} (fix: see `{where} --help`)") from None
+        except click.ClickException:
+            raise
+        except OSError as e:  # a folder where a file should be, a missing folder, a full disk, ...
+            raise BadInput(f"{e.filename or ''}: {e.strerror or e} (fix: check the path)") from None
+        except MemoryError:
+            raise BadInput("out of memory (fix: a smaller --dim or batch; item ids must be 1..n without gaps, "
+                           "since the item table has one row per id up to the largest)") from None
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
+        except Exception as e:
+            if isinstance(e, input_errors()):
+                raise BadInput(str(e)) from None
+            raise

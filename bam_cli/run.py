@@ -1,0 +1,234 @@
+"""
+bam_cli/run.py: the commands that train and evaluate: train, evaluate, table, balance.
+
+    python cli.py train                              # ComiRec-SA + BaM on the built-in synthetic data
+    python cli.py evaluate --checkpoint runs/synthetic-comirec-bam/checkpoint.pt
+    python cli.py table --seeds 3
+    python cli.py balance --checkpoint runs/a/checkpoint.pt --out fig.png
+
+Each body parses, calls the function that does the work (bam_experiments.run, .table, .balance) and
+prints. Modules that import torch load on first use (options.Later), so that --help answers at once.
+"""
+import json
+import os
+from dataclasses import asdict, replace
+
+import click
+
+from bam_cli import options
+from bam_cli.options import Later, config_options, data_options, output_path
+from bam_experiments import methods
+
+bm = Later("bam_minimal")
+checkpoints, distributed = Later("bam_runs.checkpoints"), Later("bam_runs.distributed")
+datasets, run_folder = Later("bam_runs.datasets"), Later("bam_runs.run_folder")
+experiment, table_mod = Later("bam_experiments.run"), Later("bam_experiments.table")
+
+# -----------------------------------------------------------------------------
+# What the commands share
+
+
+def join_torchrun(device):
+    """Under torchrun, join the process group (bam_runs/distributed.py). Processes other than 0
+    print nothing but errors: one progress bar, one report."""
+    if distributed.join(device)[0] > 0:
+        import sys
+        sys.stdout = open(os.devnull, "w")
+
+
+def with_synthetic_preset(ctx, cfg, data):
+    """No --data: the built-in synthetic data, with the preset's iterations unless given on the command line."""
+    if data is not None:
+        return cfg
+    given = {k for k in experiment.SYNTHETIC_PRESET
+             if ctx.get_parameter_source(k) not in (click.core.ParameterSource.DEFAULT, None)}
+    return replace(cfg, **{k: v for k, v in experiment.SYNTHETIC_PRESET.items() if k not in given})
+
+
+def echo_metrics(label, metrics):
+    """The metrics on one line; then a `note:` with the users whose scores were not all finite, when there
+    are any (the count stays in the metrics, and so in every JSON output that holds them)."""
+    click.echo(f"{label:<17}" + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "nonfinite_users"))
+    if metrics.get("nonfinite_users"):
+        click.echo(f"note: {metrics['nonfinite_users']} users had a NaN or infinite score (weights whose products "
+                   "overflow); those items rank above the target, and a non-finite target is a miss")
+
+
+class Progress:
+    """A tqdm bar over iterations that starts where a resumed run starts, so its rate is right."""
+
+    def __init__(self, total):
+        self.total, self.bar, self.it = total, None, 0
+
+    def step(self, it):
+        self.it = it
+        if self.bar is None:
+            from tqdm import tqdm
+            self.bar = tqdm(total=self.total, initial=it - 1, desc="train", unit="it", dynamic_ncols=True,
+                            mininterval=0.5, disable=not distributed.is_main())
+        self.bar.update(1)
+
+    def write(self, line):
+        self.bar.write(line) if self.bar else click.echo(line)
+
+    def close(self):
+        if self.bar:
+            self.bar.close()
+
+# -----------------------------------------------------------------------------
+# train
+
+
+@click.command()
+@data_options
+@click.option("--out", default=None, help="run folder [default: runs/<data>-<model>-<selection>]")
+@click.option("--fresh", is_flag=True, help="start over, even if --out holds a run")
+@config_options
+@click.pass_context
+def train(ctx, data, fmt, out, fresh, **kwargs):
+    """Train a model, validate, stop early, and test the best checkpoint.
+
+    With no --data it trains ComiRec-SA + BaM on the built-in synthetic dataset (5,000 iterations,
+    validation every 500 unless you pass --max-iters / --eval-every). A run resumes from its last
+    validation when you rerun the same command; Ctrl-C keeps the best checkpoint so far."""
+    cfg = bm.Config(**kwargs)
+    bm.check_config(cfg)
+    join_torchrun(cfg.device)
+    cfg = with_synthetic_preset(ctx, cfg, data)
+    out = out or experiment.default_out(data, cfg)
+    bar = Progress(cfg.max_iters)
+    try:
+        result, reused = experiment.train_run(cfg, data, out, fmt, fresh, log=bar.write, on_step=bar.step,
+                                              on_start=click.echo)
+    except KeyboardInterrupt:
+        bar.close()
+        best = os.path.join(out, "checkpoint.pt")
+        click.echo(f"interrupted at iteration {bar.it}; " + (f"the best checkpoint so far is {best}; "
+                   if os.path.exists(best) else "") + "rerun the same command to resume", err=True)
+        raise
+    finally:
+        bar.close()  # before any error line, so that it stands alone
+    if reused:
+        click.echo(f"{out} has finished already (pass --fresh to run it again)")
+    report(result, out)
+
+
+def report(result, out):
+    from bam_experiments import plots
+    if result["history"] and distributed.is_main():
+        click.echo(f"curve: {plots.training_curve(result['history'], os.path.join(out, 'curve.png'))}")
+    if "mostpop" in result:  # runs made by `table` have no baseline
+        echo_metrics("most popular", result["mostpop"])
+    echo_metrics(f"test (iter {result['best_iter']})", result["test"])
+    pop, ours = result.get("mostpop", {}).get("recall@20"), result["test"]["recall@20"]
+    click.echo(f"recall@20 {ours:.4f}" + (f" against most popular {pop:.4f}" if pop is not None else "")
+               + (f" ({ours / pop:.1f}x)" if pop else "") + f"; results in {os.path.join(out, 'metrics.json')}")
+
+# -----------------------------------------------------------------------------
+# evaluate
+
+
+@click.command()
+@click.option("--checkpoint", "ckpt", required=True, callback=options.existing,
+              help="checkpoint.pt of a run, or an official model.pt")
+@data_options
+@click.option("--history-mask", type=click.Choice(options.choices("history_mask")), default=None,
+              help="default: the checkpoint's (exclude for official state_dicts)")
+@click.option("--split", type=click.Choice(["test", "valid"]), default="test", show_default=True)
+@click.option("--json", "json_out", default=None, callback=output_path,
+              help="also write the metrics to this JSON file")
+@click.option("--model", type=click.Choice(["comirec", "mind"]), default=None,
+              help="what the checkpoint must hold (checked; the shapes tell the rest)")
+@options.official_options
+@click.option("--engine", type=click.Choice(["torch", "numpy"]), default="torch", show_default=True,
+              help="numpy: the same metrics from bam_numpy's numba engine")
+@options.other_data_option
+def evaluate(ckpt, data, fmt, history_mask, split, json_out, model, n_interests, seq_len, engine, other_data):
+    """Full-item ranking of a checkpoint: Recall and nDCG at 10 and 20."""
+    join_torchrun("auto")
+    metrics, cfg, dataset, data_check = experiment.evaluate_checkpoint(
+        ckpt, data, fmt, split, history_mask, model, n_interests, seq_len, engine, other_data,
+        log=click.echo, note=options.note)
+    echo_metrics(f"{split} ({cfg.history_mask})", metrics)
+    if json_out and distributed.is_main():
+        run_folder.save_json(dict(metrics=metrics, split=split, history_mask=cfg.history_mask, checkpoint=ckpt,
+                                  data=dataset.name, config=asdict(cfg), engine=engine, **data_check), json_out)
+
+# -----------------------------------------------------------------------------
+# table
+
+
+@click.command()
+@data_options
+@click.option("--seeds", type=int, default=3, show_default=True, help="seeds per method (seed, seed+1, ...)")
+@click.option("--methods", "chosen", default=",".join(methods.DEFAULT_METHODS), show_default=True,
+              help=f"comma-separated, from: {', '.join(methods.METHODS)}")
+@click.option("--out", default=None, help="folder for the runs and the table [default: runs/table-<data>]")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="runs at a time, each in its own process")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="torch threads per run, recorded in its metrics.json [default: torch's for --jobs 1, else "
+                   "cores // jobs]")
+@config_options
+@click.pass_context
+def table(ctx, data, fmt, seeds, chosen, out, jobs, threads, **kwargs):
+    """The paper's Table 2: SASRec, ComiRec, REMI and BaM under one protocol, mean ± std over seeds.
+
+    Every (method, seed) run is resumable and a finished one is reused, so rerunning the command
+    after an interruption only runs what is missing. Method settings override the flags."""
+    base = bm.Config(**kwargs)
+    bm.check_config(base)
+    if seeds < 1:
+        raise bm.InputError(f"--seeds {seeds}: must be 1 or more")
+    base = with_synthetic_preset(ctx, base, data)
+    out = out or experiment.default_out(data, base, prefix="table-")
+    dataset = datasets.load_dataset(datasets.synthetic(out) if data is None else data, fmt, log=click.echo)
+    chosen = [m.strip() for m in chosen.split(",") if m.strip()]
+    from tqdm import tqdm
+    with tqdm(total=len(chosen) * seeds, desc="runs", unit="run", dynamic_ncols=True) as bar:  # closed before an error
+        text, _, reused = table_mod.run_table(base, dataset, chosen, seeds, out, log=bar.write,
+                                              on_run=lambda: bar.update(1), jobs=jobs, threads=threads)
+    click.echo(text)
+    click.echo(f"{reused} of {len(chosen) * seeds} runs reused; wrote {os.path.join(out, 'table.md')} and table.json")
+
+# -----------------------------------------------------------------------------
+# balance
+
+
+@click.command()
+@click.option("--checkpoint", "ckpt", required=True, callback=options.existing,
+              help="a run's checkpoint.pt (or an official model.pt with --data)")
+@click.option("--compare", default=None, help="a second checkpoint, drawn beside the first (hard against BaM)")
+@data_options
+@click.option("--out", required=True, callback=output_path, help="the PNG to write")
+@click.option("--users", "n_rows", type=int, default=60, show_default=True, help="users (rows) in the heatmap")
+@click.option("--json", "json_out", default=None, callback=output_path,
+              help="also write the summary figures to this JSON file")
+@options.official_options
+@options.other_data_option
+def balance(ckpt, compare, data, fmt, out, n_rows, json_out, n_interests, seq_len, other_data):
+    """The paper's Figure 1: which interest serves each user's top-10, as a heatmap, with summary
+    figures (mean entropy, single-interest users, Gini of the interests' shares). On the synthetic
+    data it also reports how well the interests recover the planted topics."""
+    from bam_experiments import balance as bal
+    if n_rows < 1:
+        raise bm.InputError(f"--users {n_rows}: must be 1 or more")
+    base = checkpoints.official_base(n_interests, seq_len)
+
+    def load(path):
+        return checkpoints.load_with_data(path, data, lambda p: datasets.load_dataset(p, fmt), base, log=options.note,
+                                          other_data=other_data)
+    panels, summaries = [], {}
+    for path in [ckpt] + ([compare] if compare else []):
+        name, share, s, data_check = bal.checkpoint_balance(path, load)
+        panels.append((name, share, s))
+        summaries[path] = dict(method=name, **s, **data_check)
+        click.echo(f"{name} ({path}):")
+        for k, v in s.items():
+            click.echo(f"  {k:<26}{json.dumps(v) if not isinstance(v, float) else f'{v:.4f}'}")
+    click.echo(f"figure: {bal.draw(panels, out, n_rows)}")
+    if json_out:
+        run_folder.save_json(summaries, json_out)
+
+
+COMMANDS = [train, evaluate, table, balance]

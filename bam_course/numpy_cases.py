@@ -1,0 +1,217 @@
+"""
+bam_course/numpy_cases.py: the graded functions of the NumPy track (Parts 9-10), the
+hand-written backward passes of ComiRec-SA + BaM, without torch.
+
+Two subtests each: `golden` compares the gradients with bam_numpy's own (float64); `finite
+differences` compares, along random directions v, the dot product <gradient, v> with the central
+difference (f(x + h v) - f(x - h v)) / 2h of the reference FORWARD pass, so it checks the mathematics
+and not agreement with another implementation. The directions v stay in the grader's process (they
+are `private`): the student's process never sees them. Each part has one large hidden case (about 10^5
+entries to differentiate), where the real backward pass takes well under a second and differencing the
+forward pass entry by entry takes many minutes, so numerical gradients run past the time limit.
+"""
+import numpy as np
+
+from bam_course.common import Case, Graded, histories, kaiming, size
+
+H = 1e-6          # finite-difference step (float64)
+FD_TOL = (1e-5, 1e-6)
+
+
+def normal(rng, *shape):
+    return rng.standard_normal(shape)
+
+
+class Backward(Graded):
+    rtol, atol = 1e-7, 1e-10
+    private = ("dirs",)
+
+    def tol(self, key):
+        return FD_TOL if key.startswith("fd/") else (self.rtol, self.atol)
+
+# -----------------------------------------------------------------------------
+# Part 9: softmax_loss_backward
+
+
+def softmax_backward_variant(args, d_pos_minus_one=True, use_d_loss=True, remi_graph=True):
+    pos, neg, beta, d_loss = args["pos"], args["neg"], args["beta"], args["d_loss"]
+    d = d_loss if use_d_loss else np.ones_like(d_loss)
+    w = neg + np.log(neg.shape[-1]) + np.log(softmax(beta * neg)) if beta else neg
+    p = softmax(np.concatenate([pos[..., None], w], -1))
+    d_pos = d * (p[..., 0] - 1 if d_pos_minus_one else p[..., 0])
+    g = d[..., None] * p[..., 1:]
+    if beta and remi_graph:
+        g = (1 + beta) * g - beta * softmax(beta * neg) * g.sum(-1, keepdims=True)
+    return dict(d_pos=d_pos, d_neg=g)
+
+
+def softmax(x):
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+class SoftmaxLossBackward(Backward):
+    key = "softmax_loss_backward"
+    hints = {"golden": "with p = softmax([pos, neg]) over the last axis: d pos = d_loss (p_0 - 1) and "
+                       "d neg = d_loss p_1.. ; with beta > 0 the REMI weights depend on neg too",
+             "finite differences": "your gradient disagrees with the numerical derivative of softmax_loss: check "
+                                   "each term against the equation in the docstring"}
+
+    def cases(self, rng, public):
+        B, K, S = size(rng, public, 4, 5, 8), size(rng, public, 2, 3, 4), size(rng, public, 10, 12, 25)
+        beta = 0.5 if public else float(rng.uniform(0.8, 2.0))
+        shapes = [((B, K), (B, K, S), 0.0), ((B,), (B, S), 0.0), ((B, K), (B, K, S), beta)]
+        if not public:  # ~100,000 entries: 200,000 forward passes of ~1 ms each to difference them one by one
+            shapes.append(((32, 4), (32, 4, 800), beta))
+        out = []
+        for p_shape, n_shape, b in shapes:
+            args = dict(pos=normal(rng, *p_shape), neg=normal(rng, *n_shape) * 2, beta=b, d_loss=normal(rng, *p_shape),
+                        dirs={f"{i}": dict(pos=normal(rng, *p_shape), neg=normal(rng, *n_shape)) for i in range(3)})
+            out.append(Case(args, f"pos {p_shape}, neg {n_shape}, beta={b:g}",
+                            {"golden": ["d_pos", "d_neg"], "finite differences": ["fd/0", "fd/1", "fd/2"]}))
+        return out
+
+    def derive(self, args, outputs):
+        if "d_pos" not in outputs or "d_neg" not in outputs:
+            return {}
+        try:
+            return {f"fd/{i}": np.float64((outputs["d_pos"] * v["pos"]).sum() + (outputs["d_neg"] * v["neg"]).sum())
+                    for i, v in args["dirs"].items()}
+        except ValueError:  # wrong shapes: the golden subtest says so
+            return {}
+
+    def expected_extra(self, ref, args):
+        from bam_numpy.loss import softmax_loss
+        f = lambda p, n: (args["d_loss"] * softmax_loss(p, n, args["beta"])).sum()  # noqa: E731
+        pos, neg = args["pos"], args["neg"]
+        return {f"fd/{i}": np.float64((f(pos + H * v["pos"], neg + H * v["neg"])
+                                       - f(pos - H * v["pos"], neg - H * v["neg"]))
+                                      / (2 * H)) for i, v in args["dirs"].items()}
+
+    def variants(self, ref, args):
+        out = [(softmax_backward_variant(args, d_pos_minus_one=False), "d pos: the loss is logsumexp(...) - pos, "
+                "so d loss / d pos = p_0 - 1 (softmax minus one-hot); you left out the - 1"),
+               (softmax_backward_variant(args, use_d_loss=False), "multiply by the upstream gradient d_loss "
+                "(the chain rule)")]
+        if args["beta"]:
+            out.append((softmax_backward_variant(args, remi_graph=False), "REMI: the weights depend on neg "
+                        "(softmax(beta * neg)), so d neg_k = (1 + beta) g_k - beta q_k sum_j g_j, not g_k"))
+        return out
+
+# -----------------------------------------------------------------------------
+# Part 10: comirec_backward
+
+
+def comirec_grads(params, cache, d_interests, d_attention, center=True, tanh=True, mlp_path=True, use_d_attention=True,
+                  position=True):
+    """ComiRec-SA's backward with one thing changed (written here for the hints, from the equations)."""
+    W1, W2, E = params["linear1.0.weight"], params["linear2.weight"], params["embeddings.weight"]
+    A, h, b, pos = cache["attention"], cache["h"], cache["b"], cache["l"]
+    dA = d_interests @ h.transpose(0, 2, 1)                                    # (B, N, L)
+    if d_attention is not None and use_d_attention:
+        dA = dA + d_attention
+    dh = A.transpose(0, 2, 1) @ d_interests                                   # (B, L, d)
+    d_logits = A * (dA - (A * dA).sum(-1, keepdims=True)) if center else A * dA   # (B, N, L)
+    d_real = d_logits[b, :, pos]                                              # (R, N)
+    d_z = d_real @ W2                                                         # (R, 4d)
+    if tanh:
+        d_z = d_z * (1 - cache["a1"] ** 2)
+    dx = d_z @ W1                                                             # (R, d)
+    if mlp_path:
+        dh[b, pos] += dx
+    d_pos = np.zeros_like(params["position_embedding"])                       # (1, L, d)
+    if position:
+        np.add.at(d_pos[0], pos, dx)
+    dE = np.zeros_like(E)                                                     # (I + 1, d)
+    real = cache["mask"] > 0
+    np.add.at(dE, cache["history"][real], dh[real])
+    return {"embeddings.weight": dE, "position_embedding": d_pos, "linear1.0.weight": d_z.T @ cache["x"],
+            "linear2.weight": d_real.T @ cache["a1"]}
+
+
+NAMES = ("embeddings.weight", "position_embedding", "linear1.0.weight", "linear2.weight")
+
+
+class ComirecBackward(Backward):
+    key = "comirec_backward"
+    hints = {"golden": "chain rule from the outputs back: dA = d_interests h^T (+ d_attention), dh = A^T "
+                       "d_interests, the softmax's backward over L, tanh' = 1 - a1^2, then dx = dz1 W1 goes to both "
+                       "h and the position embedding, and dE collects dh at the real positions",
+             "finite differences": "your gradient disagrees with the numerical derivative of the forward pass; "
+                                   "the fd/<name> row that fails names the parameter to look at"}
+
+    def cases(self, rng, public):
+        out = []
+        sizes = [None, None] + ([(256, 50, 64, 4, 500)] if not public else [])  # the large hidden case:
+        for c, fixed in enumerate(sizes):  # W1 alone has 16,384 entries; one forward pass takes ~20 ms
+            with_da = c >= 1
+            B, L = size(rng, public, 3, 4, 6), size(rng, public, 5, 6, 8)
+            d, N, n_items = size(rng, public, 4, 5, 7), size(rng, public, 2, 3, 4), size(rng, public, 12, 15, 25)
+            if fixed:
+                B, L, d, N, n_items = fixed
+            history, mask = histories(rng, B, L, n_items)
+            params = {"embeddings.weight": kaiming(rng, n_items + 1, d), "position_embedding": kaiming(rng, 1, L, d),
+                      "linear1.0.weight": kaiming(rng, 4 * d, d), "linear2.weight": kaiming(rng, N, 4 * d)}
+            params = {k: v.astype(np.float64) for k, v in params.items()}
+            args = dict(params=params, history=history, mask=mask.astype(np.float64),
+                        d_interests=normal(rng, B, N, d),
+                        dirs={k: normal(rng, *v.shape) for k, v in params.items()})
+            if with_da:
+                args["d_attention"] = normal(rng, B, N, L)
+            out.append(Case(args, f"B={B}, L={L}, d={d}, N={N}, I={n_items}, d_attention "
+                                  f"{'given' if with_da else 'None'}, "
+                                  f"history lengths {mask.sum(1).astype(int).tolist()}",
+                            {"golden": [f"grad/{k}" for k in NAMES], "finite differences": [f"fd/{k}" for k in NAMES]}))
+        return out
+
+    def prepare(self, ref, args):
+        """The cache of the reference's forward pass, computed here: the student's process has no bam_numpy."""
+        _, _, cache = ref.comirec_forward({k: v.copy() for k, v in args["params"].items()}, args["history"],
+                                          args["mask"])
+        return dict(cache=cache)
+
+    def derive(self, args, outputs):
+        out = {}
+        for k in NAMES:
+            g = outputs.get(f"grad/{k}")
+            if g is not None and np.shape(g) == args["dirs"][k].shape:
+                out[f"fd/{k}"] = np.float64((g * args["dirs"][k]).sum())
+        return out
+
+    def expected_extra(self, ref, args):
+        from bam_numpy.encoders import comirec_forward
+        d_att = args.get("d_attention")
+
+        def f(params):
+            interests, attention, _ = comirec_forward(params, args["history"], args["mask"])
+            return (interests * args["d_interests"]).sum() + ((attention * d_att).sum() if d_att is not None else 0.0)
+        out = {}
+        for k in NAMES:
+            plus, minus = dict(args["params"]), dict(args["params"])
+            plus[k] = args["params"][k] + H * args["dirs"][k]
+            minus[k] = args["params"][k] - H * args["dirs"][k]
+            out[f"fd/{k}"] = np.float64((f(plus) - f(minus)) / (2 * H))
+        return out
+
+    def variants(self, ref, args):
+        from bam_numpy.encoders import comirec_forward
+        params = args["params"]
+        _, _, cache = comirec_forward(params, args["history"], args["mask"])
+        d_att = args.get("d_attention")
+
+        def v(**kw):
+            return {f"grad/{k}": g for k, g in comirec_grads(params, cache, args["d_interests"], d_att, **kw).items()}
+        out = [(v(center=False), "softmax backward: d logits = A * (dA - sum_l A dA); you left out the "
+                "- sum_l A dA term (the softmax's normalisation)"),
+               (v(tanh=False), "linear1 ends with tanh: multiply by tanh' = 1 - a1^2 before going through W1"),
+               (v(mlp_path=False), "h feeds the attention MLP too: add dx = dz1 W1 to dh at the real positions"),
+               (v(position=False), "the position embedding gets the MLP's input gradient dx, summed over the "
+                "batch at each position")]
+        if d_att is not None:
+            out.append((v(use_d_attention=False), "add d_attention (the loss's gradient of the attention, REMI's "
+                        "regulariser) to dA"))
+        return out
+
+
+def numpy_parts(ref=None):
+    return {p.key: p for p in (SoftmaxLossBackward(), ComirecBackward())}

@@ -1,0 +1,16 @@
+"""
+The most-popular baseline that `cli.py train` prints beside every run: each item scored by how often
+it occurs in the training part of the sequences, ranked by bam_minimal.evaluate like a model.
+
+    from bam_experiments.baselines import popularity_scorer
+    metrics = bm.evaluate(popularity_scorer(data, "cpu"), data, "test", cfg)[0]
+"""
+import torch
+
+from bam_data.stats import train_counts
+
+
+def popularity_scorer(data, device):
+    """A scorer for bam_minimal.evaluate: the same training counts for every user."""
+    counts = torch.as_tensor(train_counts(data), dtype=torch.float32, device=device)  # (I + 1,)
+    return lambda history, mask, noise: counts.repeat(len(history), 1)                 # (b, I + 1)

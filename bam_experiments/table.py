@@ -1,0 +1,173 @@
+"""
+The paper's Table 2 from one command: several methods, several seeds, one protocol.
+
+    python cli.py table --data ../shared/data/amazon-beauty-2014/Beauty.txt --seeds 3 --out runs/table
+
+Every (method, seed) run lives in OUT/<method>/seed-<seed>/ and is a normal resumable run of
+bam_minimal.train: a finished run is read back, an interrupted one resumes. The table is written as
+Markdown and JSON: mean ± std over seeds, best in bold, second best underlined, and BaM's gain over
+the best competitor.
+
+Runs side by side (`--jobs J`): J worker processes, each with a fixed number of torch threads
+(`--threads`, default cores // J), take the runs in turn. Small matrix products do not scale across
+threads, so on P cores P one-thread runs finish sooner than P P-thread runs one after another. A run's
+numbers depend on its thread count (docs/determinism.md), never on J or on which worker ran it: each
+run records `threads` in its metrics.json and the table says it. Workers die with the process that
+started them (Linux: PR_SET_PDEATHSIG), so a killed table leaves no run behind holding its lock, and
+rerunning the command resumes every run from its last.pt.
+"""
+import ctypes
+import os
+import signal
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict, replace
+from multiprocessing import get_context
+
+import numpy as np
+import torch
+
+import bam_minimal as bm
+from bam_experiments import sasrec
+from bam_data.files import atomic_text
+from bam_runs import run_folder
+from bam_experiments.methods import METHODS  # torch-free, so that `cli.py table --help` lists them at once
+
+COLUMNS = ("ndcg@10", "ndcg@20", "recall@10", "recall@20")
+
+
+def run_one(base, method, seed, data, out, log):
+    """One (method, seed) run: read back when finished with the same config, else train (or resume)."""
+    sasrec.register()  # Table 2's SASRec row, in this process or in a --jobs worker
+    cfg = replace(base, **METHODS[method], seed=seed)
+    folder = os.path.join(out, method, f"seed-{seed}")
+    with run_folder.lock(folder):
+        run = run_folder.RunFolder(folder, cfg, data, extra=dict(threads=torch.get_num_threads()),
+                                   fix=f"a new --out, or delete {folder} to run it again")  # table has no --fresh
+        result = run.finished()
+        if result:
+            log(f"{method} seed {seed}: finished earlier, reused")
+            return result, True
+        _, result = bm.train(cfg, data, run, log=lambda s: log(f"{method} seed {seed}: {s}"))
+        return result, False
+
+
+def start_worker(threads, parent):
+    """A worker of `--jobs`: its thread count; Ctrl-C is the parent's to handle (it stops the workers), and
+    the worker dies with the table's process (Linux), so that no orphan keeps training and holds a lock."""
+    torch.set_num_threads(threads)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: killed when the parent dies
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+
+def worker_run(base, method, seed, data, out):
+    """One run in a worker; its log lines go to stderr (the parent's progress bar stays in one place)."""
+    return run_one(base, method, seed, data, out, log=lambda s: print(s, file=sys.stderr, flush=True))
+
+
+def run_all(base, data, todo, out, log, on_run, jobs, threads):
+    """Every (method, seed) of `todo`, one after another (jobs 1) or in `jobs` worker processes, in order.
+    An error, a dead worker or Ctrl-C stops every worker at once; their runs resume from last.pt."""
+    if jobs == 1:
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            for method, seed in todo:
+                yield run_one(base, method, seed, data, out, log)
+                on_run and on_run()
+        finally:
+            torch.set_num_threads(before)
+        return
+    pool = ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=start_worker,
+                               initargs=(threads, os.getpid()))
+    try:
+        futures = [pool.submit(worker_run, base, method, seed, data, out) for method, seed in todo]
+        for future in futures:
+            yield future.result()
+            on_run and on_run()
+    except BrokenProcessPool:
+        raise bm.InputError(f"{out}: a worker of --jobs {jobs} died (killed, or out of memory) (fix: rerun the same "
+                            "command to resume; fewer --jobs if memory ran out)") from None
+    finally:
+        workers = list((pool._processes or {}).values())  # concurrent.futures keeps no public handle on them
+        pool.shutdown(wait=False, cancel_futures=True)
+        for worker in workers:
+            worker.kill()
+        for worker in workers:
+            worker.join()
+
+
+def summarise(results):
+    """{method: [result per seed]} -> {method: {column: (mean, std)}}, std over seeds (ddof 1)."""
+    table = {}
+    for method, seeds in results.items():
+        values = {c: np.array([r["test"][c] for r in seeds]) for c in COLUMNS}
+        table[method] = {c: (float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0)
+                         for c, v in values.items()}
+    return table
+
+
+def gains(table, ours="BaM"):
+    """BaM's improvement (%) over the best competitor, per column. Competitors are the methods not
+    named after BaM."""
+    others = [m for m in table if "BaM" not in m and m != ours]
+    if ours not in table or not others:
+        return {}
+    return {c: 100.0 * (table[ours][c][0] / max(table[m][c][0] for m in others) - 1) for c in COLUMNS}
+
+
+def markdown(table, dataset, seeds):
+    rows = [f"Test metrics on {dataset}, mean ± std over {seeds} seed(s). **Best**, <u>second best</u>.", "",
+            "| method | " + " | ".join(c.replace("ndcg", "nDCG").replace("recall", "Recall") for c in COLUMNS) + " |",
+            "|---|" + "---:|" * len(COLUMNS)]
+    rank = {c: sorted(table, key=lambda m: -table[m][c][0]) for c in COLUMNS}
+    for method in table:
+        cells = []
+        for c in COLUMNS:
+            mean, std = table[method][c]
+            cell = f"{mean:.4f} ± {std:.4f}"
+            if method == rank[c][0]:
+                cell = f"**{cell}**"
+            elif len(rank[c]) > 1 and method == rank[c][1]:
+                cell = f"<u>{cell}</u>"
+            cells.append(cell)
+        rows.append(f"| {method} | " + " | ".join(cells) + " |")
+    g = gains(table)
+    if g:
+        rows.append("| BaM vs best competitor | " + " | ".join(f"{g[c]:+.2f}%" for c in COLUMNS) + " |")
+    return "\n".join(rows) + "\n"
+
+
+def run_table(base, data, methods, seeds, out, log=print, on_run=None, jobs=1, threads=None):
+    """Run (or reuse) every (method, seed), `jobs` at a time with `threads` torch threads each (default:
+    torch's count for one job, cores // jobs for several), then write table.md and table.json into `out`."""
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise bm.InputError(f"--methods: unknown {', '.join(unknown)} (fix: choose from {', '.join(METHODS)})")
+    if jobs < 1 or (threads is not None and threads < 1):
+        raise bm.InputError(f"--jobs {jobs}, --threads {threads}: must be 1 or more (fix: e.g. --jobs 2 --threads 1)")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1  # ours to use
+    threads = threads or (torch.get_num_threads() if jobs == 1 else max(1, cores // jobs))
+    os.makedirs(out, exist_ok=True)
+    todo = [(method, base.seed + s) for method in methods for s in range(seeds)]
+    results, reused = {}, 0
+    for (method, _), (result, was_done) in zip(todo, run_all(base, data, todo, out, log, on_run, jobs, threads)):
+        results.setdefault(method, []).append(result)
+        reused += was_done
+    table = summarise(results)
+    text = markdown(table, data.name, seeds)
+    used = sorted({r.get("threads") for rs in results.values() for r in rs}, key=str)
+    text += (f"\nRuns: {jobs} at a time; torch threads per run: {', '.join(map(str, used))} "
+             "(numbers depend on the thread count; each run's metrics.json records it).\n")
+    runs = {m: [dict(seed=r["config"]["seed"], test=r["test"], best_iter=r["best_iter"], iters=r["iters"],
+                     seconds=r["seconds"], threads=r.get("threads")) for r in rs]
+            for m, rs in results.items()}
+    summary = {m: {c: dict(mean=v[0], std=v[1]) for c, v in row.items()} for m, row in table.items()}
+    run_folder.save_json(dict(dataset=data.name, seeds=seeds, config=asdict(base), jobs=jobs,
+                              gains_percent=gains(table), table=summary, runs=runs), os.path.join(out, "table.json"))
+    atomic_text(os.path.join(out, "table.md"), text)
+    return text, table, reused

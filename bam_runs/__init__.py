@@ -1,0 +1,15 @@
+"""
+bam_runs: the run machinery around bam_minimal.py. What turns one call of bam_minimal.train into a run
+that resumes, refuses the wrong data, and can be loaded again safely.
+
+  run_folder   a run folder: exact resume (last.pt), the lock, checksums, the data fingerprint, safe loading
+  checkpoints  loading our checkpoints and the official code's model.pt files; the data check
+  datasets     a data file of any format -> bam_minimal.Dataset (with the reader's notes); the cached
+               built-in synthetic dataset
+  distributed  joining torchrun's process group; which process writes and prints
+  perf         the CPU allocator setting, applied once at start
+
+It imports the reference (bam_minimal) and the data layer (bam_data), never the experiments, the course
+kit, the benchmarks or the command line (docs/architecture.md; the import-linter contract in
+pyproject.toml checks it).
+"""

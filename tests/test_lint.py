@@ -1,0 +1,79 @@
+"""
+The house rules that a tool can check, run from pytest so that `python -m pytest` fails when one breaks:
+ruff (pyflakes and pycodestyle at the project's line length) and import-linter (the layers of
+docs/architecture.md, configured in pyproject.toml), plus what import-linter cannot see: bam_minimal.py is a
+single file (its own imports are checked here with ast), modules imported by name at run time
+(bam_cli.options.Later) stay in the command line, and the course kit hides every package of the repository
+from the student's process.
+
+    python -m pytest tests/test_lint.py
+"""
+import ast
+import os
+import subprocess
+import sys
+
+from conftest import ROOT
+
+BIN = os.path.dirname(sys.executable)
+PACKAGES = sorted(p.name for p in ROOT.iterdir() if (p / "__init__.py").exists())
+MODULES = sorted(p.stem for p in ROOT.glob("*.py"))
+
+
+def run(tool, *args):
+    return subprocess.run([os.path.join(BIN, tool), *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def test_ruff_finds_nothing():
+    out = run("ruff", "check", "--no-cache", ".")
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_the_layers_hold():
+    out = run("lint-imports", "--no-cache")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "0 broken" in out.stdout
+
+
+def test_every_package_is_in_the_contract():
+    """A new package that the contract does not name would be unchecked."""
+    text = (ROOT / "pyproject.toml").read_text()
+    listed = text[text.index("root_packages"):text.index("include_external_packages")]
+    assert [p for p in PACKAGES if f'"{p}"' not in listed] == []
+
+
+def imported_roots(path):
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            yield node.module.split(".")[0]
+
+
+def test_the_reference_imports_only_torch_numpy_and_the_standard_library():
+    roots = set(imported_roots(ROOT / "bam_minimal.py"))
+    assert roots - set(sys.stdlib_module_names) - {"torch", "numpy"} == set()
+
+
+def test_modules_imported_by_name_stay_in_the_command_line():
+    """Later("x") imports x on first use, out of import-linter's sight: only bam_cli may use it, and only on
+    the layers below it."""
+    for path in ROOT.glob("bam_*/**/*.py"):
+        text = path.read_text()
+        if "Later(" in text and path.parent.name != "bam_cli":
+            raise AssertionError(f"{path.relative_to(ROOT)} uses Later(...): only bam_cli may")
+    for path in (ROOT / "bam_cli").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Later":
+                name = node.args[0].value.split(".")[0]
+                assert name in PACKAGES + MODULES and name not in ("bam_cli", "cli", "bench"), (path, name)
+
+
+def test_the_course_kit_hides_every_package():
+    """The student's process must not import the answer key or the grader: every package and top-level
+    module of the repository is on the kit's lists (a new package would otherwise be importable there)."""
+    from bam_course import harness, skeleton
+    ours = set(PACKAGES) | (set(MODULES) - {"conftest"})
+    assert ours - set(harness.REPOSITORY) == set()
+    assert ours - set(skeleton.REPOSITORY) == set()
