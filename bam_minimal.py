@@ -5,15 +5,16 @@
 A multi-interest encoder (ComiRec-SA, MIND) turns a history into N interest vectors, and training scores the target
 with ONE of them. The old rule takes the argmax interest (`hard`), and one interest ends up taking all the training;
 BaM samples it from softmax(tau * M_u^T e_target) (`bam`), so every interest is trained. Evaluation ranks every item
-by its best interest (leave-one-out). torch and numpy only; CUDA when there is one; data parallel under torchrun.
-`cli.py train` adds data formats, progress, plots, exact resume, run locks. Alone: python bam_minimal.py data.txt
+by its best interest (leave-one-out). Sections: config, data, models, selection, loss, evaluation, training, then
+plumbing. torch and numpy only; CUDA when there is one; data parallel under torchrun. Alone: python bam_minimal.py
+data.txt; `cli.py train` adds data formats, progress, plots, exact resume and run locks.
 """
 import json
 import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -56,7 +57,6 @@ class Config:
     seed: int = 2021
     device: str = "auto"          # auto | cpu | cuda
 
-
 CHOICES = dict(model=("comirec", "mind", "sasrec"), selection=("hard", "bam", "bam-l", "expected"),
                tau_schedule=("constant", "hard-to-soft", "soft-to-hard"), loss=("sampled", "full"),
                history_mask=("exclude", "official", "none"), device=("auto", "cpu", "cuda"))
@@ -65,30 +65,8 @@ POSITIVE = ("dim", "n_interests", "seq_len", "batch_size", "n_negatives", "max_i
 NON_NEGATIVE = ("tau", "tau_hard", "patience", "valid_users", "valid_sample", "remi_beta", "remi_lambda",
                 "weight_decay", "seed")
 
-
 class InputError(ValueError):
     """Bad input. The message is one line that names the file, the line and the fix."""
-
-
-def check_config(cfg):
-    """Refuse a config that cannot run, naming the first bad option."""
-    bad = [f"{k}={getattr(cfg, k)} is not one of {', '.join(v)}" for k, v in CHOICES.items()
-           if getattr(cfg, k) not in v]
-    bad += [f"{k}={getattr(cfg, k)} must be a finite number" for k in POSITIVE + NON_NEGATIVE
-            if not math.isfinite(getattr(cfg, k))]
-    bad += [f"{k}={getattr(cfg, k)} must be positive" for k in POSITIVE if getattr(cfg, k) <= 0]
-    bad += [f"{k}={getattr(cfg, k)} must be 0 or more" for k in NON_NEGATIVE if getattr(cfg, k) < 0]
-    bad += [why for broken, why in (  # past tau = 1e4, BaM's draw silently becomes "always interest 0"
-        (max(cfg.tau, cfg.tau_hard) > 1e4, f"tau={cfg.tau}, tau_hard={cfg.tau_hard} must be at most 1e4"),
-        (not 0 <= cfg.dropout < 1, f"dropout={cfg.dropout} must be in [0, 1)"),
-        (cfg.device == "cuda" and not torch.cuda.is_available(), "device=cuda, but torch sees no GPU (use auto)"),
-        (cfg.remi_lambda and cfg.model != "comirec", "remi_lambda > 0 acts on ComiRec-SA's attention: model comirec"),
-        (cfg.remi_beta and cfg.loss == "full", "remi_beta > 0 reweights sampled negatives: loss sampled"),
-        (cfg.model == "sasrec" and cfg.n_interests != 1, "model sasrec has one interest: n_interests 1"),
-        (cfg.seed >= 1 << 63, f"seed={cfg.seed} must be below 2^63"),
-        (cfg.model not in MODELS, f"model {cfg.model} comes with bam_experiments/sasrec.py: use cli.py")) if broken]
-    if bad:
-        raise InputError(f"bad config: {bad[0]} (fix: change that option; --help shows the defaults)")
 
 
 # -----------------------------------------------------------------------------
@@ -109,7 +87,6 @@ def read_official(path):
             seqs.setdefault(user, []).append(item)
     return seqs
 
-
 class Dataset:
     """All sequences in one flat array: row r owns items[start[r]:start[r + 1]]; users with < 3 are skipped."""
 
@@ -126,7 +103,6 @@ class Dataset:
         self.trainable = np.flatnonzero(self.lengths - 2 >= 2)                # rows with a train target k >= 1
         self.n_interactions = int(self.lengths.sum())
 
-
 def windows(data, rows, k, width):
     """Examples (row, k): target items[k]; history the last `width` items before k, right-padded with 0."""
     lo = np.maximum(k - width, 0)                                              # (B,)
@@ -137,13 +113,11 @@ def windows(data, rows, k, width):
     target = data.items[data.start[rows] + k]                                  # (B,)
     return history, mask.astype(np.float32), target
 
-
 def train_batch(data, rng, batch_size, seq_len):
     """The official sampler: a user uniformly with replacement, then a target k >= 1 in seq[:-2]."""
     rows = data.trainable[rng.integers(0, len(data.trainable), batch_size)]   # (B,)
     k = rng.integers(1, data.lengths[rows] - 2)                                # (B,) in [1, len - 3]
     return windows(data, rows, k, seq_len)
-
 
 def split_targets(data, split):
     """Leave-one-out: validation predicts seq[-2] from seq[:-2], test predicts seq[-1] from seq[:-1]."""
@@ -154,9 +128,9 @@ def split_targets(data, split):
 # Models. Parameter names and shapes are the official ones, so released checkpoints load strictly.
 MASK = -2.0 ** 32 + 1  # the official masking constant: padded positions get this attention logit
 
-
-class Encoder(nn.Module):
-    """Item embeddings (row 0 is padding), plus the two small maps of BaM_l when they are used."""
+class MultiInterestModel(nn.Module):
+    """The item table (row 0 is padding) and BaM_l's maps. A subclass encodes: forward(history, mask, gen=None,
+    routing=None) -> interests (B, N, d), attention (B, N, L); gen: a generator; routing: MIND's initial logits."""
 
     def __init__(self, cfg, n_items):
         super().__init__()
@@ -170,8 +144,7 @@ class Encoder(nn.Module):
         for p in self.parameters():
             (nn.init.kaiming_normal_ if p.dim() > 1 else nn.init.zeros_)(p)
 
-
-class ComiRecSA(Encoder):
+class ComiRecSA(MultiInterestModel):
     """ComiRec-SA (Cen et al., KDD '20): N attention heads over the history, one per interest."""
 
     def __init__(self, cfg, n_items):
@@ -181,16 +154,15 @@ class ComiRecSA(Encoder):
         self.linear2 = nn.Linear(4 * cfg.dim, cfg.n_interests, bias=False)
         self.reset_parameters()
 
-    def forward(self, history, mask, noise=None):
+    def forward(self, history, mask, gen=None, routing=None):
         """Self-attentive interests: A = softmax_L(W2 tanh(W1 (H + P))), interests = A H."""
         h = self.embeddings(history) * mask[..., None]                        # (B, L, d)
-        # The MLP on real positions only (official: on all, padding overwritten): same numbers, 3.6x faster a step.
+        # The MLP on real positions only (official: on all, then overwritten): the same numbers, fewer FLOPs.
         real = mask > 0                                                        # (B, L)
         logits = h.new_full((*mask.shape, self.cfg.n_interests), MASK)       # (B, L, N)
         logits[real] = self.linear2(self.linear1((h + self.position_embedding)[real]))  # (P, N)
         attention = logits.transpose(1, 2).softmax(-1)                        # (B, N, L), over the sequence
         return attention @ h, attention                                       # (B, N, d), (B, N, L)
-
 
 class CapsuleNetwork(nn.Module):
     """MIND's dynamic routing (Li et al., CIKM '19), as in the official code."""
@@ -213,30 +185,27 @@ class CapsuleNetwork(nn.Module):
             z = squash(w @ u.detach())                                         # (B, N, d)
             logits = logits + z @ u.detach().transpose(1, 2)                  # (B, N, L)
 
-
 def squash(z):
     """The capsule non-linearity: |z|^2 / (1 + |z|^2) * z / |z|."""
     norm2 = (z * z).sum(-1, keepdim=True)                                      # (B, N, 1)
     return norm2 / (1 + norm2) / torch.sqrt(norm2 + 1e-9) * z                 # (B, N, d)
 
-
-class MIND(Encoder):
+class MIND(MultiInterestModel):
     def __init__(self, cfg, n_items):
         super().__init__(cfg, n_items)
         self.capsule_network = CapsuleNetwork(cfg)
         self.reset_parameters()
 
-    def forward(self, history, mask, noise=None):
-        """`noise`: the initial routing logits (B, N, L), or a generator to draw them from."""
+    def forward(self, history, mask, gen=None, routing=None):
+        """`routing`: the initial routing logits (B, N, L); None draws them from `gen` (official: fresh ones on
+        every forward pass, at test time too; evaluate passes routing_noise's, the same on any device)."""
         h = self.embeddings(history) * mask[..., None]                        # (B, L, d)
-        if noise is None or isinstance(noise, torch.Generator):  # official: fresh logits on every forward pass
-            noise = torch.randn(len(h), self.cfg.n_interests, h.shape[1], device=h.device, dtype=h.dtype,
-                                generator=noise)                               # (B, N, L)
-        return self.capsule_network(h, mask, torch.as_tensor(noise).to(h))   # (B, N, d), (B, N, L)
+        if routing is None:
+            routing = torch.randn(len(h), self.cfg.n_interests, h.shape[1], device=h.device, dtype=h.dtype,
+                                  generator=gen)                               # (B, N, L)
+        return self.capsule_network(h, mask, torch.as_tensor(routing).to(h))  # (B, N, d), (B, N, L)
 
-
-MODELS = dict(comirec=ComiRecSA, mind=MIND)  # bam_experiments/sasrec.py adds the SASRec baseline
-
+MODELS = dict(comirec=ComiRecSA, mind=MIND)  # bam_experiments.sasrec.register() adds SASRec
 
 def build_model(cfg, n_items):
     return MODELS[cfg.model](cfg, n_items)  # check_config has made sure it is there
@@ -250,7 +219,6 @@ def interest_logits(model, selection, interests, target_emb):
         interests, target_emb = model.l1(interests), model.l2(target_emb)     # (B, N, d'), (B, d')
     return (interests @ target_emb[..., None])[..., 0]                         # (B, N)
 
-
 def select_interest(logits, selection, tau, u):
     """-> the selected index (B,) and the probabilities (B, N). `hard`: [KDD24] Eq. (1), the first argmax.
     `bam`, `bam-l`: [KDD24] Eq. (3), n ~ P(m_u^n | i+) = softmax(tau * M_u^T e_target), drawn by
@@ -260,7 +228,6 @@ def select_interest(logits, selection, tau, u):
         return logits.argmax(-1), probs
     index = (probs.cumsum(-1) <= u[:, None]).sum(-1)                           # (B,) the first n with CDF > u
     return index.clamp(max=logits.shape[-1] - 1), probs                        # clamp: CDF rounding below u
-
 
 def tau_at(cfg, it):
     """The temperature at iteration `it`: constant, or a linear anneal between tau_hard and tau."""
@@ -283,7 +250,6 @@ def item_scores(query, target, negatives, item_emb, loss):
     drop[..., 0] = True
     return pos, neg.masked_fill(drop, -math.inf)                               # (B, K), (B, K, I + 1)
 
-
 def softmax_loss(pos, neg, beta=0.0):
     """-log softmax of the target among [target, negatives], no accidental-hit removal (official); the
     uniform proposal's log q cancels. REMI (Xie et al., RecSys '23), beta > 0: negative j is reweighted by
@@ -291,12 +257,10 @@ def softmax_loss(pos, neg, beta=0.0):
     neg = neg + math.log(neg.shape[-1]) + torch.log_softmax(beta * neg, -1) if beta else neg  # (..., S)
     return torch.logsumexp(torch.cat([pos[..., None], neg], -1), -1) - pos        # (...)
 
-
 def routing_regulariser(attention, dim):
     """REMI's routing regularisation: sum_b ||diag(Cov(A_b))||^2, A_b (N, L) centred, Cov = A A^T / d (REMI's code)."""
     centred = attention - attention.mean(-1, keepdim=True)                    # (B, N, L)
     return (((centred * centred).sum(-1) / dim) ** 2).sum()                  # ()
-
 
 def bam_loss(model, cfg, interests, attention, target, negatives, u, tau):
     """The training loss of one batch: select an interest, score the target against the negatives."""
@@ -319,58 +283,35 @@ def bam_loss(model, cfg, interests, attention, target, negatives, u, tau):
 
 # -----------------------------------------------------------------------------
 # Evaluation: full-item ranking, leave-one-out, one target per user.
+@torch.no_grad()
+def evaluate(scorer, data, split, cfg, rows=None, k_top=0, block=None):
+    """Rank the `split` target of each user in `rows` (default: every user) among all items: windows -> score ->
+    mask -> rank, a block of users at a time. -> (metrics, ranks (U,), top-k ids (U, k_top) or None).
+    metrics["nonfinite_users"]: the users with a NaN or infinite score (as scored, before the history mask)."""
+    device = resolve_device(cfg)
+    rows = np.arange(len(data.users)) if rows is None else np.asarray(rows)
+    k = split_targets(data, split)[rows]                                       # (U,) target positions
+    ranks, tops, bad = [np.zeros(0, np.int64)], [np.zeros((0, min(k_top, data.n_items + 1)), np.int64)], [[]]
+    for r, kb in user_blocks(cfg, data, rows, k, block):  # this process's users (all, without torchrun)
+        history, mask, target = (torch.as_tensor(a, device=device) for a in windows(data, r, kb, cfg.seq_len))
+        full = torch.as_tensor(windows(data, r, kb, int(kb.max()))[0], device=device)  # (b, max k) every earlier item
+        scores = scorer(history, mask, routing_noise(cfg, r) if cfg.model == "mind" else None)  # (b, I + 1)
+        bad.append(nonfinite_rows(scores))                                     # (b,)
+        scores = mask_history(scores, full, history, cfg.history_mask)        # (b, I + 1)
+        ranks.append(target_rank(scores, target).cpu().numpy())               # (b,)
+        if k_top:
+            tops.append(top_k(scores, k_top).cpu().numpy())                    # (b, k_top)
+    ranks, tops, bad = gather_users(ranks, tops, bad)  # (U,), (U, k_top), (U,) of every process, in user order
+    return dict(metrics_from_ranks(ranks), nonfinite_users=int(bad.sum())), ranks, tops if k_top else None
+
 def model_scorer(model):
     """Scores of every item for a block of histories: an item's best score over the interests."""
     item_emb = model.embeddings.weight                                         # (I + 1, d)
 
-    def score(history, mask, noise):
-        interests = model(history, mask, noise)[0]                             # (b, N, d)
+    def score(history, mask, routing):
+        interests = model(history, mask, routing=routing)[0]                   # (b, N, d)
         return (interests @ item_emb.T).amax(1)                               # (b, I + 1)
     return score
-
-
-def mask_history(scores, full_history, window, mode):
-    """In place. `exclude`: every item before the target gets -inf (padding 0 too, and in `none`).
-    `official`: the items of the model's window, padding 0 included, get score 0, as the official code does."""
-    if mode == "official":
-        return scores.scatter_(1, window, 0.0)
-    if mode == "exclude":
-        scores.scatter_(1, full_history, -math.inf)  # full_history is 0-padded: item 0 is masked too
-    scores[:, 0] = -math.inf
-    return scores
-
-
-def target_rank(scores, target):
-    """In place: the 0-based rank of each target, the items scored higher plus the equal ones with a lower id. Another
-    item's NaN or +inf ranks ABOVE it (an overflow never helps); a non-finite target misses (I + 1); -inf: the mask."""
-    scores.nan_to_num_(nan=math.inf, posinf=math.inf, neginf=-math.inf)      # (b, I + 1) NaN counts as +inf
-    s = scores.gather(1, target[:, None])                                      # (b, 1)
-    # sign: +1 above s, 0 tied, -1 below; two sums count both, 4x faster than (scores > s).sum(1) and a tie pass.
-    sign = (scores - s).sign_() if scores.shape[1] < 1 << 24 else (scores.double() - s.double()).sign_()
-    total, spread = sign.sum(1), sign.abs_().sum(1)                            # above - below, above + below
-    rank = ((total + spread) / 2).long()                                       # (b,) items scored above s
-    tied = scores.shape[1] - spread > 1                                        # (b,) others equal to s
-    if tied.any():  # rare: count the equal items with a lower id
-        ids = torch.arange(scores.shape[1], device=scores.device)
-        rank[tied] += ((scores[tied] == s[tied]) & (ids < target[tied, None])).sum(1)
-    return torch.where(s[:, 0].isfinite(), rank, scores.shape[1])            # (b,)
-
-
-def top_k(scores, k):
-    """The top-k ids per row by target_rank's rule: NaN = +inf first, -inf last; stable: the lower id first on ties."""
-    return scores.masked_fill(scores.isnan(), math.inf).argsort(dim=1, descending=True, stable=True)[:, :k]  # (b, k)
-
-
-def metrics_from_ranks(rank, ks=(10, 20)):
-    """Recall@K (hit rate, one target per user) and nDCG@K = 1 / log2(rank + 2) for a hit."""
-    rank = np.asarray(rank, dtype=np.float64)
-    out = {}
-    for k in ks:
-        hit = rank < k
-        out[f"recall@{k}"] = float(hit.mean())
-        out[f"ndcg@{k}"] = float(np.where(hit, 1.0 / np.log2(rank + 2), 0.0).mean())
-    return out
-
 
 def routing_noise(cfg, rows):
     """MIND's evaluation routing logits (b, N, L), counter-based: SplitMix64 (Steele et al., OOPSLA '14) seeded with
@@ -383,48 +324,63 @@ def routing_noise(cfg, rows):
     u = (z >> np.uint64(11)) * 2.0 ** -53                                      # (2, b, N L) uniform in [0, 1)
     return (np.sqrt(-2 * np.log1p(-u[0])) * np.cos(2 * np.pi * u[1])).reshape(-1, cfg.n_interests, cfg.seq_len)
 
+def mask_history(scores, full_history, window, mode):
+    """In place. `exclude`: every item before the target gets -inf (padding 0 too, and in `none`).
+    `official`: the items of the model's window, padding 0 included, get score 0, as the official code does."""
+    if mode == "official":
+        return scores.scatter_(1, window, 0.0)
+    if mode == "exclude":
+        scores.scatter_(1, full_history, -math.inf)  # full_history is 0-padded: item 0 is masked too
+    scores[:, 0] = -math.inf
+    return scores
 
-@torch.no_grad()
-def evaluate(scorer, data, split, cfg, rows=None, k_top=0, block=None):
-    """Ranks of the `split` targets of `rows` (default: every user), in blocks of users; under torchrun each
-    process ranks a share of them, and all get every rank. -> (metrics, ranks (U,), top-k ids (U, k_top)).
-    metrics["nonfinite_users"]: the users with a NaN or infinite score (as scored, before the history mask)."""
-    device = resolve_device(cfg)
-    rows = np.arange(len(data.users)) if rows is None else np.asarray(rows)
-    k = split_targets(data, split)[rows]                                       # (U,)
-    budget = (1 << 28 if device == "cuda" else 1 << 24) // (cfg.n_interests * (data.n_items + 1))  # (b, N, I + 1)
-    block = block or max(16, min(8192, budget))                                # users of a block
-    rank, size = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)  # torchrun's
-    i, end = len(rows) * rank // size, len(rows) * (rank + 1) // size         # this process's users
-    ranks, tops, bad = [np.zeros(0, np.int64)], [np.zeros((0, min(k_top, data.n_items + 1)), np.int64)], [[]]
-    while i < end:
-        j = min(i + block, end)
-        while j - i > 1 and (j - i) * int(k[i:j].max()) > 1 << 21:  # one long history must not inflate a block
-            j = i + (j - i) // 2
-        r, kb = rows[i:j], k[i:j]
-        history, mask, target = (torch.as_tensor(a, device=device) for a in windows(data, r, kb, cfg.seq_len))
-        full = torch.as_tensor(windows(data, r, kb, int(kb.max()))[0], device=device)  # (b, max k)
-        scores = scorer(history, mask, routing_noise(cfg, r) if cfg.model == "mind" else None)  # (b, I + 1)
-        suspect = ~scores.sum(1).isfinite()  # (b,) NaN, inf or a sum that overflowed: 25x faster than .all(1) alone
-        bad.append(suspect.index_put((suspect,), ~scores[suspect].isfinite().all(1)).cpu().numpy())  # (b,)
-        scores = mask_history(scores, full, history, cfg.history_mask)        # (b, I + 1)
-        ranks.append(target_rank(scores, target).cpu().numpy())                 # (b,)
-        if k_top:
-            tops.append(top_k(scores, k_top).cpu().numpy())                      # (b, k_top)
-        i = j
-    ranks, tops, bad = (np.concatenate(x) for x in (ranks, tops, bad))       # (U,), (U, k_top), (U,) this process's
-    if size > 1:  # exact: integer ranks, gathered in user order
-        shares = [None] * size
-        dist.all_gather_object(shares, (ranks, tops, bad))
-        ranks, tops, bad = (np.concatenate(x) for x in zip(*shares))
-    return dict(metrics_from_ranks(ranks), nonfinite_users=int(bad.sum())), ranks, tops if k_top else None
+def target_rank(scores, target):
+    """In place: the 0-based rank of each target, the items scored higher plus the equal ones with a lower id. Another
+    item's NaN or +inf ranks ABOVE it (an overflow never helps); a non-finite target misses (I + 1); -inf: the mask."""
+    scores.nan_to_num_(nan=math.inf, posinf=math.inf, neginf=-math.inf)      # (b, I + 1) NaN counts as +inf
+    s = scores.gather(1, target[:, None])                                      # (b, 1)
+    # sign: +1 above s, 0 tied, -1 below; two sums count both, in one pass over the scores.
+    sign = (scores - s).sign_() if scores.shape[1] < 1 << 24 else (scores.double() - s.double()).sign_()
+    total, spread = sign.sum(1), sign.abs_().sum(1)                            # above - below, above + below
+    rank = ((total + spread) / 2).long()                                       # (b,) items scored above s
+    tied = scores.shape[1] - spread > 1                                        # (b,) others equal to s
+    if tied.any():  # rare: count the equal items with a lower id
+        ids = torch.arange(scores.shape[1], device=scores.device)
+        rank[tied] += ((scores[tied] == s[tied]) & (ids < target[tied, None])).sum(1)
+    return torch.where(s[:, 0].isfinite(), rank, scores.shape[1])            # (b,)
+
+def nonfinite_rows(scores):
+    """(b,) bool: the rows that hold a NaN or infinite score. A finite row sum clears a row at once."""
+    suspect = ~scores.sum(1).isfinite()                                        # (b,) NaN, inf, or a sum overflow
+    return suspect.index_put((suspect,), ~scores[suspect].isfinite().all(1)).cpu().numpy()  # (b,)
+
+def top_k(scores, k):
+    """The top-k ids per row by target_rank's rule: NaN = +inf first, -inf last; stable: the lower id first on ties."""
+    return scores.masked_fill(scores.isnan(), math.inf).argsort(dim=1, descending=True, stable=True)[:, :k]  # (b, k)
+
+def metrics_from_ranks(rank, ks=(10, 20)):
+    """Recall@K (hit rate, one target per user) and nDCG@K = 1 / log2(rank + 2) for a hit."""
+    rank = np.asarray(rank, dtype=np.float64)
+    out = {}
+    for k in ks:
+        hit = rank < k
+        out[f"recall@{k}"] = float(hit.mean())
+        out[f"ndcg@{k}"] = float(np.where(hit, 1.0 / np.log2(rank + 2), 0.0).mean())
+    return out
 
 
 # -----------------------------------------------------------------------------
 # Training: iterations, validation, early stopping, best-checkpoint restore.
-def resolve_device(cfg):
-    return cfg.device if cfg.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
-
+@dataclass
+class TrainState:
+    """The training loop's state; a run folder saves it by name in last.pt, and a resumed run goes on from it."""
+    it: int = 0                   # iterations done
+    best: float = -1.0            # the best validation Recall@10 so far
+    best_iter: int = 0
+    trials: int = 0               # validations since the best one
+    history: list = field(default_factory=list)   # one dict per validation
+    seconds: float = 0.0          # training time so far
+    losses: list = field(default_factory=list)    # the step losses since the last validation
 
 def train_step(model, opt, cfg, data, rng, gen, tau, device):
     """One optimisation step on a fresh batch. Returns the loss as a Python float."""
@@ -442,7 +398,6 @@ def train_step(model, opt, cfg, data, rng, gen, tau, device):
     opt.step()
     return loss.item()
 
-
 def train(cfg, data, folder=None, log=print, on_step=lambda it: None):
     """Train, validate every `eval_every` iterations, stop early, restore the best model and test it.
     -> (model, result). `folder` (bam_runs.run_folder.RunFolder) resumes a run and writes its files, atomically."""
@@ -457,19 +412,18 @@ def train(cfg, data, folder=None, log=print, on_step=lambda it: None):
     seed = cfg.seed if rank == 0 else int(np.random.SeedSequence([cfg.seed, rank]).generate_state(1)[0])
     rng = np.random.default_rng(seed)                                         # batches, validation users
     gen = torch.Generator(device).manual_seed(seed)                           # negatives, BaM draws, routing
-    resumed = folder.resume(model, opt, rng, gen) if folder else None      # (state, best checkpoint) or None
-    st, best = resumed or (dict(it=0, best=-1.0, best_iter=0, trials=0, history=[], seconds=0.0, losses=[]), None)
-    t0 = time.time() - st["seconds"]
-    while st["it"] < cfg.max_iters and st["trials"] <= cfg.patience:
-        loss = train_step(model, opt, cfg, data, rng, gen, tau_at(cfg, st["it"]), device)
-        st["it"] += 1
+    st, best = (folder.resume(model, opt, rng, gen) if folder else None) or (TrainState(), None)
+    t0 = time.time() - st.seconds
+    while st.it < cfg.max_iters and st.trials <= cfg.patience:
+        loss = train_step(model, opt, cfg, data, rng, gen, tau_at(cfg, st.it), device)
+        st.it += 1
         if not math.isfinite(loss):
-            raise InputError(f"iteration {st['it']}: the loss is {loss} (fix: --fresh with a lower --lr)")
-        st["losses"].append(loss)
-        on_step(st["it"])
-        if st["it"] % cfg.eval_every == 0 or st["it"] == cfg.max_iters:
+            raise InputError(f"iteration {st.it}: the loss is {loss} (fix: --fresh with a lower --lr)")
+        st.losses.append(loss)
+        on_step(st.it)
+        if st.it % cfg.eval_every == 0 or st.it == cfg.max_iters:
             if validate(model, data, cfg, rng, st, t0, log):
-                best = checkpoint(model, cfg, data, st)
+                best = checkpoint(model, cfg, data, st.it)
                 if folder:
                     folder.save_best(best)
             if folder:
@@ -481,44 +435,89 @@ def train(cfg, data, folder=None, log=print, on_step=lambda it: None):
         folder.finish(result)
     return model, result
 
-
-def checked_scorer(model, it, before):  # model_scorer of finite weights: a finite loss does not make them finite
-    if bad := [k for k, v in model.state_dict().items() if not v.isfinite().all()]:
-        raise InputError(f"iteration {it}: {bad[0]} is not finite at {before}, not saved (fix: --fresh, lower --lr)")
-    return model_scorer(model.eval())
-
-
 def validate(model, data, cfg, rng, st, t0, log):
     """One validation: record it and count the patience. True when its Recall@10 is strictly the best."""
     fixed = np.random.default_rng([cfg.seed, 1]).permutation(len(data.users))[:cfg.valid_sample or None]  # (V,)
     rows = [rng.integers(0, len(data.users), cfg.valid_users) if cfg.valid_users else np.sort(fixed)]  # official
     if dist.is_initialized():  # all processes validate process 0's users, and so stop at the same time
         dist.broadcast_object_list(rows)
-    valid = evaluate(checked_scorer(model, st["it"], "validation"), data, "valid", cfg, rows[0])[0]  # before a save
+    valid = evaluate(checked_scorer(model, st.it, "validation"), data, "valid", cfg, rows[0])[0]  # before a save
     model.train()
-    loss, st["losses"], st["seconds"] = sum(st["losses"]) / max(1, len(st["losses"])), [], time.time() - t0
-    if better := valid["recall@10"] > st["best"]:
-        st["best"], st["best_iter"] = valid["recall@10"], st["it"]
-    st["trials"] = 0 if better else st["trials"] + 1
-    st["history"].append(dict(iter=st["it"], loss=loss, seconds=round(st["seconds"], 2), **valid))
-    log(f"iter {st['it']}: loss {loss:.4f}, valid recall@10 {valid['recall@10']:.4f}, "
+    loss, st.losses, st.seconds = sum(st.losses) / max(1, len(st.losses)), [], time.time() - t0
+    if better := valid["recall@10"] > st.best:
+        st.best, st.best_iter = valid["recall@10"], st.it
+    st.trials = 0 if better else st.trials + 1
+    st.history.append(dict(iter=st.it, loss=loss, seconds=round(st.seconds, 2), **valid))
+    log(f"iter {st.it}: loss {loss:.4f}, valid recall@10 {valid['recall@10']:.4f}, "
         f"ndcg@10 {valid['ndcg@10']:.4f}{' (best)' if better else ''}")
     return better
 
+def checked_scorer(model, it, before):
+    """model_scorer of finite weights (checked before a validation or the test, so before any save)."""
+    if bad := [k for k, v in model.state_dict().items() if not v.isfinite().all()]:
+        raise InputError(f"iteration {it}: {bad[0]} is not finite at {before}, not saved (fix: --fresh, lower --lr)")
+    return model_scorer(model.eval())
 
 def finish(model, cfg, data, st, t0, device):
     """Test the (best) model and gather the results."""
-    test = evaluate(checked_scorer(model, st["it"], "the test"), data, "test", cfg)[0]
-    best = next((h for h in st["history"] if h["iter"] == st["best_iter"]), {})
-    return dict(test=test, valid={k: best.get(k) for k in test}, iters=st["it"], best_iter=st["best_iter"],
-                seconds=round(time.time() - t0, 2), config=asdict(cfg), history=st["history"],
+    test = evaluate(checked_scorer(model, st.it, "the test"), data, "test", cfg)[0]
+    best = next((h for h in st.history if h["iter"] == st.best_iter), {})
+    return dict(test=test, valid={k: best.get(k) for k in test}, iters=st.it, best_iter=st.best_iter,
+                seconds=round(time.time() - t0, 2), config=asdict(cfg), history=st.history,
                 data=dict(name=data.name, users=len(data.users), items=data.n_items, interactions=data.n_interactions,
                           skipped_users=data.skipped), device=device, torch=torch.__version__, finished=True)
 
-
-def checkpoint(model, cfg, data, st):  # the model, and what rebuilding and evaluating it needs
+def checkpoint(model, cfg, data, it):  # the model, and what rebuilding and evaluating it needs
     weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    return dict(format="bam-1", config=asdict(cfg), n_items=data.n_items, iter=st["it"], data=data.name, model=weights)
+    return dict(format="bam-1", config=asdict(cfg), n_items=data.n_items, iter=it, data=data.name, model=weights)
+
+
+# -----------------------------------------------------------------------------
+# Plumbing: the config check, the device, blocks of users, and torchrun's shares.
+def check_config(cfg):
+    """Refuse a config that cannot run, naming the first bad option."""
+    bad = [f"{k}={getattr(cfg, k)} is not one of {', '.join(v)}" for k, v in CHOICES.items()
+           if getattr(cfg, k) not in v]
+    bad += [f"{k}={getattr(cfg, k)} must be a finite number" for k in POSITIVE + NON_NEGATIVE
+            if not math.isfinite(getattr(cfg, k))]
+    bad += [f"{k}={getattr(cfg, k)} must be positive" for k in POSITIVE if getattr(cfg, k) <= 0]
+    bad += [f"{k}={getattr(cfg, k)} must be 0 or more" for k in NON_NEGATIVE if getattr(cfg, k) < 0]
+    bad += [why for broken, why in (  # past tau = 1e4, BaM's draw silently becomes "always interest 0"
+        (max(cfg.tau, cfg.tau_hard) > 1e4, f"tau={cfg.tau}, tau_hard={cfg.tau_hard} must be at most 1e4"),
+        (not 0 <= cfg.dropout < 1, f"dropout={cfg.dropout} must be in [0, 1)"),
+        (cfg.device == "cuda" and not torch.cuda.is_available(), "device=cuda, but torch sees no GPU (use auto)"),
+        (cfg.remi_lambda and cfg.model != "comirec", "remi_lambda > 0 acts on ComiRec-SA's attention: model comirec"),
+        (cfg.remi_beta and cfg.loss == "full", "remi_beta > 0 reweights sampled negatives: loss sampled"),
+        (cfg.model == "sasrec" and cfg.n_interests != 1, "model sasrec has one interest: n_interests 1"),
+        (cfg.seed >= 1 << 63, f"seed={cfg.seed} must be below 2^63"),
+        (cfg.model not in MODELS, f"model {cfg.model} comes with bam_experiments.sasrec: use cli.py")) if broken]
+    if bad:
+        raise InputError(f"bad config: {bad[0]} (fix: change that option; --help shows the defaults)")
+
+def resolve_device(cfg):
+    return cfg.device if cfg.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
+
+def user_blocks(cfg, data, rows, k, block=None):
+    """-> (rows, target positions) of this process's share of `rows`, block by block. A block's scores
+    (b, N, I + 1) stay under a budget, and one long history cannot inflate a block: b * max k <= 2^21."""
+    budget = (1 << 28 if resolve_device(cfg) == "cuda" else 1 << 24) // (cfg.n_interests * (data.n_items + 1))
+    block = block or max(16, min(8192, budget))
+    rank, size = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    i, end = len(rows) * rank // size, len(rows) * (rank + 1) // size
+    while i < end:
+        j = min(i + block, end)
+        while j - i > 1 and (j - i) * int(k[i:j].max()) > 1 << 21:
+            j = i + (j - i) // 2
+        yield rows[i:j], k[i:j]
+        i = j
+
+def gather_users(*parts):
+    """Each part's blocks, joined; under torchrun every process's, in user order (exact: integers and flags)."""
+    shares = [[np.concatenate(p) for p in parts]]
+    if dist.is_initialized():
+        shares = [None] * dist.get_world_size()
+        dist.all_gather_object(shares, [np.concatenate(p) for p in parts])
+    return [np.concatenate(x) for x in zip(*shares)]
 
 
 # -----------------------------------------------------------------------------
@@ -540,7 +539,6 @@ def parse_args(argv):
         raise InputError("expected one data file (fix: python bam_minimal.py DATA [--field=value ...])")
     return cfg, data[0], out or f"runs/minimal-{os.path.basename(data[0]).split('.')[0]}-{cfg.model}-{cfg.selection}"
 
-
 if __name__ == "__main__":
     try:
         cfg, data_path, out = parse_args(sys.argv[1:])
@@ -548,7 +546,7 @@ if __name__ == "__main__":
         print(f"{len(data.users)} users, {data.n_items} items; device {resolve_device(cfg)}; writing {out}")
         os.makedirs(out, exist_ok=True)  # before training: a bad --out fails now, not after the run
         model, result = train(cfg, data)
-        torch.save(checkpoint(model, cfg, data, dict(it=result["best_iter"])), os.path.join(out, "checkpoint.tmp"))
+        torch.save(checkpoint(model, cfg, data, result["best_iter"]), os.path.join(out, "checkpoint.tmp"))
         with open(os.path.join(out, "metrics.tmp"), "w") as f:
             json.dump(result, f, indent=2)
         for name in ("checkpoint.pt", "metrics.json"):  # each renamed once whole: a crash leaves no half file

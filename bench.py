@@ -12,7 +12,7 @@ fast or a slow machine:
     every position, padded ones too), and
   * an "official-style" loop written here that has the official code's costs: a Python loop that
     builds each batch, the dense MLP, a per-parameter Adam, and evaluation one user at a time.
-Timings are medians of repeated runs after a warm-up. Public tools only: torch, numpy, time.
+Timings are medians of repeated runs after a warm-up (bam_bench/measure.py). Public tools only: torch, numpy, time.
 """
 import argparse
 import os
@@ -28,6 +28,7 @@ from bam_data import formats
 from bam_experiments import sasrec
 from bam_runs import run_folder
 from bam_bench import scale
+from bam_bench.measure import median_time
 from bam_runs.datasets import load_dataset
 from bam_runs.perf import keep_freed_memory
 
@@ -36,17 +37,6 @@ DEFAULT_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "s
 
 # -----------------------------------------------------------------------------
 # Timing helpers
-
-
-def median_time(fn, repeat=5, warmup=1):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
 
 
 def matmul_seconds(flops, m, k, n, repeat=5):

@@ -18,25 +18,9 @@ import numpy as np
 import torch
 
 import bam_minimal as bm
+from bam_bench.measure import median_time
 from bam_data.synth import SynthConfig, generate
 from bam_runs import run_folder
-
-
-def sync(device):
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
-def timed(fn, device, repeat=5):
-    fn()
-    sync(device)
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
 
 
 def rel_err(a, b):
@@ -95,6 +79,7 @@ def speed(data, device, steps, batch_size=128):
     model = bm.build_model(cfg, data.n_items).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=True)
     rng, gen = np.random.default_rng(0), torch.Generator(device).manual_seed(0)
+    sync = torch.cuda.synchronize if device == "cuda" else None  # kernels run on after the call returns
 
     def steps_fn():
         for _ in range(steps):
@@ -106,15 +91,15 @@ def speed(data, device, steps, batch_size=128):
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-    step = timed(steps_fn, device, repeat=3) / steps
+    step = median_time(steps_fn, repeat=3, sync=sync) / steps
     model.eval()
-    ev = timed(lambda: bm.evaluate(bm.model_scorer(model), data, "test", cfg), device, repeat=3)
+    ev = median_time(lambda: bm.evaluate(bm.model_scorer(model), data, "test", cfg), repeat=3, sync=sync)
     n_users, n_rows = len(data.users), data.n_items + 1
     a = torch.randn(n_users * cfg.n_interests, cfg.dim, device=device)
     b = torch.randn(cfg.dim, n_rows, device=device)
     out = torch.empty(4096, n_rows, device=device)
-    per = timed(lambda: [torch.mm(a[i:i + 4096], b, out=out[:len(a[i:i + 4096])]) for i in range(0, len(a), 4096)],
-                device, repeat=3)
+    per = median_time(lambda: [torch.mm(a[i:i + 4096], b, out=out[:len(a[i:i + 4096])])
+                               for i in range(0, len(a), 4096)], repeat=3, sync=sync)
     return dict(batch_size=batch_size, train_step_ms=step * 1e3, train_samples_per_s=batch_size / step,
                 eval_seconds=ev, eval_users_per_s=n_users / ev, scoring_matmul_seconds=per,
                 eval_ratio_to_matmul=ev / per)

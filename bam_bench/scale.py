@@ -9,8 +9,8 @@ fresh process, so that one stage's memory never shows up in another's:
   eval   bam_minimal.evaluate with model_scorer: every user, or a random sample of users where
          users x items passes `eval_budget` (the JSON says which: eval_users)
 Peak memory is the measuring process's high-water mark (VmHWM; ru_maxrss would include the parent's
-RSS at the fork, see peak_mb), reset after the stage's setup by writing 5 to /proc/self/clear_refs,
-so that the train and eval figures leave out how their data was built.
+RSS at the fork, see bam_bench.measure.peak_mb), reset after the stage's setup by writing 5 to
+/proc/self/clear_refs, so that the train and eval figures leave out how their data was built.
 Then the fits (evaluation seconds = c * users * N * (I + 1) * d, one constant by least squares; the
 train and eval peak memory = a + b * items + c * interactions, by least squares, which the default grid's
 two sweeps separate; reading's memory a + c * interactions) and projections to real datasets, a JSON and a
@@ -32,6 +32,7 @@ import time
 
 import numpy as np
 
+from bam_bench.measure import peak_mb, reset_peak, rss_mb
 from bam_data.files import atomic_write
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -90,29 +91,6 @@ def array_dataset(lengths, items, n_items):
 
 # -----------------------------------------------------------------------------
 # One measurement, in a fresh process
-
-
-def memory_mb(field):
-    """VmRSS (resident now) or VmHWM (its peak since the last reset_peak) from /proc/self/status."""
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith(field + ":")) / 1024
-
-
-def rss_mb():
-    return memory_mb("VmRSS")
-
-
-def peak_mb():
-    """Not ru_maxrss: a child's ru_maxrss starts at its parent's RSS when it was forked (exec keeps the
-    larger of the two), so it read 437 MB where the child itself peaked at 313; clear_refs does not
-    reset that part. VmHWM is the child's own peak, and clear_refs resets it."""
-    return memory_mb("VmHWM")
-
-
-def reset_peak():
-    """From here on, VmHWM is the peak since now (writing 5 to clear_refs resets the high-water mark)."""
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
 
 
 def measure_read(spec):

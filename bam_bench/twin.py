@@ -18,6 +18,7 @@ import time
 import numba
 import numpy as np
 
+from bam_bench.measure import peak_mb, reset_peak, rss_mb
 from bam_numpy.config import Config
 from bam_numpy.data import load_data
 from bam_numpy.encoders import init_params
@@ -47,24 +48,16 @@ def bare_matmul_seconds(params, cfg, n_users):
     return time.perf_counter() - t
 
 
-def _memory(path):
-    """(current RSS, peak RSS) in MB from /proc/self/status (Linux)."""
-    with open(path) as f:
-        fields = dict(line.split(":", 1) for line in f if ":" in line)
-    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
-
-
 def child(data_path, n_users, dtype):
     """Run in a fresh process: evaluate `n_users` test users and print the engine's extra memory: the
     peak RSS during the evaluation minus the RSS before it (the peak is reset just before, by writing
     5 to /proc/self/clear_refs)."""
     data, cfg, params = setup(data_path, dtype)
     rows = np.arange(min(n_users, len(data.users)))
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-    before, _ = _memory("/proc/self/status")
+    reset_peak()
+    before = rss_mb()
     evaluate(params, data, "test", cfg, rows=rows, k_top=20)
-    _, peak = _memory("/proc/self/status")
+    peak = peak_mb()
     print(json.dumps(dict(users=len(rows), extra_mb=round(peak - before, 1), peak_mb=round(peak, 1))))
 
 

@@ -1,7 +1,7 @@
 """
 bam_cli/options.py: the command line's shared options and its one error rule, without torch, so that
 `python cli.py --help`, every command's --help and the errors that need no model answer at once
-(importing torch alone takes about 2.4 s). cli.py, cli_twin.py and cli_course.py build on it.
+(importing torch alone takes about 2.4 s). Every module of bam_cli builds on it.
 
     from bam_cli import options
     @options.config_options        # every field of bam_minimal.Config as a flag

@@ -91,19 +91,6 @@ def evaluate_numpy(model, cfg, data, split, rows=None, k_top=0):
 # Cross-check: the same weights and batch through both implementations.
 
 
-def max_errors(got, want):
-    """(max abs err, normwise rel err = max|got - want| / max|want|); infinities must coincide."""
-    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
-    finite = np.isfinite(want)
-    if (np.isfinite(got) != finite).any() or (got[~finite] != want[~finite]).any():
-        return np.inf, np.inf
-    if not finite.any():
-        return 0.0, 0.0
-    err = float(np.abs(got[finite] - want[finite]).max())
-    scale = float(np.abs(want[finite]).max())
-    return err, err / scale if scale else err
-
-
 def away_from_steps(u, probs, gap=1e-4):
     """Move each u to the middle of its CDF interval when it lies within `gap` of a step, so that the
     last-bit differences of float32 cannot change BaM's draw (the cross-check compares the same
@@ -131,7 +118,7 @@ class Table:
 def torch_loss_and_grads(model, cfg, history, mask, target, negatives, u, noise):
     """bam_minimal's loss and autograd gradients for `cfg` (its selection and loss), on `model`."""
     model.zero_grad(set_to_none=True)
-    interests, attention = model(history, mask, noise)
+    interests, attention = model(history, mask, routing=noise)
     logits = bm.interest_logits(model, cfg.selection, interests, model.embeddings.weight[target].detach())
     index, probs = bm.select_interest(logits, cfg.selection, cfg.tau, u)
     loss = bm.bam_loss(model, cfg, interests, attention, target, negatives, u, cfg.tau)
@@ -165,7 +152,7 @@ def crosscheck(model, cfg, data, dtype="float64", batch_size=128, seed=0, log=pr
     rel_tol = f"rel {tol:g}"
 
     def row(name, got, want):
-        a, r = max_errors(got, want)
+        a, r = bg.max_errors(got, want)
         table.add(name, a, r, rel_tol, r <= tol)
 
     selections = list(dict.fromkeys([cfg.selection, "hard", "bam"]))
@@ -228,7 +215,7 @@ def check_evaluation(model, params, cfg, data, dtype, tol, table, k_top=20):
             ts = bm.mask_history(bm.model_scorer(model)(torch.as_tensor(history), torch.as_tensor(mask), tn),
                                  torch.as_tensor(full), torch.as_tensor(history), mode).numpy()  # (b, I + 1)
         ns = bn.mask_history(bn.model_scorer(params, ncfg)(history, mask, nb), full, history, mode)
-        a, rel = max_errors(ns, ts)
+        a, rel = bg.max_errors(ns, ts)
         score_err, score_rel = max(score_err, a), max(score_rel, rel)
         band = tol * np.abs(np.where(np.isfinite(ts), ts, 0)).max(1)                  # (b,) near-tie width
         for j, user in enumerate(r):

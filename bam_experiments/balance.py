@@ -31,8 +31,8 @@ def interest_usage(model, data, cfg, k=10):
     item_emb = model.embeddings.weight                                         # (I + 1, d)
     captured = []
 
-    def scorer(history, mask, noise):  # evaluate's own scorer, keeping the interests it computed
-        interests = model(history, mask, noise)[0]                             # (b, N, d)
+    def scorer(history, mask, routing):  # evaluate's own scorer, keeping the interests it computed
+        interests = model(history, mask, routing=routing)[0]                   # (b, N, d)
         captured.append(interests)
         return (interests @ item_emb.T).amax(1)                               # (b, I + 1)
     with torch.no_grad():

@@ -13,4 +13,4 @@ from bam_data.stats import train_counts
 def popularity_scorer(data, device):
     """A scorer for bam_minimal.evaluate: the same training counts for every user."""
     counts = torch.as_tensor(train_counts(data), dtype=torch.float32, device=device)  # (I + 1,)
-    return lambda history, mask, noise: counts.repeat(len(history), 1)                 # (b, I + 1)
+    return lambda history, mask, routing: counts.repeat(len(history), 1)                 # (b, I + 1)

@@ -28,7 +28,7 @@ import bam_minimal as bm
 # The model
 
 
-class SASRec(bm.Encoder):
+class SASRec(bm.MultiInterestModel):
     """SASRec (Kang and McAuley, ICDM '18): causal self-attention, one interest from the last position.
     Layout after pmixer/SASRec.pytorch; histories are right-padded here, so positions count from the
     window's start."""
@@ -43,9 +43,9 @@ class SASRec(bm.Encoder):
             if p.dim() > 1:
                 nn.init.xavier_normal_(p)
 
-    def forward(self, history, mask, noise=None):
-        """`noise`: the training step's generator (dropout draws from it), or None / routing logits (ignored)."""
-        gen = noise if self.training and isinstance(noise, torch.Generator) else None
+    def forward(self, history, mask, gen=None, routing=None):
+        """`gen`: the training step's generator (dropout draws from it); `routing` is MIND's, and ignored."""
+        gen = gen if self.training else None
         drop = Dropout(self.cfg.dropout if self.training else 0.0, gen)
         length = mask.sum(1).long()                                            # (B,) >= 1: k >= 1 always
         real = mask > 0                                                        # (B, L) right-padded

@@ -23,7 +23,7 @@ Modules, in the order of the algorithm (function names mirror bam_minimal.py's):
   training  adam_step (torch.optim.Adam's update), train
   weights   .npz weights under the official parameter names
   golden    golden test vectors: the reference implementation and the checker
-  bench     the evaluation benchmark on Beauty (bench.py calls bam_bench.twin.run)
+(The engine's benchmark is bam_bench.twin: torch-free too, but a benchmark, not the twin.)
 
 Threads: numba's `workqueue` threading layer is chosen here unless NUMBA_THREADING_LAYER is set.
 The default (OpenMP, when present) keeps its threads spinning after each parallel region, and on a

@@ -194,9 +194,30 @@ def resolve(spec):
     return fn
 
 
+def nonfinite_differ(got, want):
+    """Where got and want are not finite alike or hold different non-finite values (NaN never matches NaN)."""
+    finite = np.isfinite(want)
+    return (np.isfinite(got) != finite) | (~finite & (got != want))
+
+
+def max_errors(got, want, dtype=np.float64):
+    """(max abs err, normwise rel err = max|got - want| / max|want|) over the finite entries, computed in
+    `dtype`: normwise, so that near-zero entries do not dominate; a zero scale gives the abs err. Infinities
+    must coincide: (inf, inf) where they do not. bam_crosscheck.twin measures with it too, in float64."""
+    got, want = np.asarray(got, dtype), np.asarray(want, dtype)
+    if nonfinite_differ(got, want).any():
+        return np.inf, np.inf
+    finite = np.isfinite(want)
+    if not finite.any():
+        return 0.0, 0.0
+    err = float(np.abs(got[finite] - want[finite]).max())
+    scale = float(np.abs(want[finite]).max())
+    return err, err / scale if scale else err
+
+
 def compare(key, got, want, rtol):
-    """-> (max abs err, max rel err, ok, message). rel err = max|got - want| / max|want| over the array
-    (normwise, so that near-zero entries do not dominate); infinities must match exactly."""
+    """-> (max abs err, max rel err, ok, message): EXACT keys must be equal, the rest pass max_errors's
+    rel err <= rtol, computed in the expected array's dtype."""
     want = np.asarray(want)
     try:
         got = np.broadcast_to(np.asarray(got, dtype=want.dtype), want.shape)
@@ -212,14 +233,10 @@ def compare(key, got, want, rtol):
                     f"{int(bad.reshape(len(want), -1).any(1).sum())} of {len(want)} rows differ; first at "
                     f"{where}: expected {want[where]}, got {got[where]}")
         return 0.0, 0.0, True, ""
-    finite = np.isfinite(want)
-    if (np.isfinite(got) != finite).any() or (got[~finite] != want[~finite]).any():
-        n = int(((np.isfinite(got) != finite) | (~finite & (got != want))).sum())
-        return np.inf, np.inf, False, f"{n} entries differ in their infinities or NaNs"
-    err = np.abs(got[finite] - want[finite])
-    abs_err = float(err.max()) if err.size else 0.0
-    scale = float(np.abs(want[finite]).max()) if err.size else 0.0
-    rel = abs_err / scale if scale else abs_err
+    bad = nonfinite_differ(got, want)
+    if bad.any():  # counted here for the message; max_errors would say (inf, inf)
+        return np.inf, np.inf, False, f"{int(bad.sum())} entries differ in their infinities or NaNs"
+    abs_err, rel = max_errors(got, want, want.dtype)
     return abs_err, rel, rel <= rtol, "" if rel <= rtol else f"max rel err {rel:.3g} > {rtol:g}"
 
 

@@ -304,7 +304,7 @@ class RunFolder:
         if saved is None:
             return None
         try:
-            st = saved["state"]
+            st = bm.TrainState(**saved["state"])  # saved by name: a field it lacks or adds is refused below
             model.load_state_dict(saved["model"])
             opt.load_state_dict(saved["optimizer"])
             mine = saved["processes"][distributed.rank()]  # this process's generators
@@ -316,7 +316,7 @@ class RunFolder:
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
             raise bm.InputError(f"{self.file('last.pt')}: not a resumable state of this run ({type(e).__name__}) "
                                 "(fix: rerun with --fresh)") from None
-        self.log(f"resuming {self.path} at iteration {st['it']}")
+        self.log(f"resuming {self.path} at iteration {st.it}")
         return st, self.best()
 
     def best(self):
@@ -330,14 +330,15 @@ class RunFolder:
         return best
 
     def save_state(self, model, opt, rng, gen, st):
+        """last.pt: the weights, Adam, every process's generators and the loop's TrainState, by field name."""
         processes = distributed.gather(dict(  # the weights and Adam are the same in every process
             rng=rng.bit_generator.state, gen=gen.get_state(), torch_rng=torch.get_rng_state(),
             cuda_rng=torch.cuda.get_rng_state() if torch.cuda.is_available() else None))
         if distributed.is_main():
             weights = model.state_dict()
             save(dict(model=weights, checksum=checksum(weights), optimizer=opt.state_dict(), processes=processes,
-                      state=st, config=asdict(self.cfg), data=self.fingerprint, device=bm.resolve_device(self.cfg),
-                      threads=self.extra.get("threads")),
+                      state=asdict(st), config=asdict(self.cfg), data=self.fingerprint,
+                      device=bm.resolve_device(self.cfg), threads=self.extra.get("threads")),
                  self.file("last.pt"))
         distributed.barrier()  # every process has its state on disk before any goes on
 

@@ -232,7 +232,7 @@ def test_a_checkpoint_without_a_fingerprint_says_its_data_cannot_be_checked(tmp_
     model = bm.build_model(cfg, 40)
     torch.save(model.state_dict(), tmp_path / "model.pt")  # an official bare state_dict
     data = bm.Dataset(bm.read_official(str(good)), name=str(good))
-    run_folder.save(bm.checkpoint(model, cfg, data, dict(it=0)), str(tmp_path / "standalone.pt"))  # bam_minimal.py's
+    run_folder.save(bm.checkpoint(model, cfg, data, 0), str(tmp_path / "standalone.pt"))  # bam_minimal.py's
     for name in ("model.pt", "standalone.pt"):
         result = run("evaluate", "--checkpoint", tmp_path / name, "--data", good, "--json", tmp_path / "e.json")
         assert result.exit_code == 0, result.output

@@ -130,14 +130,15 @@ def test_initialisation_is_kaiming_normal_on_every_matrix():
 
 
 def test_mind_routing_noise_is_an_input():
+    """MIND's initial routing logits are `routing=`; without them, they are drawn from `gen`."""
     cfg = bm.Config(model="mind", dim=16, n_interests=3, seq_len=8)
     torch.manual_seed(0)
     net = bm.build_model(cfg, 30)
     history, mask = batch()
-    noise = torch.randn(6, 3, 8)
-    a, w = net(history, mask, noise)
-    assert torch.equal(a, net(history, mask, noise)[0])
-    assert not torch.equal(a, net(history, mask, torch.randn(6, 3, 8))[0])
+    routing = torch.randn(6, 3, 8)
+    a, w = net(history, mask, routing=routing)
+    assert torch.equal(a, net(history, mask, torch.Generator().manual_seed(9), routing=routing)[0])  # gen unused
+    assert not torch.equal(a, net(history, mask, routing=torch.randn(6, 3, 8))[0])
     assert (w[mask[:, None].expand_as(w) == 0] == 0).all()
     g = torch.Generator().manual_seed(3)
     b = net(history, mask, g)[0]

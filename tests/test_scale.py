@@ -125,15 +125,15 @@ def test_evaluation_samples_users_only_past_the_budget():
 EVAL_200K = """
 import json, sys, torch
 import bam_minimal as bm
-from bam_bench import scale
+from bam_bench import measure, scale
 users, items = int(sys.argv[1]), int(sys.argv[2])
 data = scale.array_dataset(*scale.synthetic(users, items), items)
 cfg = bm.Config(device="cpu")  # d = 64, N = 4
 model = bm.build_model(cfg, items).eval()
-scale.reset_peak()
-before = scale.rss_mb()
+measure.reset_peak()
+before = measure.rss_mb()
 bm.evaluate(bm.model_scorer(model), data, "test", cfg)
-print(json.dumps(dict(before=before, extra=scale.peak_mb() - before, users=len(data.users), items=data.n_items)))
+print(json.dumps(dict(before=before, extra=measure.peak_mb() - before, users=len(data.users), items=data.n_items)))
 """
 
 
@@ -158,7 +158,7 @@ def test_evaluation_of_200k_items_stays_under_three_block_budgets():
 READ_OFFICIAL = """
 import json, sys
 from bam_data import formats
-from bam_bench.scale import peak_mb, reset_peak, rss_mb
+from bam_bench.measure import peak_mb, reset_peak, rss_mb
 path = sys.argv[1]
 reset_peak()
 before = rss_mb()

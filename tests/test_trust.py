@@ -59,8 +59,8 @@ def test_an_official_model_pt_with_the_sampler_buffers_loads(tmp_path, good, cfg
     assert any("sample_loss.logprob_noise" in n and "sample_loss.alias.alias" in n for n in info["notes"])
     history = torch.randint(1, 41, (5, got.seq_len))
     mask = torch.ones(5, got.seq_len)
-    noise = torch.randn(5, got.n_interests, got.seq_len)
-    assert torch.equal(net(history, mask, noise)[0], model.eval()(history, mask, noise)[0])
+    routing = torch.randn(5, got.n_interests, got.seq_len)
+    assert torch.equal(net(history, mask, routing=routing)[0], model.eval()(history, mask, routing=routing)[0])
     result = run("evaluate", "--checkpoint", tmp_path / "model.pt", "--data", good)
     assert result.exit_code == 0, result.output
     assert "note: ignored the official sampler's buffers" in result.output and "recall@20" in result.output

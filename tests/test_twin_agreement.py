@@ -133,7 +133,7 @@ def test_mind_evaluation_noise_is_bam_minimals(data):
     noise = twin.eval_noise(cfg, data)
     seen = []
     forward = model.forward
-    model.forward = lambda h, m, n: seen.append(n) or forward(h, m, n)
+    model.forward = lambda h, m, routing: seen.append(routing) or forward(h, m, routing=routing)
     t_metrics, t_ranks, _ = bm.evaluate(bm.model_scorer(model), data, "test", cfg, block=37)
     assert np.array_equal(np.concatenate(seen), noise)  # per block, counter-based: the same as drawn at once
     model.forward = forward

@@ -35,7 +35,7 @@ def make_checkpoint(folder, **overrides):
                             device="cpu"), **overrides)
     model, _ = bm.train(cfg, data, log=lambda s: None)
     path = folder / f"{cfg.model}-{cfg.selection}.pt"
-    run_folder.save(bm.checkpoint(model, cfg, data, dict(it=10)), str(path))
+    run_folder.save(bm.checkpoint(model, cfg, data, 10), str(path))
     return str(path), model, cfg, data
 
 
@@ -115,7 +115,7 @@ def test_bad_input_exits_2(checkpoints, tmp_path):
     data = checkpoints["comirec"][3]
     cfg = bm.Config(model="sasrec", n_interests=1, dim=8, seq_len=10, device="cpu")
     path = tmp_path / "sasrec.pt"
-    run_folder.save(bm.checkpoint(bm.build_model(cfg, data.n_items), cfg, data, dict(it=0)), str(path))
+    run_folder.save(bm.checkpoint(bm.build_model(cfg, data.n_items), cfg, data, 0), str(path))
     result = runner.invoke(cli.cli, ["crosscheck", "--checkpoint", str(path)])
     assert result.exit_code == 2 and "comirec and mind only" in result.output
     # a checkpoint whose item count does not match the data
