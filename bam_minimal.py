@@ -430,9 +430,9 @@ def train(cfg, data, folder=None, log=print, on_step=lambda it: None):
                 folder.save_state(model, opt, rng, gen, st)
     if best:
         model.load_state_dict(best["model"])
-    result = finish(model, cfg, data, st, t0, device)
+    result, ranks = finish(model, cfg, data, st, t0, device)
     if folder:
-        folder.finish(result)
+        folder.finish(result, ranks)  # ranks: each user's, for paired comparisons (bam_evidence)
     return model, result
 
 def validate(model, data, cfg, rng, st, t0, log):
@@ -459,13 +459,13 @@ def checked_scorer(model, it, before):
     return model_scorer(model.eval())
 
 def finish(model, cfg, data, st, t0, device):
-    """Test the (best) model and gather the results."""
-    test = evaluate(checked_scorer(model, st.it, "the test"), data, "test", cfg)[0]
+    """Test the (best) model -> (the results, each user's test rank (U,))."""
+    test, ranks, _ = evaluate(checked_scorer(model, st.it, "the test"), data, "test", cfg)
     best = next((h for h in st.history if h["iter"] == st.best_iter), {})
     return dict(test=test, valid={k: best.get(k) for k in test}, iters=st.it, best_iter=st.best_iter,
                 seconds=round(time.time() - t0, 2), config=asdict(cfg), history=st.history,
                 data=dict(name=data.name, users=len(data.users), items=data.n_items, interactions=data.n_interactions,
-                          skipped_users=data.skipped), device=device, torch=torch.__version__, finished=True)
+                          skipped_users=data.skipped), device=device, torch=torch.__version__, finished=True), ranks
 
 def checkpoint(model, cfg, data, it):  # the model, and what rebuilding and evaluating it needs
     weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}

@@ -137,22 +137,30 @@ def report(result, out):
 @click.option("--split", type=click.Choice(["test", "valid"]), default="test", show_default=True)
 @click.option("--json", "json_out", default=None, callback=output_path,
               help="also write the metrics to this JSON file")
+@click.option("--per-user", "per_user_out", default=None, callback=output_path,
+              help="also write each user's target, rank and metrics to this .npz, for `compare` "
+                   "[default with --json: beside it, NAME.per_user.npz]")
 @click.option("--model", type=click.Choice(["comirec", "mind"]), default=None,
               help="what the checkpoint must hold (checked; the shapes tell the rest)")
 @options.official_options
 @click.option("--engine", type=click.Choice(["torch", "numpy"]), default="torch", show_default=True,
               help="numpy: the same metrics from bam_numpy's numba engine")
 @options.other_data_option
-def evaluate(ckpt, data, fmt, history_mask, split, json_out, model, n_interests, seq_len, engine, other_data):
-    """Full-item ranking of a checkpoint: Recall and nDCG at 10 and 20."""
+def evaluate(ckpt, data, fmt, history_mask, split, json_out, per_user_out, model, n_interests, seq_len, engine,
+             other_data):
+    """Full-item ranking of a checkpoint: Recall and nDCG at 10 and 20, and each user's result for `compare`."""
     join_torchrun("auto")
-    metrics, cfg, dataset, data_check = experiment.evaluate_checkpoint(
+    metrics, cfg, dataset, data_check, ranks = experiment.evaluate_checkpoint(
         ckpt, data, fmt, split, history_mask, model, n_interests, seq_len, engine, other_data,
         log=click.echo, note=options.note)
     echo_metrics(f"{split} ({cfg.history_mask})", metrics)
     if json_out and distributed.is_main():
         run_folder.save_json(dict(metrics=metrics, split=split, history_mask=cfg.history_mask, checkpoint=ckpt,
                                   data=dataset.name, config=asdict(cfg), engine=engine, **data_check), json_out)
+    per_user_out = per_user_out or (json_out and os.path.splitext(json_out)[0] + ".per_user.npz")
+    if per_user_out and distributed.is_main():
+        run_folder.save_per_user(per_user_out, dataset, split, cfg, ranks, run_folder.fingerprint(dataset), ckpt)
+        click.echo(f"each user's result: {per_user_out}")
 
 # -----------------------------------------------------------------------------
 # table

@@ -167,8 +167,8 @@ def definitions(root, module, names, seen=None):
     return blocks, outside
 
 
-REPOSITORY = ("bam_minimal", "bam_numpy", "bam_data", "bam_runs", "bam_experiments", "bam_crosscheck", "bam_bench",
-              "bam_cli", "bam_course", "cli", "bench")
+REPOSITORY = ("bam_minimal", "bam_numpy", "bam_data", "bam_evidence", "bam_runs", "bam_experiments", "bam_crosscheck",
+              "bam_bench", "bam_cli", "bam_course", "cli", "bench")
 
 
 def helpers(root, part):

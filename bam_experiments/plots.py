@@ -5,6 +5,7 @@ headless (Agg).
 
     from bam_experiments import plots
     plots.training_curve(metrics["history"], "curve.png")
+    plots.forest(table_json["differences"], "forest.png")   # table's differences B - A, with their intervals
 """
 import matplotlib
 
@@ -35,4 +36,27 @@ def training_curve(history, path, title=""):
     left.legend(frameon=False)
     right.plot(its, [h["loss"] for h in history], color="C3")
     right.set(xlabel="iteration", ylabel="training loss", title="loss (mean since the last validation)")
+    return save(fig, path)
+
+
+def forest(diffs, path):
+    """One panel per metric; a row per pair B - A: the mean difference over seeds with its 95% t-interval
+    (black) and the 95% bootstrap interval over (seed, user) pairs (blue, when per-user files exist)."""
+    pairs = list(diffs)
+    columns = list(next(iter(diffs.values())))
+    fig, axes = plt.subplots(1, len(columns), figsize=(3.2 * len(columns), 0.5 * len(pairs) + 1.4), sharey=True)
+    for ax, c in zip(axes if len(columns) > 1 else [axes], columns):
+        for i, pair in enumerate(pairs):
+            r = diffs[pair][c]
+            if r["seeds_low"] is not None:
+                ax.plot([r["seeds_low"], r["seeds_high"]], [i + 0.12] * 2, color="black", lw=1.5)
+            ax.plot(r["diff"], i + 0.12, "o", color="black", ms=4)
+            if r["pooled"]:
+                ax.plot([r["pooled"]["ci_low"], r["pooled"]["ci_high"]], [i - 0.12] * 2, color="C0", lw=3)
+        ax.axvline(0, color="grey", ls=":", lw=1)
+        ax.set(title=c.replace("ndcg", "nDCG").replace("recall", "Recall"), xlabel="B - A")
+    axes_first = axes[0] if len(columns) > 1 else axes
+    axes_first.set_yticks(range(len(pairs)), pairs)
+    axes_first.invert_yaxis()
+    fig.suptitle("95% intervals: over seeds (black), over users (blue)", fontsize=9)
     return save(fig, path)

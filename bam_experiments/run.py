@@ -5,7 +5,7 @@ callable without click.
 
     from bam_experiments.run import train_run
     result, reused = train_run(cfg, "movies.txt", "runs/movies")   # data=None: the built-in synthetic data
-    metrics, cfg, dataset, data_check = evaluate_checkpoint("runs/movies/checkpoint.pt")
+    metrics, cfg, dataset, data_check, ranks = evaluate_checkpoint("runs/movies/checkpoint.pt")
 
 The run folder (bam_runs/run_folder.py) makes it resumable: rerunning the same call continues from the
 last validation, and a finished run is read back rather than trained again.
@@ -56,7 +56,7 @@ def train_run(cfg, data, out, fmt="auto", fresh=False, log=print, on_step=lambda
 def evaluate_checkpoint(ckpt, data=None, fmt="auto", split="test", history_mask=None, model=None, n_interests=4,
                         seq_len=50, engine="torch", other_data=False, log=print, note=print):
     """Full-item ranking of a checkpoint on `data` (default: the data it names) -> (metrics, cfg, dataset,
-    data_check). Other data than the checkpoint's stops here with one line, unless `other_data`; `engine`
+    data_check, ranks (U,)). Other data than the checkpoint's stops here with one line, unless `other_data`; `engine`
     "numpy" ranks with bam_numpy's numba engine (one process). The data reader's notes go to `log`, the
     checkpoint loader's to `note`."""
     sasrec.register()  # a SASRec checkpoint loads like the others
@@ -68,11 +68,11 @@ def evaluate_checkpoint(ckpt, data=None, fmt="auto", split="test", history_mask=
         raise bm.InputError("--engine numpy runs in one process (fix: python cli.py evaluate, without torchrun)")
     if engine == "numpy":
         from bam_crosscheck import twin  # numba compiles on first use: only for this engine
-        metrics = twin.evaluate_numpy(net, cfg, dataset, split)[0]
+        metrics, ranks, _ = twin.evaluate_numpy(net, cfg, dataset, split)
     else:
         net = net.to(bm.resolve_device(cfg))
-        metrics = bm.evaluate(bm.model_scorer(net), dataset, split, cfg)[0]
+        metrics, ranks, _ = bm.evaluate(bm.model_scorer(net), dataset, split, cfg)
     if split == "valid" and not cfg.valid_users and 0 < cfg.valid_sample < len(dataset.users):
         note(f"note: this scores every user's validation target; the run itself validated a fixed sample of "
             f"{cfg.valid_sample} users (metrics.json, `validation`)")
-    return metrics, cfg, dataset, data_check
+    return metrics, cfg, dataset, data_check, ranks

@@ -5,8 +5,11 @@ The paper's Table 2 from one command: several methods, several seeds, one protoc
 
 Every (method, seed) run lives in OUT/<method>/seed-<seed>/ and is a normal resumable run of
 bam_minimal.train: a finished run is read back, an interrupted one resumes. The table is written as
-Markdown and JSON: mean ± std over seeds, best in bold, second best underlined, and BaM's gain over
-the best competitor.
+Markdown and JSON: the mean over seeds with its 95% t-interval, best in bold, second best underlined,
+BaM's gain over the best competitor; then, for the pairs of PAIRS in the table (BaM against hard
+selection, against REMI, REMI + BaM against REMI), the difference with its interval over seeds and the
+paired test over every (seed, user) pair, from the runs' per-user files (bam_evidence), and a forest
+plot of the differences (forest.png).
 
 Runs side by side (`--jobs J`): J worker processes, each with a fixed number of torch threads
 (`--threads`, default cores // J), take the runs in turn. Small matrix products do not scale across
@@ -31,10 +34,13 @@ import torch
 import bam_minimal as bm
 from bam_experiments import sasrec
 from bam_data.files import atomic_text
+from bam_evidence import per_user, stats
 from bam_runs import run_folder
 from bam_experiments.methods import METHODS  # torch-free, so that `cli.py table --help` lists them at once
 
 COLUMNS = ("ndcg@10", "ndcg@20", "recall@10", "recall@20")
+# The differences the table reports, as (B, A): B against A, whenever both are in the table.
+PAIRS = (("BaM", "ComiRec"), ("BaM", "REMI"), ("BaM+REMI", "REMI"), ("BaM-l", "ComiRec"), ("MIND+BaM", "MIND"))
 
 
 def run_one(base, method, seed, data, out, log):
@@ -102,13 +108,37 @@ def run_all(base, data, todo, out, log, on_run, jobs, threads):
 
 
 def summarise(results):
-    """{method: [result per seed]} -> {method: {column: (mean, std)}}, std over seeds (ddof 1)."""
+    """{method: [result per seed]} -> {method: {column: (mean, std, low, high)}}: std over seeds (ddof 1) and
+    the 95% t-interval of the mean (low and high are None for one seed)."""
     table = {}
     for method, seeds in results.items():
         values = {c: np.array([r["test"][c] for r in seeds]) for c in COLUMNS}
-        table[method] = {c: (float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0)
-                         for c, v in values.items()}
+        table[method] = {c: (*stats.t_interval(v)[:1], float(v.std(ddof=1)) if len(v) > 1 else 0.0,
+                             *stats.t_interval(v)[1:]) for c, v in values.items()}
     return table
+
+
+def differences(results, folders, n_resamples=9999):
+    """For each pair (B, A) of PAIRS in the table and each column: B - A per seed (seeds paired in order)
+    with its t-interval, and the paired comparison over every (seed, user): each seed's two runs rank the
+    same users' same targets, so their per-user files are compared as pairs and pooled over seeds.
+    `pooled` is None when a run has no per-user file (a run of an older bam)."""
+    out = {}
+    for b, a in ((b, a) for b, a in PAIRS if b in results and a in results):
+        seeds = min(len(results[a]), len(results[b]))
+        paths = [[os.path.join(folders[m][s], per_user.FILE) for m in (a, b)] for s in range(seeds)]
+        found = all(os.path.exists(p) for two in paths for p in two)
+        files = [[per_user.load(p) for p in two] for two in paths] if found else None
+        for x, y in files or []:
+            per_user.check_paired(x, y)
+        out[f"{b} - {a}"] = row = {}
+        for c in COLUMNS:
+            d = [results[b][s]["test"][c] - results[a][s]["test"][c] for s in range(seeds)]
+            mean, low, high = stats.t_interval(d)
+            pooled = stats.paired(np.concatenate([x.metrics[c] for x, _ in files]),
+                                  np.concatenate([y.metrics[c] for _, y in files]), n_resamples) if files else None
+            row[c] = dict(diff=mean, seeds_low=low, seeds_high=high, seeds=seeds, pooled=pooled)
+    return out
 
 
 def gains(table, ours="BaM"):
@@ -120,16 +150,20 @@ def gains(table, ours="BaM"):
     return {c: 100.0 * (table[ours][c][0] / max(table[m][c][0] for m in others) - 1) for c in COLUMNS}
 
 
+def label(column):
+    return column.replace("ndcg", "nDCG").replace("recall", "Recall")
+
+
 def markdown(table, dataset, seeds):
-    rows = [f"Test metrics on {dataset}, mean ± std over {seeds} seed(s). **Best**, <u>second best</u>.", "",
-            "| method | " + " | ".join(c.replace("ndcg", "nDCG").replace("recall", "Recall") for c in COLUMNS) + " |",
-            "|---|" + "---:|" * len(COLUMNS)]
+    spread = "± the half-width of its 95% t-interval" if seeds > 1 else "one seed, so no interval"
+    rows = [f"Test metrics on {dataset}: the mean over {seeds} seed(s), {spread}. **Best**, <u>second best</u>.", "",
+            "| method | " + " | ".join(label(c) for c in COLUMNS) + " |", "|---|" + "---:|" * len(COLUMNS)]
     rank = {c: sorted(table, key=lambda m: -table[m][c][0]) for c in COLUMNS}
     for method in table:
         cells = []
         for c in COLUMNS:
-            mean, std = table[method][c]
-            cell = f"{mean:.4f} ± {std:.4f}"
+            mean, _, low, high = table[method][c]
+            cell = f"{mean:.4f}" + (f" ± {(high - low) / 2:.4f}" if low is not None else "")
             if method == rank[c][0]:
                 cell = f"**{cell}**"
             elif len(rank[c]) > 1 and method == rank[c][1]:
@@ -139,6 +173,30 @@ def markdown(table, dataset, seeds):
     g = gains(table)
     if g:
         rows.append("| BaM vs best competitor | " + " | ".join(f"{g[c]:+.2f}%" for c in COLUMNS) + " |")
+    return "\n".join(rows) + "\n"
+
+
+def interval(low, high):
+    return "n/a" if low is None else f"[{low:+.4f}, {high:+.4f}]"
+
+
+def markdown_differences(diffs):
+    """The differences as a Markdown table: over seeds, and paired over (seed, user)."""
+    if not diffs:
+        return ""
+    rows = ["", "Differences B - A. *Seeds*: the mean difference of the seeds' test metrics and its 95% t-interval. "
+            "*Users*: every (seed, user) pair, the 95% bootstrap interval of the mean difference and the paired "
+            "t-test and randomization test (bam_evidence.stats). With thousands of users a tiny difference can be "
+            "\"significant\": read the intervals first.", "",
+            "| B - A | metric | difference | over seeds | over users | p (t) | p (randomization) |",
+            "|---|---|---:|---:|---:|---:|---:|"]
+    for pair, row in diffs.items():
+        for c, r in row.items():
+            p = r["pooled"]
+            users = (interval(p["ci_low"], p["ci_high"]), f"{p['p_ttest']:.2g}", f"{p['p_randomization']:.2g}") \
+                if p else ("no per-user files", "", "")
+            rows.append(f"| {pair} | {label(c)} | {r['diff']:+.4f} | {interval(r['seeds_low'], r['seeds_high'])} | "
+                        + " | ".join(users) + " |")
     return "\n".join(rows) + "\n"
 
 
@@ -154,20 +212,28 @@ def run_table(base, data, methods, seeds, out, log=print, on_run=None, jobs=1, t
     threads = threads or (torch.get_num_threads() if jobs == 1 else max(1, cores // jobs))
     os.makedirs(out, exist_ok=True)
     todo = [(method, base.seed + s) for method in methods for s in range(seeds)]
-    results, reused = {}, 0
-    for (method, _), (result, was_done) in zip(todo, run_all(base, data, todo, out, log, on_run, jobs, threads)):
+    results, folders, reused = {}, {}, 0
+    for (method, seed), (result, was_done) in zip(todo, run_all(base, data, todo, out, log, on_run, jobs, threads)):
         results.setdefault(method, []).append(result)
+        folders.setdefault(method, []).append(os.path.join(out, method, f"seed-{seed}"))
         reused += was_done
     table = summarise(results)
-    text = markdown(table, data.name, seeds)
+    diffs = differences(results, folders)
+    text = markdown(table, data.name, seeds) + markdown_differences(diffs)
+    if diffs:
+        from bam_experiments import plots
+        text += f"\nForest plot of the differences: {plots.forest(diffs, os.path.join(out, 'forest.png'))}\n"
     used = sorted({r.get("threads") for rs in results.values() for r in rs}, key=str)
     text += (f"\nRuns: {jobs} at a time; torch threads per run: {', '.join(map(str, used))} "
              "(numbers depend on the thread count; each run's metrics.json records it).\n")
     runs = {m: [dict(seed=r["config"]["seed"], test=r["test"], best_iter=r["best_iter"], iters=r["iters"],
                      seconds=r["seconds"], threads=r.get("threads")) for r in rs]
             for m, rs in results.items()}
-    summary = {m: {c: dict(mean=v[0], std=v[1]) for c, v in row.items()} for m, row in table.items()}
+    summary = {m: {c: dict(mean=v[0], std=v[1], low=v[2], high=v[3]) for c, v in row.items()}
+               for m, row in table.items()}
     run_folder.save_json(dict(dataset=data.name, seeds=seeds, config=asdict(base), jobs=jobs,
-                              gains_percent=gains(table), table=summary, runs=runs), os.path.join(out, "table.json"))
+                              confidence=stats.CONFIDENCE, gains_percent=gains(table), table=summary,
+                              differences=diffs, runs=runs),
+                         os.path.join(out, "table.json"))
     atomic_text(os.path.join(out, "table.md"), text)
     return text, table, reused

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 import bam_minimal as bm
+from bam_evidence import per_user
 from bam_data.files import atomic_json, atomic_write, clean_stale_temps
 from bam_runs import distributed
 
@@ -346,7 +347,8 @@ class RunFolder:
         if distributed.is_main():
             save(dict(best, checksum=checksum(best["model"]), fingerprint=self.fingerprint), self.file("checkpoint.pt"))
 
-    def finish(self, result):
+    def finish(self, result, ranks=None):
+        """metrics.json, and each user's test rank and metrics in per_user_test.npz (bam_evidence)."""
         result["data"]["fingerprint"] = self.fingerprint
         users = len(self.data.users)  # what metrics.json's `valid` was measured on
         result["validation"] = (dict(users=self.cfg.valid_users, how="the official random sample, anew each time")
@@ -355,7 +357,17 @@ class RunFolder:
                                 else "every user"))
         result.update(self.extra, world_size=distributed.size())
         if distributed.is_main():
+            if ranks is not None:  # first: a run whose metrics.json exists is finished, and is not run again
+                save_per_user(self.file(per_user.FILE), self.data, "test", self.cfg, ranks, self.fingerprint, self.path)
             save_json(result, self.file("metrics.json"))
+
+
+def save_per_user(path, data, split, cfg, ranks, fingerprint, source=""):
+    """Each user's `split` target, rank and metrics (bam_evidence.per_user), for every user of `data` in order."""
+    targets = data.items[data.start[:-1] + bm.split_targets(data, split)]     # (U,)
+    return per_user.save(path, users=data.users, targets=targets, ranks=ranks,
+                         metrics=per_user.user_metrics(ranks, bm.metrics_from_ranks), protocol="loo", split=split,
+                         history_mask=cfg.history_mask, fingerprint=fingerprint, n_items=data.n_items, source=source)
 
 
 def tensors_only(weights):

@@ -109,6 +109,19 @@ def test_table_and_balance_on_a_small_synthetic_slice(tmp_path):
     assert all(len(v) == 2 for v in table["runs"].values())
     rows = "".join(ln for ln in (tmp_path / "t" / "table.md").read_text().splitlines() if ln.startswith("| "))
     assert rows.count("**") == 8 and rows.count("<u>") == 4  # one best and one second best per column
+    # seeds as intervals, and the differences of the pairs in the table, over seeds and over (seed, user)
+    from bam_evidence import per_user
+    for c, cell in table["table"]["BaM"].items():
+        assert cell["low"] < cell["mean"] < cell["high"] or cell["low"] == cell["mean"] == cell["high"], c
+    users = len(per_user.load(tmp_path / "t" / "BaM" / "seed-2021" / per_user.FILE).users)
+    assert set(table["differences"]) == {"BaM - ComiRec", "BaM - REMI"}
+    for pair, row in table["differences"].items():
+        b, a = pair.split(" - ")
+        for c, r in row.items():
+            by_seed = [x["test"][c] - y["test"][c] for x, y in zip(table["runs"][b], table["runs"][a])]
+            assert r["diff"] == pytest.approx(sum(by_seed) / 2, abs=1e-12) and r["seeds"] == 2
+            assert r["pooled"]["users"] == 2 * users and r["pooled"]["diff"] == pytest.approx(r["diff"], abs=1e-12)
+    assert "| BaM - REMI | nDCG@10 |" in result.output and (tmp_path / "t" / "forest.png").stat().st_size > 5000
     again = run(*args)
     assert "8 of 8 runs reused" in again.output and again.exit_code == 0
     # balance: a heatmap of two checkpoints, with the planted-topic figures of the synthetic data

@@ -404,3 +404,28 @@ def test_golden_vectors_load_or_stop_with_one_line(folder, golden_arrays, data):
     if got is not None:  # then the checker runs bam_numpy's implementation on it: a verdict, never a traceback
         assert reads_or_one_line(lambda p: golden.check(p, golden.reference, log=lambda line: None), str(path)) in (
             True, False)
+
+# -----------------------------------------------------------------------------
+# The per-user results file (bam_evidence.per_user): what `compare` reads
+
+
+def valid_per_user():
+    metrics = dict(zip(("recall@10", "ndcg@10"), (np.array([1.0, 0.0, 0.0]), np.array([0.5, 0.0, 0.0]))))
+    return dict(users=np.array([1, 2, 5]), targets=np.array([3, 4, 4]), ranks=np.array([1, 30, 41]),
+                format=np.str_("bam-per-user-1"), protocol=np.str_("loo"), split=np.str_("test"),
+                history_mask=np.str_("exclude"), fingerprint=np.str_("v2:ab"), source=np.str_(""),
+                n_items=np.int64(40), **metrics)
+
+
+@given(npz_bytes(valid_per_user()))
+def test_per_user_files_load_or_stop_with_one_line(folder, data):
+    from bam_evidence import per_user
+    path = put(folder, "per_user_test.npz", data)
+    got = reads_or_one_line(per_user.load, str(path))
+    event("loaded" if got else "InputError")
+    if got is not None:
+        n = len(got.users)
+        assert got.targets.shape == got.ranks.shape == (n,) and got.ranks.dtype == np.int64
+        assert all(v.shape == (n,) and np.isfinite(v).all() and ((0 <= v) & (v <= 1)).all()
+                   for v in got.metrics.values())
+        assert isinstance(got.n_items, int) and all(isinstance(getattr(got, k), str) for k in per_user.IDENTITY[:-1])

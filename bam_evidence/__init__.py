@@ -1,0 +1,14 @@
+"""
+bam_evidence: from faithful numbers to evidence. Every evaluation keeps each user's result (per_user), so
+that two evaluations of the same users and targets are compared user by user (stats), and seeds are
+reported as intervals, not bare standard deviations.
+
+  per_user  the per-user results file (.npz, read without pickle): users, targets, ranks, per-user metrics,
+            and what identifies the evaluation (data fingerprint, protocol, split, history mask)
+  stats     paired comparisons over users (bootstrap interval, paired t-test, paired randomization test) and
+            t-intervals over seeds, all from scipy.stats
+
+    python cli.py compare runs/a runs/b            # two run folders (or two per-user files)
+
+Torch-free: it imports numpy, scipy and the data layer only (docs/architecture.md).
+"""

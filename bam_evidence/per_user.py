@@ -1,0 +1,127 @@
+"""
+bam_evidence/per_user.py: the per-user results file of one evaluation. Each user's target, its rank and
+the metrics it earns, with what identifies the evaluation, so that two evaluations can be compared user
+by user: every run ranks the same users' same targets, so the comparison is paired.
+
+    from bam_evidence import per_user
+    per_user.save(path, users=..., targets=..., ranks=..., metrics=..., protocol="loo", split="test", ...)
+    results = per_user.load(path)            # np.load(allow_pickle=False): opening it never runs code
+    per_user.check_paired(a, b)              # refuses two evaluations of different users, targets, ...
+
+The file (.npz, format "bam-per-user-1"):
+  users, targets, ranks   (U,) int64; ranks are 0-based, a target whose own score is not finite ranks I + 1
+  one (U,) float64 array per metric, named as in metrics.json: "recall@20", "ndcg@20", ...
+  protocol, split, history_mask, fingerprint, source, format: strings; n_items: an integer
+Written by `cli.py train` (per_user_test.npz in the run folder), `table` (in each run's folder) and
+`evaluate --per-user`.
+"""
+import io
+import zipfile
+from dataclasses import dataclass
+
+import numpy as np
+
+from bam_data.files import atomic_write
+from bam_data.formats import InputError
+
+FORMAT = "bam-per-user-1"
+FILE = "per_user_test.npz"   # its name in a run folder
+IDENTITY = ("protocol", "split", "history_mask", "fingerprint", "n_items")  # what must match for a paired comparison
+STRINGS = ("format", "protocol", "split", "history_mask", "fingerprint", "source")
+
+
+@dataclass
+class PerUser:
+    path: str
+    users: np.ndarray       # (U,) int64
+    targets: np.ndarray     # (U,) int64
+    ranks: np.ndarray       # (U,) int64
+    metrics: dict           # {name: (U,) float64}
+    protocol: str
+    split: str
+    history_mask: str
+    fingerprint: str
+    n_items: int
+    source: str
+
+    def means(self):
+        return {k: float(v.mean()) for k, v in self.metrics.items()}
+
+
+def user_metrics(ranks, metrics_from_ranks, ks=(10, 20)):
+    """{name: (U,) float64}: each user's metrics, from the same `metrics_from_ranks` that gives the means
+    (bam_minimal's or the twin's), applied to each distinct rank: the formula is written once, and the
+    mean over users equals metrics_from_ranks(ranks)."""
+    ranks = np.asarray(ranks, np.int64)
+    distinct, index = np.unique(ranks, return_inverse=True)                   # (D,), (U,)
+    values = [metrics_from_ranks(np.array([r]), ks) for r in distinct]
+    return {name: np.array([v[name] for v in values], np.float64)[index] for name in values[0]} if len(ranks) else {}
+
+
+def save(path, *, users, targets, ranks, metrics, protocol, split, history_mask, fingerprint, n_items, source=""):
+    """Write the file whole or not at all."""
+    users, targets, ranks = (np.asarray(a, np.int64) for a in (users, targets, ranks))
+    if not len(users) == len(targets) == len(ranks) or any(len(v) != len(users) for v in metrics.values()):
+        raise ValueError("per-user arrays of different lengths")
+    arrays = dict(users=users, targets=targets, ranks=ranks, format=np.str_(FORMAT), protocol=np.str_(protocol),
+                  split=np.str_(split), history_mask=np.str_(history_mask), fingerprint=np.str_(fingerprint or ""),
+                  source=np.str_(source), n_items=np.int64(n_items),
+                  **{k: np.asarray(v, np.float64) for k, v in metrics.items()})
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    atomic_write(path, lambda f: f.write(buffer.getvalue()))
+    return path
+
+
+def load(path):
+    """-> PerUser, or InputError: one line that names the file and the fix."""
+    fix = "(fix: rerun `cli.py evaluate --checkpoint ... --per-user FILE` to write it again)"
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as e:
+        raise InputError(f"{path}: not a per-user results file ({type(e).__name__}) {fix}") from None
+    if str(arrays.get("format", "")) != FORMAT:
+        raise InputError(f"{path}: not a per-user results file of format {FORMAT} {fix}")
+    missing = [k for k in ("users", "targets", "ranks", "n_items") + STRINGS if k not in arrays]
+    if missing:
+        raise InputError(f"{path}: per-user file without `{missing[0]}` {fix}")
+    if any(arrays[k].shape != () or arrays[k].dtype.kind != "U" for k in STRINGS) or arrays["n_items"].shape != () \
+            or arrays["n_items"].dtype.kind not in "iu":
+        raise InputError(f"{path}: per-user file with a malformed identity field {fix}")
+    columns = {k: v for k, v in arrays.items() if k not in STRINGS + ("n_items",)}
+    n = len(arrays["users"]) if arrays["users"].ndim == 1 else -1
+    for k, v in columns.items():
+        if v.shape != (n,) or v.dtype.kind not in ("f" if "@" in k else "iu"):
+            raise InputError(f"{path}: per-user column `{k}` is {v.dtype} {v.shape}, expected ({n},) "
+                             f"{'float' if '@' in k else 'int'} {fix}")
+    metrics = {k: v.astype(np.float64) for k, v in columns.items() if "@" in k}
+    unknown = [k for k in columns if "@" not in k and k not in ("users", "targets", "ranks")]
+    if unknown:
+        raise InputError(f"{path}: per-user file with an unknown column `{unknown[0]}` {fix}")
+    n_items = int(arrays["n_items"])
+    if (arrays["ranks"] < 0).any() or (arrays["ranks"] > n_items + 1).any() \
+            or any(((v < 0) | (v > 1) | ~np.isfinite(v)).any() for v in metrics.values()):
+        raise InputError(f"{path}: per-user ranks or metrics out of range {fix}")
+    return PerUser(path, *(columns[k].astype(np.int64) for k in ("users", "targets", "ranks")), metrics,
+                   *(str(arrays[k]) for k in ("protocol", "split", "history_mask", "fingerprint")), n_items,
+                   str(arrays["source"]))
+
+
+def check_paired(a, b):
+    """Refuse two evaluations that do not rank the same users' same targets the same way: a paired
+    comparison of them would compare different things."""
+    for k in IDENTITY:
+        if getattr(a, k) != getattr(b, k):
+            raise InputError(f"{a.path} and {b.path}: different {k.replace('_', ' ')} ({getattr(a, k)} against "
+                             f"{getattr(b, k)}): not the same evaluation (fix: evaluate both the same way)")
+    for k in ("users", "targets"):
+        x, y = getattr(a, k), getattr(b, k)
+        if len(x) != len(y) or not np.array_equal(x, y):
+            raise InputError(f"{a.path} and {b.path}: different {k} ({len(x)} against {len(y)} users"
+                             + ("" if len(x) != len(y) else f", first at user {a.users[np.argmax(x != y)]}")
+                             + ") (fix: evaluate both on the same data and split)")
+    shared = [k for k in a.metrics if k in b.metrics]
+    if not shared:
+        raise InputError(f"{a.path} and {b.path}: no metric in common (fix: evaluate both the same way)")
+    return shared
