@@ -88,7 +88,8 @@ def remap(path, fmt, out):
 
 
 @data.command("synth")
-@click.option("--out", required=True, help="file to write; the ground truth goes beside it as .truth.json")
+@click.option("--out", required=True, help="file to write; the ground truth goes beside it as .truth.json, each "
+              "item's topic as its category in .categories.txt")
 @click.option("--users", type=int, default=synth.SynthConfig.users, show_default=True)
 @click.option("--items", type=int, default=synth.SynthConfig.items, show_default=True)
 @click.option("--topics", type=int, default=synth.SynthConfig.topics, show_default=True)
@@ -101,7 +102,8 @@ def synth_cmd(out, users, items, topics, mean_len, seed):
     seqs, truth = synth.generate(synth.SynthConfig(users, items, topics, mean_len=mean_len, seed=seed))
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     truth_path = synth.write(seqs, truth, out)
-    click.echo(f"wrote {out} ({sum(map(len, seqs.values()))} interactions) and {truth_path}")
+    click.echo(f"wrote {out} ({sum(map(len, seqs.values()))} interactions), {truth_path} and "
+               f"{os.path.splitext(out)[0]}.categories.txt")
 
 
 COMMANDS = [prepare, data]

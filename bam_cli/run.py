@@ -17,6 +17,7 @@ import click
 
 from bam_cli import options
 from bam_cli.options import Later, config_options, data_options, output_path
+from bam_data.categories import category_codes, read_categories
 from bam_experiments import methods
 
 bm = Later("bam_minimal")
@@ -48,7 +49,8 @@ def with_synthetic_preset(ctx, cfg, data):
 def echo_metrics(label, metrics):
     """The metrics on one line; then a `note:` with the users whose scores were not all finite, when there
     are any (the count stays in the metrics, and so in every JSON output that holds them)."""
-    click.echo(f"{label:<17}" + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "nonfinite_users"))
+    click.echo(f"{label:<17}" + "  ".join(f"{k} {v:.4f}" if v is not None else f"{k} n/a"
+                                          for k, v in metrics.items() if k != "nonfinite_users"))
     if metrics.get("nonfinite_users"):
         click.echo(f"note: {metrics['nonfinite_users']} users had a NaN or infinite score (weights whose products "
                    "overflow); those items rank above the target, and a non-finite target is a miss")
@@ -140,19 +142,32 @@ def report(result, out):
 @click.option("--per-user", "per_user_out", default=None, callback=output_path,
               help="also write each user's target, rank and metrics to this .npz, for `compare` "
                    "[default with --json: beside it, NAME.per_user.npz]")
+@click.option("--top-n", type=click.IntRange(min=1), default=None,
+              help="also coverage@N (and diversity@N with --categories) of each user's top-N [default with "
+                   "--categories: 50, ComiRec's]")
+@click.option("--categories", default=None, callback=options.existing,
+              help="`item category` per line (data synth writes one): adds diversity@N")
 @click.option("--model", type=click.Choice(["comirec", "mind"]), default=None,
               help="what the checkpoint must hold (checked; the shapes tell the rest)")
 @options.official_options
 @click.option("--engine", type=click.Choice(["torch", "numpy"]), default="torch", show_default=True,
               help="numpy: the same metrics from bam_numpy's numba engine")
 @options.other_data_option
-def evaluate(ckpt, data, fmt, history_mask, split, json_out, per_user_out, model, n_interests, seq_len, engine,
-             other_data):
-    """Full-item ranking of a checkpoint: Recall and nDCG at 10 and 20, and each user's result for `compare`."""
+def evaluate(ckpt, data, fmt, history_mask, split, json_out, per_user_out, top_n, categories, model, n_interests,
+             seq_len, engine, other_data):
+    """Full-item ranking of a checkpoint: Recall and nDCG at 10 and 20, each user's result for `compare`,
+    and on request what the top-N lists show beyond accuracy (coverage@N, diversity@N)."""
     join_torchrun("auto")
-    metrics, cfg, dataset, data_check, ranks = experiment.evaluate_checkpoint(
-        ckpt, data, fmt, split, history_mask, model, n_interests, seq_len, engine, other_data,
-        log=click.echo, note=options.note)
+    mapping = read_categories(categories) if categories else None  # a bad file stops before any work
+    top_n = top_n or (50 if categories else 0)
+    got = experiment.evaluate_checkpoint(ckpt, data, fmt, split, history_mask, model, n_interests, seq_len, engine,
+                                         other_data, log=click.echo, note=options.note, k_top=top_n)
+    metrics, cfg, dataset, data_check, ranks = got.metrics, got.cfg, got.dataset, got.data_check, got.ranks
+    if top_n:
+        from bam_evidence import beyond
+        metrics[f"coverage@{top_n}"] = beyond.coverage(got.tops, dataset.n_items)
+        if mapping is not None:
+            metrics[f"diversity@{top_n}"] = beyond.diversity(got.tops, category_codes(mapping, dataset.n_items))
     echo_metrics(f"{split} ({cfg.history_mask})", metrics)
     if json_out and distributed.is_main():
         run_folder.save_json(dict(metrics=metrics, split=split, history_mask=cfg.history_mask, checkpoint=ckpt,

@@ -41,7 +41,9 @@ def generate(cfg=SynthConfig()):
     topic_weight /= topic_weight.sum()
     seqs, user_topics = {}, {}
     for user in range(1, cfg.users + 1):
-        topics = rng.choice(cfg.topics, rng.integers(1, cfg.max_topics + 1), replace=False, p=topic_weight)
+        # at most every topic: `data synth --topics 3` crashed here with max_topics 4 (tests/test_evidence.py)
+        topics = rng.choice(cfg.topics, rng.integers(1, min(cfg.max_topics, cfg.topics) + 1), replace=False,
+                            p=topic_weight)
         weights = rng.dirichlet(np.ones(len(topics)))
         length = int(min(5 + rng.poisson(cfg.mean_len - 5), 3 * cfg.mean_len))
         seen, seq, t = set(), [], rng.choice(len(topics), p=weights)
@@ -63,10 +65,13 @@ def generate(cfg=SynthConfig()):
 
 
 def write(seqs, truth, path):
-    """The official format (`user item` per line, each user's lines together, in time order), and
-    the ground truth beside it as PATH.truth.json. Both are written atomically."""
+    """The official format (`user item` per line, each user's lines together, in time order), the ground
+    truth beside it as PATH.truth.json, and each item's planted topic as its category in
+    PATH.categories.txt (for Diversity@N: bam_data.categories). All are written atomically."""
+    from bam_data.categories import write_categories
     lines = "".join(f"{u} {i}\n" for u, s in seqs.items() for i in s)
-    truth_path = os.path.splitext(path)[0] + ".truth.json"
+    stem = os.path.splitext(path)[0]
     atomic_text(path, lines)
-    atomic_text(truth_path, json.dumps(truth))
-    return truth_path
+    atomic_text(stem + ".truth.json", json.dumps(truth))
+    write_categories(stem + ".categories.txt", {i + 1: f"topic{t}" for i, t in enumerate(truth["item_topic"])})
+    return stem + ".truth.json"

@@ -7,6 +7,7 @@ reported as intervals, not bare standard deviations.
             and what identifies the evaluation (data fingerprint, protocol, split, history mask)
   stats     paired comparisons over users (bootstrap interval, paired t-test, paired randomization test) and
             t-intervals over seeds, all from scipy.stats
+  beyond    beyond accuracy, from the top-N lists: coverage@N, and ComiRec's diversity@N with item categories
 
     python cli.py compare runs/a runs/b            # two run folders (or two per-user files)
 

@@ -5,13 +5,15 @@ callable without click.
 
     from bam_experiments.run import train_run
     result, reused = train_run(cfg, "movies.txt", "runs/movies")   # data=None: the built-in synthetic data
-    metrics, cfg, dataset, data_check, ranks = evaluate_checkpoint("runs/movies/checkpoint.pt")
+    got = evaluate_checkpoint("runs/movies/checkpoint.pt", k_top=50)   # .metrics, .ranks, .tops, ...
 
 The run folder (bam_runs/run_folder.py) makes it resumable: rerunning the same call continues from the
 last validation, and a finished run is read back rather than trained again.
 """
 import os
-from dataclasses import replace
+from dataclasses import dataclass, replace
+
+import numpy as np
 
 import bam_minimal as bm
 from bam_experiments import baselines, sasrec
@@ -53,12 +55,22 @@ def train_run(cfg, data, out, fmt="auto", fresh=False, log=print, on_step=lambda
         return bm.train(cfg, dataset, folder, log=log, on_step=on_step)[1], False
 
 
+@dataclass
+class Evaluation:
+    metrics: dict           # recall@K, ndcg@K, nonfinite_users
+    cfg: object             # the checkpoint's Config, with the history mask used
+    dataset: object         # bm.Dataset
+    data_check: dict        # what checkpoints.check_data found, for the JSON output
+    ranks: np.ndarray       # (U,) each user's target rank
+    tops: np.ndarray        # (U, k_top) each user's top-k ids, or None
+
+
 def evaluate_checkpoint(ckpt, data=None, fmt="auto", split="test", history_mask=None, model=None, n_interests=4,
-                        seq_len=50, engine="torch", other_data=False, log=print, note=print):
-    """Full-item ranking of a checkpoint on `data` (default: the data it names) -> (metrics, cfg, dataset,
-    data_check, ranks (U,)). Other data than the checkpoint's stops here with one line, unless `other_data`; `engine`
-    "numpy" ranks with bam_numpy's numba engine (one process). The data reader's notes go to `log`, the
-    checkpoint loader's to `note`."""
+                        seq_len=50, engine="torch", other_data=False, log=print, note=print, k_top=0):
+    """Full-item ranking of a checkpoint on `data` (default: the data it names) -> Evaluation (with each
+    user's top-`k_top` list when k_top > 0). Other data than the checkpoint's stops here with one line,
+    unless `other_data`; `engine` "numpy" ranks with bam_numpy's numba engine (one process). The data
+    reader's notes go to `log`, the checkpoint loader's to `note`."""
     sasrec.register()  # a SASRec checkpoint loads like the others
     net, cfg, dataset, data_check = checkpoints.load_with_data(
         ckpt, data, lambda p: datasets.load_dataset(p, fmt, log=log), checkpoints.official_base(n_interests, seq_len),
@@ -68,11 +80,11 @@ def evaluate_checkpoint(ckpt, data=None, fmt="auto", split="test", history_mask=
         raise bm.InputError("--engine numpy runs in one process (fix: python cli.py evaluate, without torchrun)")
     if engine == "numpy":
         from bam_crosscheck import twin  # numba compiles on first use: only for this engine
-        metrics, ranks, _ = twin.evaluate_numpy(net, cfg, dataset, split)
+        metrics, ranks, tops = twin.evaluate_numpy(net, cfg, dataset, split, k_top=k_top)
     else:
         net = net.to(bm.resolve_device(cfg))
-        metrics, ranks, _ = bm.evaluate(bm.model_scorer(net), dataset, split, cfg)
+        metrics, ranks, tops = bm.evaluate(bm.model_scorer(net), dataset, split, cfg, k_top=k_top)
     if split == "valid" and not cfg.valid_users and 0 < cfg.valid_sample < len(dataset.users):
         note(f"note: this scores every user's validation target; the run itself validated a fixed sample of "
             f"{cfg.valid_sample} users (metrics.json, `validation`)")
-    return metrics, cfg, dataset, data_check, ranks
+    return Evaluation(metrics, cfg, dataset, data_check, ranks, tops)

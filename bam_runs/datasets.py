@@ -45,7 +45,9 @@ def synthetic(folder, fresh=False):
 
 
 def synthetic_is_current(path, truth):
-    if not (os.path.exists(path) and os.path.exists(truth)):
+    """The data, its truth and its categories (written since the categories came: the same data again) exist,
+    made by the generator's current settings."""
+    if not all(os.path.exists(p) for p in (path, truth, os.path.splitext(path)[0] + ".categories.txt")):
         return False
     try:
         with open(truth) as f:

@@ -197,3 +197,71 @@ def test_compare_two_runs(two_runs, tmp_path):
 def test_compare_names_a_folder_without_the_file(tmp_path, two_runs):
     result = run("compare", tmp_path, two_runs[1]["bam"][0])
     assert result.exit_code == 2 and "no per_user_test.npz" in result.output and "--per-user" in result.output
+
+# -----------------------------------------------------------------------------
+# Beyond accuracy: coverage@N and ComiRec's diversity@N, from the top-N lists
+
+
+def test_coverage_by_hand():
+    from bam_evidence import beyond
+    assert beyond.coverage(np.array([[1, 2], [2, 3]]), 10) == pytest.approx(0.3)
+    assert beyond.coverage(np.array([[0, 2], [2, 2]]), 4) == pytest.approx(0.25)  # padding 0 is not an item
+
+
+def test_diversity_by_hand():
+    """ComiRec's Diversity@N: per user, the share of pairs in different categories, then the mean."""
+    from bam_evidence import beyond
+    codes = np.array([-1, 0, 0, 1, 2, -1])         # items 1, 2: category 0; 3: 1; 4: 2; 5: none
+    tops = np.array([[1, 2, 3], [3, 4, 1], [1, 2, 5], [5, 0, 4]])
+    # user 1: pairs (1,2) same, (1,3), (2,3) differ: 2/3; user 2: all differ: 1; user 3: item 5 takes no part,
+    # (1,2) same: 0; user 4: one categorised item, left out
+    assert beyond.diversity(tops, codes) == pytest.approx((2 / 3 + 1 + 0) / 3)
+    assert beyond.diversity(np.array([[5, 0]]), codes) is None
+    # a planted "pairs with the same category" (the complement) or a mean over all pairs of all users fails here
+    assert beyond.diversity(np.array([[1, 3, 4, 2]]), codes) == pytest.approx(5 / 6)
+
+
+def test_categories_file_errors_are_one_line(tmp_path):
+    from bam_data.categories import category_codes, read_categories
+    good = tmp_path / "c.txt"
+    good.write_text("# item category\n1 a\n2 b\n\n3 a\n")
+    assert read_categories(good) == {1: "a", 2: "b", 3: "a"}
+    assert category_codes(read_categories(good), 4).tolist() == [-1, 0, 1, 0, -1]
+    for text, needle in (("1 a\n1 b\n", ":2: item 1 has a second category"), ("x a\n", ":1:"), ("0 a\n", ":1:"),
+                         ("1 a b\n", ":1:"), ("", "no `item category` line"), (b"\xff\xfe1 a\n", "not UTF-8")):
+        bad = tmp_path / "bad.txt"
+        bad.write_bytes(text if isinstance(text, bytes) else text.encode())
+        with pytest.raises(bam_data.InputError, match=needle) as e:
+            read_categories(bad)
+        assert str(bad) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_evaluate_reports_coverage_and_diversity_alike_in_both_engines(two_runs, tmp_path):
+    """data synth's categories are the planted topics; the torch and numba engines give the same top-50 lists."""
+    data, runs = two_runs
+    categories = tmp_path / "topics.txt"
+    from bam_data.categories import write_categories
+    from bam_data.synth import SynthConfig, generate
+    truth = generate(SynthConfig(users=800, items=300, topics=10, mean_len=20, seed=1))[1]
+    write_categories(categories, {i + 1: f"t{t}" for i, t in enumerate(truth["item_topic"])})
+    got = {}
+    for engine in ("torch", "numpy"):
+        out = tmp_path / f"{engine}.json"
+        result = run("evaluate", "--checkpoint", f"{runs['bam'][0]}/checkpoint.pt", "--categories", categories,
+                     "--engine", engine, "--json", out)
+        assert result.exit_code == 0, result.output
+        got[engine] = json.loads(out.read_text())["metrics"]
+        assert "coverage@50" in result.output and "diversity@50" in result.output
+        assert (tmp_path / f"{engine}.per_user.npz").exists()  # --json puts each user's result beside it
+    assert got["torch"]["coverage@50"] == got["numpy"]["coverage@50"] and 0 < got["torch"]["coverage@50"] <= 1
+    assert got["torch"]["diversity@50"] == pytest.approx(got["numpy"]["diversity@50"], abs=1e-12)
+    assert 0 < got["torch"]["diversity@50"] < 1
+
+
+def test_data_synth_writes_the_planted_topics_as_categories(tmp_path):
+    from bam_data.categories import read_categories
+    result = run("data", "synth", "--out", tmp_path / "s.txt", "--users", 50, "--items", 30, "--topics", 3)
+    assert result.exit_code == 0, result.output
+    truth = json.loads((tmp_path / "s.truth.json").read_text())
+    want = {i + 1: f"topic{t}" for i, t in enumerate(truth["item_topic"])}
+    assert read_categories(tmp_path / "s.categories.txt") == want  # fewer topics than max_topics: it crashed

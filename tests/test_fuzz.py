@@ -429,3 +429,15 @@ def test_per_user_files_load_or_stop_with_one_line(folder, data):
         assert all(v.shape == (n,) and np.isfinite(v).all() and ((0 <= v) & (v <= 1)).all()
                    for v in got.metrics.values())
         assert isinstance(got.n_items, int) and all(isinstance(getattr(got, k), str) for k in per_user.IDENTITY[:-1])
+
+
+@given(st.one_of(mutated(b"# item category\n1 topic0\n2 topic1\n3 topic0\n10 x-y\n"), st.binary(max_size=200)))
+def test_categories_files_read_or_stop_with_one_line(folder, data):
+    from bam_data.categories import category_codes, read_categories
+    path = put(folder, "items.categories.txt", data)
+    got = reads_or_one_line(read_categories, str(path))
+    event("loaded" if got else "InputError")
+    if got is not None:
+        assert got and all(isinstance(i, int) and i >= 1 and c and " " not in c for i, c in got.items())
+        codes = category_codes(got, 12)
+        assert codes[0] == -1 and codes.shape == (13,) and codes.max() < len(set(got.values()))
