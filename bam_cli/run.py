@@ -165,9 +165,8 @@ def evaluate(ckpt, data, fmt, history_mask, split, json_out, per_user_out, top_n
     metrics, cfg, dataset, data_check, ranks = got.metrics, got.cfg, got.dataset, got.data_check, got.ranks
     if top_n:
         from bam_evidence import beyond
-        metrics[f"coverage@{top_n}"] = beyond.coverage(got.tops, dataset.n_items)
-        if mapping is not None:
-            metrics[f"diversity@{top_n}"] = beyond.diversity(got.tops, category_codes(mapping, dataset.n_items))
+        codes = category_codes(mapping, dataset.n_items) if mapping is not None else None
+        metrics.update(beyond.list_metrics(got.tops, dataset.n_items, codes))
     echo_metrics(f"{split} ({cfg.history_mask})", metrics)
     if json_out and distributed.is_main():
         run_folder.save_json(dict(metrics=metrics, split=split, history_mask=cfg.history_mask, checkpoint=ckpt,

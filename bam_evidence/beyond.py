@@ -11,6 +11,7 @@ Interest balance (which interest supplies each recommended item) is `cli.py bala
 
     from bam_evidence import beyond
     beyond.coverage(tops, n_items), beyond.diversity(tops, codes)   # tops (U, N); codes (I + 1,)
+    metrics.update(beyond.list_metrics(tops, n_items, codes))        # {"coverage@N": ..., "diversity@N": ...}
 """
 import numpy as np
 
@@ -35,3 +36,12 @@ def diversity(tops, codes):
     same = np.bincount(keys // (cats.max() + 1), weights=counts * (counts - 1) / 2, minlength=len(cats))  # (U,)
     scored = pairs > 0
     return float(((pairs - same)[scored] / pairs[scored]).mean()) if scored.any() else None
+
+
+def list_metrics(tops, n_items, codes=None):
+    """{"coverage@N": ..., "diversity@N": ... (with category codes, when some list holds two categorised items)}."""
+    n = np.asarray(tops).shape[1]
+    out = {f"coverage@{n}": coverage(tops, n_items)}
+    if codes is not None:
+        out[f"diversity@{n}"] = diversity(tops, codes)
+    return out
