@@ -275,12 +275,8 @@ def main():
                eval_gflop=eval_flops(cfg, len(users), data.n_items) / 1e9)
 
     if not args.no_numpy:
-        try:
-            from bam_numpy import bench as numpy_bench
-        except ImportError:
-            numpy_bench = None
-        if numpy_bench is not None:
-            out.update(numpy_bench.run(args.data))
+        from bam_bench import twin  # numba is a requirement: a failed import is an error, never a missing row
+        out.update(twin.run(args.data))
 
     # report --------------------------------------------------------------------------------
     r = out

@@ -43,7 +43,7 @@ def agreement(data, model_name, dtype, device):
     out = {}
     for name, net, dev in (("cpu", cpu, "cpu"), ("gpu", gpu, device)):
         args = [t.to(dev) for t in (history, mask.to(dtype), target, negatives, u, noise)]
-        interests, attention = net(args[0], args[1], args[5])
+        interests, attention = net(args[0], args[1], routing=args[5])
         loss = bm.bam_loss(net, cfg, interests, attention, args[2], args[3], args[4], 1.0)
         loss.backward()
         out[name] = dict(interests=interests, loss=loss, grads={k: p.grad for k, p in net.named_parameters()

@@ -94,7 +94,7 @@ def train(ctx, data, fmt, out, fresh, **kwargs):
     validation every 500 unless you pass --max-iters / --eval-every). A run resumes from its last
     validation when you rerun the same command; Ctrl-C keeps the best checkpoint so far."""
     cfg = bm.Config(**kwargs)
-    bm.check_config(cfg)
+    experiment.check_config(cfg)  # SASRec registered first: --model sasrec is Table 2's baseline
     join_torchrun(cfg.device)
     cfg = with_synthetic_preset(ctx, cfg, data)
     out = out or experiment.default_out(data, cfg)
@@ -199,7 +199,7 @@ def table(ctx, data, fmt, seeds, chosen, out, jobs, threads, **kwargs):
     Every (method, seed) run is resumable and a finished one is reused, so rerunning the command
     after an interruption only runs what is missing. Method settings override the flags."""
     base = bm.Config(**kwargs)
-    bm.check_config(base)
+    experiment.check_config(base)
     if seeds < 1:
         raise bm.InputError(f"--seeds {seeds}: must be 1 or more")
     base = with_synthetic_preset(ctx, base, data)

@@ -2,6 +2,7 @@
 bam_experiments: the paper's experiments, built on the reference and the run machinery.
 
   methods    the methods of Table 2, each a set of Config overrides (torch-free)
+  run        one training run in a run folder (`cli.py train`) and the evaluation of a checkpoint
   sasrec     the SASRec baseline (register() adds it to bam_minimal.MODELS)
   baselines  the most-popular baseline
   table      Table 2: methods x seeds, resumable, in parallel with --jobs

@@ -22,6 +22,13 @@ from bam_runs import checkpoints, datasets, distributed, run_folder
 SYNTHETIC_PRESET = dict(max_iters=5000, eval_every=500)  # so that `cli.py train` ends in minutes
 
 
+def check_config(cfg):
+    """bam_minimal.check_config, with the models of the experiments registered (SASRec), as the commands
+    that take a --model check it before any work."""
+    sasrec.register()
+    bm.check_config(cfg)
+
+
 def default_out(data, cfg, prefix=""):
     """runs/<data>-<model>-<selection> (or runs/<prefix><data> with a prefix: `table`'s folder)."""
     name = "synthetic" if data is None else os.path.basename(data).split(".")[0]

@@ -206,3 +206,12 @@ def test_reference_config_read_from_the_source_is_the_class():
     assert choices == bm.CHOICES
     helps = dict((name, comment) for name, _, comment in parsed)
     assert helps["patience"].startswith("stop after more than") and helps["max_iters"] is None
+
+
+def test_train_builds_sasrec_by_its_name(tmp_path, good):
+    """`train --model sasrec` was refused ("comes with bam_experiments.sasrec: use cli.py"): the command
+    checked the config before SASRec was registered."""
+    result = run("train", "--data", good, "--model", "sasrec", "--n-interests", 1, "--selection", "hard",
+                 "--max-iters", 20, "--eval-every", 10, "--dim", 8, "--out", tmp_path / "s")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "s" / "metrics.json").exists()

@@ -179,3 +179,18 @@ def test_reading_an_official_file_peaks_near_its_result(tmp_path):
     per_interaction = m["extra"] * 2 ** 20 / m["interactions"]
     assert m["interactions"] > 400_000
     assert per_interaction < 64, m
+
+
+def test_the_gpu_check_agrees_with_itself_on_the_cpu():
+    """bam_bench.gpu's agreement step, CPU against CPU (what --dry-run does): MIND's routing logits went
+    into the new `gen` argument and the check crashed before it timed anything."""
+    import numpy as np
+    import torch
+
+    import bam_minimal as bm
+    from bam_bench import gpu
+    rng = np.random.default_rng(0)
+    data = bm.Dataset({u: list(rng.integers(1, 60, 12)) for u in range(1, 41)})
+    for model in ("comirec", "mind"):
+        errors = gpu.agreement(data, model, torch.float64, "cpu")
+        assert errors and max(errors.values()) == 0, (model, errors)
