@@ -5,14 +5,16 @@ bam_cli/data.py: the torch-free data commands: `data stats`, `data remap`, `data
     python cli.py data remap ids-with-gaps.txt --out remapped.txt
     python cli.py data synth --out synth.txt
     python cli.py prepare amazon2023 All_Beauty.csv --out beauty.txt
+    python cli.py prepare categories ml-100k.item --data ml-100k.inter --out ml100k.categories.txt
 
-The work is in the data layer (bam_data): formats, stats.table1, amazon.
+The work is in the data layer (bam_data): formats, stats.table1, amazon, categories.
 """
 import os
 
 import click
 
 import bam_data
+from bam_cli import options
 from bam_cli.options import Group, output_path
 from bam_data import files, formats, synth
 
@@ -44,6 +46,31 @@ def amazon2023(path, out, kcore, dedup):
                f"{'avg length':<14}{stats['avg_len']:.2f}\n"
                f"(read {stats['raw_interactions']:,} rows, {stats['after_dedup']:,} after dedup, {kcore}-core)")
     click.echo(f"wrote {out} and {maps}")
+
+@prepare.command("categories")
+@click.argument("path")
+@click.option("--data", "data_path", default=None, callback=options.existing,
+              help="the RecBole .inter file the .item file belongs to (its item numbering)")
+@click.option("--maps", default=None, callback=options.existing,
+              help="the .maps.json that `prepare amazon2023` wrote (our id -> parent_asin)")
+@click.option("--out", required=True, callback=output_path, help="the categories file to write (`item category`)")
+def categories_cmd(path, data_path, maps, out):
+    """Item categories for diversity@N, in bam's item ids: from a RecBole .item file with a `class` column
+    (MovieLens: each movie's first genre) with --data, or from Amazon Reviews 2023 metadata
+    (meta_*.jsonl[.gz]: the leaf of the category path) with --maps. bam_data/categories.py says why."""
+    from bam_data import categories
+    if (data_path is None) == (maps is None):
+        raise bam_data.InputError("prepare categories: pass --data (a RecBole .item file) or --maps (Amazon "
+                                  "metadata), one of the two")
+    if data_path is not None:
+        mapping = categories.from_recbole_items(path, formats.read(data_path)[1]["item_map"])
+    else:
+        mapping = categories.from_amazon_meta(path, categories.read_item_maps(maps))
+    if not mapping:
+        raise bam_data.InputError(f"{path}: no category for any item of the data (fix: check that the file "
+                                  "belongs to the data)")
+    categories.write_categories(out, mapping)
+    click.echo(f"wrote {out}: {len(mapping):,} items in {len(set(mapping.values())):,} categories")
 
 # -----------------------------------------------------------------------------
 # data

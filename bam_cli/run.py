@@ -168,13 +168,13 @@ def evaluate(ckpt, data, fmt, history_mask, split, json_out, per_user_out, top_n
         codes = category_codes(mapping, dataset.n_items) if mapping is not None else None
         metrics.update(beyond.list_metrics(got.tops, dataset.n_items, codes))
     echo_metrics(f"{split} ({cfg.history_mask})", metrics)
+    per_user_out = per_user_out or (json_out and os.path.splitext(json_out)[0] + ".per_user.npz")
+    if per_user_out and distributed.is_main():  # first: a JSON is never without the file beside it
+        run_folder.save_per_user(per_user_out, dataset, split, cfg, ranks, run_folder.fingerprint(dataset), ckpt)
+        click.echo(f"each user's result: {per_user_out}")
     if json_out and distributed.is_main():
         run_folder.save_json(dict(metrics=metrics, split=split, history_mask=cfg.history_mask, checkpoint=ckpt,
                                   data=dataset.name, config=asdict(cfg), engine=engine, **data_check), json_out)
-    per_user_out = per_user_out or (json_out and os.path.splitext(json_out)[0] + ".per_user.npz")
-    if per_user_out and distributed.is_main():
-        run_folder.save_per_user(per_user_out, dataset, split, cfg, ranks, run_folder.fingerprint(dataset), ckpt)
-        click.echo(f"each user's result: {per_user_out}")
 
 # -----------------------------------------------------------------------------
 # table
@@ -194,7 +194,7 @@ def evaluate(ckpt, data, fmt, history_mask, split, json_out, per_user_out, top_n
 @config_options
 @click.pass_context
 def table(ctx, data, fmt, seeds, chosen, out, jobs, threads, **kwargs):
-    """The paper's Table 2: SASRec, ComiRec, REMI and BaM under one protocol, mean ± std over seeds.
+    """The paper's Table 2: SASRec, ComiRec, REMI and BaM under one protocol, with 95% intervals over seeds.
 
     Every (method, seed) run is resumable and a finished one is reused, so rerunning the command
     after an interruption only runs what is missing. Method settings override the flags."""

@@ -26,6 +26,13 @@ bm, checkpoints, datasets = Later("bam_minimal"), Later("bam_runs.checkpoints"),
 def load_dataset(path, fmt="auto"):
     return datasets.load_dataset(path, fmt)
 
+
+def register_models():
+    """SASRec loads like the other models, so that the twin's own refusal ("twins comirec and mind only")
+    is what a SASRec checkpoint gets, not "use cli.py"."""
+    from bam_experiments import sasrec
+    sasrec.register()
+
 # -----------------------------------------------------------------------------
 # export
 
@@ -44,6 +51,7 @@ def export(ckpt, out, data, fmt, n_interests, seq_len, other_data):
     file keeps the name and fingerprint of the checkpoint's data; with --data, that data is checked
     to be the checkpoint's first."""
     from bam_crosscheck import twin
+    register_models()
     dataset = load_dataset(data, fmt) if data else None
     twin.export(ckpt, out, checkpoints.official_base(n_interests, seq_len), log=options.note, data=dataset,
                 other_data=other_data)
@@ -73,6 +81,7 @@ def crosscheck(ckpt, data, fmt, dtype, model, batch_size, seed, n_interests, seq
     import torch
 
     from bam_crosscheck import twin
+    register_models()
     if ckpt:
         net, cfg, dataset, _ = checkpoints.load_with_data(ckpt, data, lambda p: load_dataset(p, fmt),
                                                           checkpoints.official_base(n_interests, seq_len),

@@ -46,7 +46,7 @@ def atomic_text(path, text):
 
 
 def atomic_json(path, obj):
-    """`obj` as indented JSON, whole or not at all (runs.save_json and the torch-free commands of cli.py)."""
+    """`obj` as indented JSON, whole or not at all (run_folder.save_json and the torch-free commands of cli.py)."""
     atomic_text(path, json.dumps(obj, indent=2))
 
 

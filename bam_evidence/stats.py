@@ -11,7 +11,8 @@ Per metric, with d_u = b_u - a_u the per-user difference (the same users, the sa
   diff, rel_diff       mean(d) and mean(d) / mean(a): the effect, which matters more than a p-value when
                        thousands of users make almost any difference "significant"
   ci_low, ci_high      a 95% bootstrap interval of mean(d), resampling users (scipy.stats.bootstrap, percentile)
-  p_ttest              the paired t-test (scipy.stats.ttest_rel), two-sided
+  p_ttest              the paired t-test (scipy.stats.ttest_rel), two-sided; None where it is undefined
+                       (one user, or every user moved by the same non-zero amount)
   p_randomization      the paired randomization test: flip the sign of each d_u at random
                        (scipy.stats.permutation_test, permutation_type="samples"), two-sided; exact (every
                        sign pattern) when at most 13 users' metrics differ
@@ -39,14 +40,15 @@ def paired(x, y, n_resamples=9999, seed=0, confidence=CONFIDENCE):
                               confidence_level=confidence, method="percentile", rng=np.random.default_rng(seed))
             out.update(ci_low=float(ci.confidence_interval.low), ci_high=float(ci.confidence_interval.high),
                        p_ttest=float(sp.ttest_rel(y, x).pvalue))
-        else:  # every user moved alike (usually: not at all): no spread to resample, no t statistic
-            out.update(ci_low=out["diff"], ci_high=out["diff"], p_ttest=1.0 if out["diff"] == 0 else 0.0)
+        else:  # every user moved alike (usually: not at all): no spread to resample, no t statistic (None)
+            out.update(ci_low=out["diff"], ci_high=out["diff"], p_ttest=1.0 if out["diff"] == 0 else None)
         # Flipping the sign of a zero changes nothing, so the test runs on the users whose metric moved: the
         # same test (mean(d) is their mean times a constant), 5-10x faster on top-K metrics, where most d_u = 0.
         moved = d[d != 0]                                                       # (M,)
         out["p_randomization"] = float(sp.permutation_test(
             (moved,), np.mean, permutation_type="samples", n_resamples=n_resamples, batch=batch, vectorized=True,
-            alternative="two-sided", rng=np.random.default_rng(seed)).pvalue) if len(moved) else 1.0
+            alternative="two-sided", rng=np.random.default_rng(seed)).pvalue) if len(moved) > 1 else 1.0
+        # one user moved: its two signs are equally extreme, p = 1 exactly (scipy wants two observations)
     return out
 
 

@@ -83,6 +83,9 @@ def evaluate_checkpoint(ckpt, data=None, fmt="auto", split="test", history_mask=
         ckpt, data, lambda p: datasets.load_dataset(p, fmt, log=log), checkpoints.official_base(n_interests, seq_len),
         model, note, other_data)
     cfg = replace(cfg, history_mask=history_mask or cfg.history_mask, device="auto")
+    if k_top > dataset.n_items:  # a longer list would hold masked items and padding
+        raise bm.InputError(f"--top-n {k_top}: more than the {dataset.n_items} items of {dataset.name} (fix: a "
+                            "smaller --top-n)")
     if engine == "numpy" and distributed.size() > 1:
         raise bm.InputError("--engine numpy runs in one process (fix: python cli.py evaluate, without torchrun)")
     if engine == "numpy":

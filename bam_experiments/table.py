@@ -7,9 +7,9 @@ Every (method, seed) run lives in OUT/<method>/seed-<seed>/ and is a normal resu
 bam_minimal.train: a finished run is read back, an interrupted one resumes. The table is written as
 Markdown and JSON: the mean over seeds with its 95% t-interval, best in bold, second best underlined,
 BaM's gain over the best competitor; then, for the pairs of PAIRS in the table (BaM against hard
-selection, against REMI, REMI + BaM against REMI), the difference with its interval over seeds and the
-paired test over every (seed, user) pair, from the runs' per-user files (bam_evidence), and a forest
-plot of the differences (forest.png).
+selection, against REMI, REMI + BaM against REMI, BaM-l against hard, MIND + BaM against MIND), the
+difference with its interval over seeds and the paired tests over users (each user's metric averaged
+over the seeds), from the runs' per-user files (bam_evidence), and a forest plot (forest.png).
 
 Runs side by side (`--jobs J`): J worker processes, each with a fixed number of torch threads
 (`--threads`, default cores // J), take the runs in turn. Small matrix products do not scale across
@@ -34,6 +34,7 @@ import torch
 import bam_minimal as bm
 from bam_experiments import sasrec
 from bam_data.files import atomic_text
+from bam_data.formats import InputError as DataInputError
 from bam_evidence import per_user, stats
 from bam_runs import run_folder
 from bam_experiments.methods import METHODS  # torch-free, so that `cli.py table --help` lists them at once
@@ -120,24 +121,35 @@ def summarise(results):
 
 def differences(results, folders, n_resamples=9999):
     """For each pair (B, A) of PAIRS in the table and each column: B - A per seed (seeds paired in order)
-    with its t-interval, and the paired comparison over every (seed, user): each seed's two runs rank the
-    same users' same targets, so their per-user files are compared as pairs and pooled over seeds.
-    `pooled` is None when a run has no per-user file (a run of an older bam)."""
+    with its t-interval, and the paired comparison over users: every run ranks the same users' same
+    targets, so each user's metric is averaged over the seeds and the users are the pairs. `pooled` is
+    None, with a `note`, when a run has no per-user file (a run of an older bam) or a damaged one."""
     out = {}
     for b, a in ((b, a) for b, a in PAIRS if b in results and a in results):
         seeds = min(len(results[a]), len(results[b]))
         paths = [[os.path.join(folders[m][s], per_user.FILE) for m in (a, b)] for s in range(seeds)]
         found = all(os.path.exists(p) for two in paths for p in two)
-        files = [[per_user.load(p) for p in two] for two in paths] if found else None
-        for x, y in files or []:
-            per_user.check_paired(x, y)
+        note = "" if found else "a run has no per-user file (a run of an older bam)"
+        try:
+            files = [[per_user.load(p) for p in two] for two in paths] if found else None
+        except DataInputError as e:  # a damaged file costs its pair's test, not the table
+            files, note = None, str(e)
+        try:  # every run of every seed ranks the same users' same targets
+            for x, y in files or []:
+                per_user.check_paired(x, y)
+                per_user.check_paired(files[0][0], x)
+        except DataInputError as e:
+            files, note = None, str(e)
         out[f"{b} - {a}"] = row = {}
         for c in COLUMNS:
             d = [results[b][s]["test"][c] - results[a][s]["test"][c] for s in range(seeds)]
             mean, low, high = stats.t_interval(d)
-            pooled = stats.paired(np.concatenate([x.metrics[c] for x, _ in files]),
-                                  np.concatenate([y.metrics[c] for _, y in files]), n_resamples) if files else None
-            row[c] = dict(diff=mean, seeds_low=low, seeds_high=high, seeds=seeds, pooled=pooled)
+            # A user's metric in one seed is not independent of the same user's in another: each user's metric
+            # is averaged over the seeds first, and the pairs are the users (mean(d) is unchanged).
+            pooled = stats.paired(np.mean([x.metrics[c] for x, _ in files], 0),
+                                  np.mean([y.metrics[c] for _, y in files], 0), n_resamples) if files else None
+            row[c] = dict(diff=mean, seeds_low=low, seeds_high=high, seeds=seeds, pooled=pooled,
+                          **({} if files or not note else dict(note=note)))
     return out
 
 
@@ -185,16 +197,16 @@ def markdown_differences(diffs):
     if not diffs:
         return ""
     rows = ["", "Differences B - A. *Seeds*: the mean difference of the seeds' test metrics and its 95% t-interval. "
-            "*Users*: every (seed, user) pair, the 95% bootstrap interval of the mean difference and the paired "
-            "t-test and randomization test (bam_evidence.stats). With thousands of users a tiny difference can be "
-            "\"significant\": read the intervals first.", "",
+            "*Users*: each user's metric averaged over the seeds, then the 95% bootstrap interval of the mean "
+            "difference over users and the paired t-test and randomization test (bam_evidence.stats). With "
+            "thousands of users a tiny difference can be \"significant\": read the intervals first.", "",
             "| B - A | metric | difference | over seeds | over users | p (t) | p (randomization) |",
             "|---|---|---:|---:|---:|---:|---:|"]
     for pair, row in diffs.items():
         for c, r in row.items():
             p = r["pooled"]
-            users = (interval(p["ci_low"], p["ci_high"]), f"{p['p_ttest']:.2g}", f"{p['p_randomization']:.2g}") \
-                if p else ("no per-user files", "", "")
+            users = (interval(p["ci_low"], p["ci_high"]), "n/a" if p["p_ttest"] is None else f"{p['p_ttest']:.2g}",
+                     f"{p['p_randomization']:.2g}") if p else ("no per-user files", "", "")
             rows.append(f"| {pair} | {label(c)} | {r['diff']:+.4f} | {interval(r['seeds_low'], r['seeds_high'])} | "
                         + " | ".join(users) + " |")
     return "\n".join(rows) + "\n"

@@ -36,7 +36,7 @@ from bam_evidence import per_user
 from bam_data.files import atomic_json, atomic_write, clean_stale_temps
 from bam_runs import distributed
 
-RUN_FILES = ("last.pt", "checkpoint.pt", "metrics.json")
+RUN_FILES = ("last.pt", "checkpoint.pt", "metrics.json", per_user.FILE)
 
 # -----------------------------------------------------------------------------
 # Hashes: of the data, and of the weights in a checkpoint

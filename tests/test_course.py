@@ -623,8 +623,8 @@ class ComiRecSA(ComiRecSA):
     def __new__(cls, cfg, n_items):          # the reference's model in place of this class's
         return _answer_key().ComiRecSA(cfg, n_items)
 
-    def forward(self, history, mask, noise=None):
-        return _answer_key().ComiRecSA.forward(self, history, mask, noise)
+    def forward(self, history, mask, gen=None, routing=None):
+        return _answer_key().ComiRecSA.forward(self, history, mask, gen, routing)
 
 
 def select_interest(logits, selection, tau, u):

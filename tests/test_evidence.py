@@ -265,3 +265,69 @@ def test_data_synth_writes_the_planted_topics_as_categories(tmp_path):
     truth = json.loads((tmp_path / "s.truth.json").read_text())
     want = {i + 1: f"topic{t}" for i, t in enumerate(truth["item_topic"])}
     assert read_categories(tmp_path / "s.categories.txt") == want  # fewer topics than max_topics: it crashed
+
+
+def test_one_moved_user_or_one_user_is_no_crash_and_no_false_certainty():
+    """scipy's randomization test wants two observations: one moved user crashed `compare` and `table`."""
+    got = stats.paired(np.zeros(50), np.r_[np.zeros(49), 1.0], n_resamples=99)
+    assert got["p_randomization"] == 1.0 and got["diff"] == pytest.approx(0.02)
+    alone = stats.paired([0.0], [1.0])
+    assert alone["p_ttest"] is None and alone["ci_low"] == alone["ci_high"] == 1.0  # no test is possible
+    assert stats.paired([0.0, 0.0], [1.0, 1.0])["p_ttest"] is None  # no spread: no t statistic
+
+
+def test_compare_refuses_a_per_user_file_that_is_not_its_runs(two_runs, tmp_path):
+    """A per-user file left by an earlier run (train --fresh used to keep it) is never compared."""
+    import shutil
+    _, runs = two_runs
+    folder = tmp_path / "copy"
+    shutil.copytree(runs["bam"][0], folder)
+    shutil.copy(f"{runs['hard'][0]}/{per_user.FILE}", folder / per_user.FILE)
+    result = run("compare", runs["hard"][0], folder)
+    assert result.exit_code == 2 and "not the run's own" in result.output
+    assert per_user.FILE in __import__("bam_runs.run_folder", fromlist=["RUN_FILES"]).RUN_FILES  # --fresh removes it
+
+
+def test_compare_seed_must_be_a_seed(two_runs):
+    result = run("compare", two_runs[1]["hard"][0], two_runs[1]["bam"][0], "--seed", -1)
+    assert result.exit_code == 2 and result.output.count("\n") == 1
+
+
+def test_a_superscript_digit_is_not_an_item_id(tmp_path):
+    from bam_data.categories import read_categories
+    path = tmp_path / "c.txt"
+    path.write_text("\u00b2 a\n")
+    with pytest.raises(bam_data.InputError, match=":1:"):
+        read_categories(path)
+
+
+def test_prepare_categories_from_movielens_genres(tmp_path):
+    """MovieLens: each movie's first listed genre, in bam's numbering of the .inter file."""
+    from conftest import shared
+
+    from bam_data.categories import read_categories
+    inter, item = shared("ml-100k/ml-100k.inter"), shared("ml-100k/ml-100k.item")
+    out = tmp_path / "ml.categories.txt"
+    result = run("prepare", "categories", item, "--data", inter, "--out", out)
+    assert result.exit_code == 0, result.output
+    got = read_categories(out)
+    item_map = formats.read(str(inter))[1]["item_map"]
+    assert len(got) == 1682 and got[item_map["1"]] == "Animation" and got[item_map["2"]] == "Action"
+
+
+def test_prepare_categories_from_amazon_metadata(tmp_path):
+    """Amazon 2023: the leaf of the category path, with spaces as _, in the ids that prepare amazon2023 wrote."""
+    from bam_data.categories import read_categories
+    reviews = tmp_path / "r.csv"
+    reviews.write_text("user_id,parent_asin,rating,timestamp\n" + "".join(
+        f"u{u},A{(u + j) % 4},5,{1000 * j}\n" for u in range(6) for j in range(4)))
+    assert run("prepare", "amazon2023", reviews, "--out", tmp_path / "r.txt", "--kcore", 1).exit_code == 0
+    meta = tmp_path / "meta.jsonl"
+    meta.write_text("\n".join(json.dumps(dict(parent_asin=a, categories=c)) for a, c in (
+        ("A0", ["Beauty", "Skin Care"]), ("A1", ["Beauty", "Hair"]), ("A2", []), ("Z9", ["Other"]))) + "\n")
+    result = run("prepare", "categories", meta, "--maps", tmp_path / "r.maps.json", "--out", tmp_path / "c.txt")
+    assert result.exit_code == 0, result.output
+    ours = {v: int(k) for k, v in json.loads((tmp_path / "r.maps.json").read_text())["items"].items()}
+    assert read_categories(tmp_path / "c.txt") == {ours["A0"]: "Skin_Care", ours["A1"]: "Hair"}
+    bad = run("prepare", "categories", reviews, "--maps", tmp_path / "r.maps.json", "--out", tmp_path / "d.txt")
+    assert bad.exit_code == 2 and ":1: not a metadata record" in bad.output

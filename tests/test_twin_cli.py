@@ -122,3 +122,17 @@ def test_bad_input_exits_2(checkpoints, tmp_path):
     result = runner.invoke(cli.cli, ["crosscheck", "--checkpoint", checkpoints["comirec"][0], "--data",
                                      str(ROOT.parent / "shared" / "no-such-file.txt")])
     assert result.exit_code == 2
+
+
+def test_export_of_a_sasrec_checkpoint_says_the_twin_has_no_sasrec(tmp_path):
+    """In a fresh process SASRec was not registered, and export said "use cli.py" to a cli.py user."""
+    import subprocess
+    import sys
+    data = bm.Dataset({u: [1 + (u + j) % 9 for j in range(5)] for u in range(1, 8)})
+    cfg = bm.Config(model="sasrec", n_interests=1, dim=8, seq_len=10, device="cpu")
+    from bam_experiments import sasrec
+    sasrec.register()
+    run_folder.save(bm.checkpoint(bm.build_model(cfg, data.n_items), cfg, data, 0), str(tmp_path / "s.pt"))
+    out = subprocess.run([sys.executable, "cli.py", "export", "--checkpoint", str(tmp_path / "s.pt"), "--out",
+                          str(tmp_path / "w.npz")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "comirec and mind only" in out.stderr, out.stderr
