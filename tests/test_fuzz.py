@@ -441,3 +441,21 @@ def test_categories_files_read_or_stop_with_one_line(folder, data):
         assert got and all(isinstance(i, int) and i >= 1 and c and " " not in c for i, c in got.items())
         codes = category_codes(got, 12)
         assert codes[0] == -1 and codes.shape == (13,) and codes.max() < len(set(got.values()))
+
+
+ITEM_FILE = b"item_id:token\tmovie_title:token_seq\tclass:token_seq\n1\tToy Story\tAnimation Comedy\n2\tHeat\tAction\n"
+META_FILE = b'{"parent_asin": "A1", "categories": ["Beauty", "Skin Care"]}\n{"parent_asin": "A2", "categories": []}\n'
+
+
+@given(st.sampled_from(["item", "meta"]).flatmap(
+    lambda kind: st.tuples(st.just(kind), st.one_of(mutated(ITEM_FILE if kind == "item" else META_FILE),
+                                                    st.binary(max_size=200)))))
+def test_category_sources_read_or_stop_with_one_line(folder, case):
+    from bam_data.categories import from_amazon_meta, from_recbole_items
+    kind, data = case
+    path = put(folder, "ml.item" if kind == "item" else "meta.jsonl", data)
+    reader = from_recbole_items if kind == "item" else from_amazon_meta
+    got = reads_or_one_line(lambda p: reader(p, {"1": 1, "2": 2, "A1": 1, "A2": 2}), str(path))
+    event(f"{kind} {'loaded' if got is not None else 'InputError'}")
+    if got is not None:
+        assert set(got) <= {1, 2} and all(c and not any(ch.isspace() for ch in c) for c in got.values())
