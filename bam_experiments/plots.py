@@ -8,6 +8,7 @@ headless (Agg).
     plots.forest(table_json["differences"], "forest.png")   # table's differences B - A, with their intervals
 """
 import matplotlib
+import numpy as np
 
 from bam_data.files import atomic_write
 
@@ -53,10 +54,14 @@ def forest(diffs, path):
             ax.plot(r["diff"], i + 0.12, "o", color="black", ms=4)
             if r["pooled"]:
                 ax.plot([r["pooled"]["ci_low"], r["pooled"]["ci_high"]], [i - 0.12] * 2, color="C0", lw=3)
+                ax.plot(r["pooled"]["diff"], i - 0.12, "o", color="C0", ms=4)
         ax.axvline(0, color="grey", ls=":", lw=1)
         ax.set(title=c.replace("ndcg", "nDCG").replace("recall", "Recall"), xlabel="B - A")
     axes_first = axes[0] if len(columns) > 1 else axes
     axes_first.set_yticks(range(len(pairs)), pairs)
-    axes_first.invert_yaxis()
-    fig.suptitle("95% intervals: over seeds (black), over users (blue)", fontsize=9)
+    axes_first.set_ylim(len(pairs) - 0.5, -0.5)  # the first pair on top, each pair's two intervals close together
+    for ax in np.ravel(axes):
+        ax.locator_params(axis="x", nbins=4)
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
+    fig.suptitle("95% intervals of B - A: over seeds (black), over users (blue)", fontsize=9)
     return save(fig, path)
