@@ -5,40 +5,12 @@ bam_cli/evidence.py: `python cli.py compare A B`: is B's difference from A real?
     python cli.py compare a/per_user_test.npz b/per_user_test.npz --json compare.json
 
 A and B are run folders (their per_user_test.npz) or per-user files (`evaluate --per-user`). The work is
-bam_evidence's: per_user.load, stats.compare (scipy.stats); this module parses and prints.
+bam_evidence's: per_user.load_run, stats.compare (scipy.stats); this module parses and prints.
 """
-import json
-import os
-
 import click
 
 from bam_cli.options import output_path
 from bam_data.files import atomic_json
-from bam_data.formats import InputError
-
-
-def load(path):
-    """A per-user file, or a run folder's: then it must be the finished run's own (its means are the test
-    metrics of the folder's metrics.json), so that a file left by an earlier run is never compared."""
-    from bam_evidence import per_user
-    if not os.path.isdir(path):
-        return per_user.load(path)
-    found, metrics = os.path.join(path, per_user.FILE), os.path.join(path, "metrics.json")
-    fix = (f"(fix: cli.py evaluate --checkpoint {os.path.join(path, 'checkpoint.pt')} --per-user FILE, then "
-           "compare FILE)")
-    if not (os.path.exists(found) and os.path.exists(metrics)):
-        raise InputError(f"{path}: no {per_user.FILE} beside a finished metrics.json (a run of an older bam, or "
-                         f"not finished) {fix}")
-    results = per_user.load(found)
-    try:
-        with open(metrics, encoding="utf-8") as f:
-            test = json.load(f)["test"]
-        ours = all(abs(test[k] - v) <= 1e-12 for k, v in results.means().items())
-    except (ValueError, KeyError, TypeError):
-        ours = False
-    if not ours:
-        raise InputError(f"{found}: not the run's own (its means differ from metrics.json's test metrics) {fix}")
-    return results
 
 
 def p_text(p):
@@ -58,8 +30,8 @@ def compare(a, b, json_out, resamples, seed):
 
     A and B must rank the same users' same targets (data, protocol, split and history mask): anything
     else is refused, since a paired comparison of different evaluations means nothing."""
-    from bam_evidence import stats
-    first, second = load(a), load(b)
+    from bam_evidence import per_user, stats
+    first, second = per_user.load_run(a), per_user.load_run(b)
     report = stats.compare(first, second, n_resamples=resamples, seed=seed)
     click.echo(f"A: {first.path}\nB: {second.path}\n{len(first.users)} users, {first.protocol} protocol, "
                f"{first.split} split, history mask {first.history_mask}; B - A, 95% bootstrap interval over users")

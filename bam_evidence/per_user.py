@@ -6,6 +6,7 @@ by user: every run ranks the same users' same targets, so the comparison is pair
     from bam_evidence import per_user
     per_user.save(path, users=..., targets=..., ranks=..., metrics=..., protocol="loo", split="test", ...)
     results = per_user.load(path)            # np.load(allow_pickle=False): opening it never runs code
+    results = per_user.load_run("runs/x")    # a run folder's, checked to be the run's own
     per_user.check_paired(a, b)              # refuses two evaluations of different users, targets, ...
 
 The file (.npz, format "bam-per-user-1"):
@@ -16,6 +17,8 @@ Written by `cli.py train` (per_user_test.npz in the run folder), `table` (in eac
 `evaluate --per-user`.
 """
 import io
+import json
+import os
 import zipfile
 from dataclasses import dataclass
 
@@ -106,6 +109,28 @@ def load(path):
     return PerUser(path, *(columns[k].astype(np.int64) for k in ("users", "targets", "ranks")), metrics,
                    *(str(arrays[k]) for k in ("protocol", "split", "history_mask", "fingerprint")), n_items,
                    str(arrays["source"]))
+
+
+def load_run(path):
+    """A per-user file, or a run folder's. A folder's must be the finished run's own: its means are the test
+    metrics of the folder's metrics.json, so that a file left by an earlier run is never compared."""
+    if not os.path.isdir(path):
+        return load(path)
+    found, metrics = os.path.join(path, FILE), os.path.join(path, "metrics.json")
+    fix = f"(fix: cli.py evaluate --checkpoint {os.path.join(path, 'checkpoint.pt')} --per-user FILE, then use FILE)"
+    if not (os.path.exists(found) and os.path.exists(metrics)):
+        raise InputError(f"{path}: no {FILE} beside a finished metrics.json (a run of an older bam, or not "
+                         f"finished) {fix}")
+    results = load(found)
+    try:
+        with open(metrics, encoding="utf-8") as f:
+            test = json.load(f)["test"]
+        ours = all(abs(test[k] - v) <= 1e-12 for k, v in results.means().items())
+    except (ValueError, KeyError, TypeError, AttributeError):
+        ours = False
+    if not ours:
+        raise InputError(f"{found}: not the run's own (its means differ from metrics.json's test metrics) {fix}")
+    return results
 
 
 def check_paired(a, b):

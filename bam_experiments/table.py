@@ -132,13 +132,10 @@ def differences(results, folders, n_resamples=9999):
         note = "" if found else "a run has no per-user file (a run of an older bam)"
         try:
             files = [[per_user.load(p) for p in two] for two in paths] if found else None
-        except DataInputError as e:  # a damaged file costs its pair's test, not the table
-            files, note = None, str(e)
-        try:  # every run of every seed ranks the same users' same targets
-            for x, y in files or []:
+            for x, y in files or []:  # every run of every seed ranks the same users' same targets
                 per_user.check_paired(x, y)
                 per_user.check_paired(files[0][0], x)
-        except DataInputError as e:
+        except DataInputError as e:  # a damaged or mismatched file costs its pair's test, not the table
             files, note = None, str(e)
         out[f"{b} - {a}"] = row = {}
         for c in COLUMNS:
