@@ -51,7 +51,10 @@ class SASRec(bm.MultiInterestModel):
         real = mask > 0                                                        # (B, L) right-padded
         # Positions count back from the most recent item (at seq_len - 1), as with SASRec's left padding.
         pos = (self.cfg.seq_len - length)[:, None] + torch.arange(mask.shape[1], device=mask.device)  # (B, L)
-        x = self.embeddings(history[real]) * self.cfg.dim ** 0.5 + self.position_embedding[0, pos[real]]  # (P, d)
+        # Both tables are read by embedding lookups: indexing would make the position table's gradient a
+        # multi-threaded scatter-add, summed in a different order on every run (tests/test_losses.py).
+        x = self.embeddings(history[real]) * self.cfg.dim ** 0.5 \
+            + F.embedding(pos[real], self.position_embedding[0])                 # (P, d)
         x = drop(x)                                                            # (P, d)
         groups = Buckets(length, x.dtype)
         for block in self.blocks:

@@ -214,3 +214,29 @@ def test_full_softmax_never_puts_mass_on_padding():
     pos, neg = bm.item_scores(interests[:, :1], target, negatives, model.embeddings.weight, "full")
     assert (neg[..., 0] == -math.inf).all()
     assert (neg.gather(-1, target[:, None, None]) == -math.inf).all()
+
+
+def test_sasrec_gradients_are_the_same_on_every_run_with_two_threads():
+    """SASRec's runs differed from the second step on, with one seed and two threads: the position embedding
+    was read by indexing, whose gradient is a multi-threaded scatter-add (summed in any order). It is an
+    embedding lookup now, as the items are, and every gradient is the same bit for bit on every run."""
+    import numpy as np
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        cfg = bm.Config(model="sasrec", n_interests=1, selection="hard", dim=32, seq_len=30, device="cpu")
+        torch.manual_seed(0)
+        rng = np.random.default_rng(0)
+        data = bm.Dataset({u: list(rng.integers(1, 300, rng.integers(5, 60))) for u in range(1, 400)})
+        model = bm.build_model(cfg, data.n_items).eval()
+        history, mask, target = (torch.as_tensor(a) for a in bm.train_batch(data, rng, 256, cfg.seq_len))
+        negatives = torch.randint(1, data.n_items + 1, (200,), generator=torch.Generator().manual_seed(1))
+        grads = []
+        for _ in range(8):
+            model.zero_grad(set_to_none=True)
+            interests, attention = model(history, mask)
+            bm.bam_loss(model, cfg, interests, attention, target, negatives, torch.zeros(len(target)), 1.0).backward()
+            grads.append({k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None})
+        assert [k for g in grads for k in g if not torch.equal(g[k], grads[0][k])] == []
+    finally:
+        torch.set_num_threads(threads)
