@@ -23,6 +23,8 @@ import warnings
 import numpy as np
 from scipy import stats as sp
 
+from bam_evidence.per_user import check_paired
+
 CONFIDENCE = 0.95
 
 
@@ -54,7 +56,6 @@ def paired(x, y, n_resamples=9999, seed=0, confidence=CONFIDENCE):
 
 def compare(a, b, metrics=None, n_resamples=9999, seed=0):
     """Two per_user.PerUser of the same evaluation -> {metric: paired(...)}, B against A."""
-    from bam_evidence.per_user import check_paired
     shared = check_paired(a, b)
     return {k: paired(a.metrics[k], b.metrics[k], n_resamples, seed) for k in (metrics or shared)}
 
