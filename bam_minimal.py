@@ -51,6 +51,7 @@ class Config:
     valid_users: int = 0          # 0: the fixed users below (deterministic); 1000: the official random sample
     valid_sample: int = 5000      # validate this many users, drawn once from the seed (0: every user)
     history_mask: str = "exclude"  # exclude | official | none
+    protocol: str = "loo"         # loo (leave-one-out, [KDD24]) | comirec (ComiRec's, REMI's: 80/10/10 users; cli.py)
     routing_iters: int = 3        # MIND
     n_blocks: int = 2             # SASRec
     dropout: float = 0.2          # SASRec
@@ -58,8 +59,8 @@ class Config:
     device: str = "auto"          # auto | cpu | cuda
 
 CHOICES = dict(model=("comirec", "mind", "sasrec"), selection=("hard", "bam", "bam-l", "expected"),
-               tau_schedule=("constant", "hard-to-soft", "soft-to-hard"), loss=("sampled", "full"),
-               history_mask=("exclude", "official", "none"), device=("auto", "cpu", "cuda"))
+               tau_schedule=("constant", "hard-to-soft", "soft-to-hard"), device=("auto", "cpu", "cuda"),
+               history_mask=("exclude", "official", "none"), loss=("sampled", "full"), protocol=("loo", "comirec"))
 POSITIVE = ("dim", "n_interests", "seq_len", "batch_size", "n_negatives", "max_iters", "eval_every", "linear_size",
             "routing_iters", "n_blocks", "tau_anneal_iters", "lr")
 NON_NEGATIVE = ("tau", "tau_hard", "patience", "valid_users", "valid_sample", "remi_beta", "remi_lambda",
@@ -100,8 +101,7 @@ class Dataset:
         self.start = np.concatenate([[0], np.cumsum(self.lengths)])            # (U + 1,)
         self.items = np.fromiter((i for s in kept.values() for i in s), np.int64, self.start[-1])  # (T,)
         self.n_items = int(n_items or max(max(s) for s in seqs.values()))      # the official item_count
-        self.trainable = np.flatnonzero(self.lengths - 2 >= 2)                # rows with a train target k >= 1
-        self.n_interactions = int(self.lengths.sum())
+        self.trainable, self.n_interactions = np.flatnonzero(self.lengths >= 4), int(self.lengths.sum())  # k >= 1
 
 def windows(data, rows, k, width):
     """Examples (row, k): target items[k]; history the last `width` items before k, right-padded with 0."""
@@ -185,8 +185,7 @@ class CapsuleNetwork(nn.Module):
             z = squash(w @ u.detach())                                         # (B, N, d)
             logits = logits + z @ u.detach().transpose(1, 2)                  # (B, N, L)
 
-def squash(z):
-    """The capsule non-linearity: |z|^2 / (1 + |z|^2) * z / |z|."""
+def squash(z):  # the capsule non-linearity: |z|^2 / (1 + |z|^2) * z / |z|
     norm2 = (z * z).sum(-1, keepdim=True)                                      # (B, N, 1)
     return norm2 / (1 + norm2) / torch.sqrt(norm2 + 1e-9) * z                 # (B, N, d)
 
@@ -307,7 +306,6 @@ def evaluate(scorer, data, split, cfg, rows=None, k_top=0, block=None):
 def model_scorer(model):
     """Scores of every item for a block of histories: an item's best score over the interests."""
     item_emb = model.embeddings.weight                                         # (I + 1, d)
-
     def score(history, mask, routing):
         interests = model(history, mask, routing=routing)[0]                   # (b, N, d)
         return (interests @ item_emb.T).amax(1)                               # (b, I + 1)
@@ -368,6 +366,9 @@ def metrics_from_ranks(rank, ks=(10, 20)):
         out[f"ndcg@{k}"] = float(np.where(hit, 1.0 / np.log2(rank + 2), 0.0).mean())
     return out
 
+# Protocols: each split's users, the sampler, the evaluator. bam_protocols.comirec adds ComiRec's (REMI's too).
+PROTOCOLS = dict(loo=dict(users=lambda data, split: np.arange(len(data.users)), batch=train_batch, evaluate=evaluate))
+
 
 # -----------------------------------------------------------------------------
 # Training: iterations, validation, early stopping, best-checkpoint restore.
@@ -384,7 +385,7 @@ class TrainState:
 
 def train_step(model, opt, cfg, data, rng, gen, tau, device):
     """One optimisation step on a fresh batch. Returns the loss as a Python float."""
-    batch = train_batch(data, rng, cfg.batch_size, cfg.seq_len)
+    batch = PROTOCOLS[cfg.protocol]["batch"](data, rng, cfg.batch_size, cfg.seq_len)
     history, mask, target = (torch.as_tensor(a, device=device) for a in batch)  # (B, L), (B, L), (B,)
     negatives = torch.randint(0, data.n_items + 1, (cfg.n_negatives,), device=device, generator=gen)  # (S,)
     u = torch.rand(len(target), device=device, generator=gen)                 # (B,) BaM's uniform draws
@@ -437,11 +438,12 @@ def train(cfg, data, folder=None, log=print, on_step=lambda it: None):
 
 def validate(model, data, cfg, rng, st, t0, log):
     """One validation: record it and count the patience. True when its Recall@10 is strictly the best."""
-    fixed = np.random.default_rng([cfg.seed, 1]).permutation(len(data.users))[:cfg.valid_sample or None]  # (V,)
-    rows = [rng.integers(0, len(data.users), cfg.valid_users) if cfg.valid_users else np.sort(fixed)]  # official
+    pool = (protocol := PROTOCOLS[cfg.protocol])["users"](data, "valid")      # (P,) the validation users
+    fixed = np.random.default_rng([cfg.seed, 1]).permutation(pool)[:cfg.valid_sample or None]  # (V,)
+    rows = [pool[rng.integers(0, len(pool), cfg.valid_users)] if cfg.valid_users else np.sort(fixed)]  # official
     if dist.is_initialized():  # all processes validate process 0's users, and so stop at the same time
         dist.broadcast_object_list(rows)
-    valid = evaluate(checked_scorer(model, st.it, "validation"), data, "valid", cfg, rows[0])[0]  # before a save
+    valid = protocol["evaluate"](checked_scorer(model, st.it, "validation"), data, "valid", cfg, rows[0])[0]
     model.train()
     loss, st.losses, st.seconds = sum(st.losses) / max(1, len(st.losses)), [], time.time() - t0
     if better := valid["recall@10"] > st.best:
@@ -460,7 +462,7 @@ def checked_scorer(model, it, before):
 
 def finish(model, cfg, data, st, t0, device):
     """Test the (best) model -> (the results, each user's test rank (U,))."""
-    test, ranks, _ = evaluate(checked_scorer(model, st.it, "the test"), data, "test", cfg)
+    test, ranks, _ = PROTOCOLS[cfg.protocol]["evaluate"](checked_scorer(model, st.it, "the test"), data, "test", cfg)
     best = next((h for h in st.history if h["iter"] == st.best_iter), {})
     return dict(test=test, valid={k: best.get(k) for k in test}, iters=st.it, best_iter=st.best_iter,
                 seconds=round(time.time() - t0, 2), config=asdict(cfg), history=st.history,
@@ -490,7 +492,7 @@ def check_config(cfg):
         (cfg.remi_beta and cfg.loss == "full", "remi_beta > 0 reweights sampled negatives: loss sampled"),
         (cfg.model == "sasrec" and cfg.n_interests != 1, "model sasrec has one interest: n_interests 1"),
         (cfg.seed >= 1 << 63, f"seed={cfg.seed} must be below 2^63"),
-        (cfg.model not in MODELS, f"model {cfg.model} comes with bam_experiments.sasrec: use cli.py")) if broken]
+        (cfg.model not in MODELS or cfg.protocol not in PROTOCOLS, "SASRec, ComiRec's protocol: use cli.py")) if broken]
     if bad:
         raise InputError(f"bad config: {bad[0]} (fix: change that option; --help shows the defaults)")
 

@@ -77,6 +77,18 @@ def config_options(f):
 # Options that several commands share
 
 
+ndcg_as_option = click.option(
+    "--ndcg-as", type=click.Choice(["comirec"]), default=None,
+    help="comirec: also ComiRec's published NDCG (DCG by the target's position in time, IDCG over the hits), "
+         "beside the correct one and labelled `ndcg@N (comirec)`; --protocol comirec only")
+
+
+def check_ndcg_as(ndcg_as, protocol):
+    if ndcg_as == "comirec" and protocol != "comirec":
+        raise bam_data.InputError("--ndcg-as comirec: ComiRec's formula is for many targets per user (fix: "
+                                  "--protocol comirec, or leave --ndcg-as out)")
+
+
 def output_path(ctx, param, path):
     """Check an output's folder before any work is done, so that a typo does not cost a run."""
     if path is not None:

@@ -49,7 +49,7 @@ def with_synthetic_preset(ctx, cfg, data):
 def echo_metrics(label, metrics):
     """The metrics on one line; then a `note:` with the users whose scores were not all finite, when there
     are any (the count stays in the metrics, and so in every JSON output that holds them)."""
-    click.echo(f"{label:<17}" + "  ".join(f"{k} {v:.4f}" if v is not None else f"{k} n/a"
+    click.echo(f"{label:<16} " + "  ".join(f"{k} {v:.4f}" if v is not None else f"{k} n/a"
                                           for k, v in metrics.items() if k != "nonfinite_users"))
     if metrics.get("nonfinite_users"):
         click.echo(f"note: {metrics['nonfinite_users']} users had a NaN or infinite score (weights whose products "
@@ -85,9 +85,10 @@ class Progress:
 @data_options
 @click.option("--out", default=None, help="run folder [default: runs/<data>-<model>-<selection>]")
 @click.option("--fresh", is_flag=True, help="start over, even if --out holds a run")
+@options.ndcg_as_option
 @config_options
 @click.pass_context
-def train(ctx, data, fmt, out, fresh, **kwargs):
+def train(ctx, data, fmt, out, fresh, ndcg_as, **kwargs):
     """Train a model, validate, stop early, and test the best checkpoint.
 
     With no --data it trains ComiRec-SA + BaM on the built-in synthetic dataset (5,000 iterations,
@@ -95,13 +96,14 @@ def train(ctx, data, fmt, out, fresh, **kwargs):
     validation when you rerun the same command; Ctrl-C keeps the best checkpoint so far."""
     cfg = bm.Config(**kwargs)
     experiment.check_config(cfg)  # SASRec registered first: --model sasrec is Table 2's baseline
+    options.check_ndcg_as(ndcg_as, cfg.protocol)
     join_torchrun(cfg.device)
     cfg = with_synthetic_preset(ctx, cfg, data)
     out = out or experiment.default_out(data, cfg)
     bar = Progress(cfg.max_iters)
     try:
         result, reused = experiment.train_run(cfg, data, out, fmt, fresh, log=bar.write, on_step=bar.step,
-                                              on_start=click.echo)
+                                              on_start=click.echo, comirec_ndcg=ndcg_as == "comirec")
     except KeyboardInterrupt:
         bar.close()
         best = os.path.join(out, "checkpoint.pt")
@@ -136,6 +138,10 @@ def report(result, out):
 @data_options
 @click.option("--history-mask", type=click.Choice(options.choices("history_mask")), default=None,
               help="default: the checkpoint's (exclude for official state_dicts)")
+@click.option("--protocol", type=click.Choice(options.choices("protocol")), default=None,
+              help="loo (leave-one-out) | comirec (ComiRec's and REMI's: the test users' last 20% as targets); "
+                   "default: the checkpoint's")
+@options.ndcg_as_option
 @click.option("--split", type=click.Choice(["test", "valid"]), default="test", show_default=True)
 @click.option("--json", "json_out", default=None, callback=output_path,
               help="also write the metrics to this JSON file")
@@ -143,8 +149,8 @@ def report(result, out):
               help="also write each user's target, rank and metrics to this .npz, for `compare` "
                    "[default with --json: beside it, NAME.per_user.npz]")
 @click.option("--top-n", type=click.IntRange(min=1), default=None,
-              help="also coverage@N (and diversity@N with --categories) of each user's top-N [default with "
-                   "--categories: 50, ComiRec's]")
+              help="also coverage@N, the interests' balance over it (and diversity@N with --categories) of each "
+                   "user's top-N [default with --categories: 50, ComiRec's]")
 @click.option("--categories", default=None, callback=options.existing,
               help="`item category` per line (data synth writes one): adds diversity@N")
 @click.option("--model", type=click.Choice(["comirec", "mind"]), default=None,
@@ -153,27 +159,33 @@ def report(result, out):
 @click.option("--engine", type=click.Choice(["torch", "numpy"]), default="torch", show_default=True,
               help="numpy: the same metrics from bam_numpy's numba engine")
 @options.other_data_option
-def evaluate(ckpt, data, fmt, history_mask, split, json_out, per_user_out, top_n, categories, model, n_interests,
-             seq_len, engine, other_data):
-    """Full-item ranking of a checkpoint: Recall and nDCG at 10 and 20, each user's result for `compare`,
-    and on request what the top-N lists show beyond accuracy (coverage@N, diversity@N)."""
+def evaluate(ckpt, data, fmt, history_mask, protocol, ndcg_as, split, json_out, per_user_out, top_n, categories,
+             model, n_interests, seq_len, engine, other_data):
+    """Full-item ranking of a checkpoint: Recall and nDCG at 10 and 20 (and HitRate, at 50 too, under
+    --protocol comirec), each user's result for `compare`, and on request what the top-N lists show beyond
+    accuracy (coverage@N, the interests' balance, diversity@N)."""
     join_torchrun("auto")
+    if protocol:  # else the checkpoint's, known once it is loaded
+        options.check_ndcg_as(ndcg_as, protocol)
     mapping = read_categories(categories) if categories else None  # a bad file stops before any work
     top_n = top_n or (50 if categories else 0)
     got = experiment.evaluate_checkpoint(ckpt, data, fmt, split, history_mask, model, n_interests, seq_len, engine,
-                                         other_data, log=click.echo, note=options.note, k_top=top_n)
+                                         other_data, log=click.echo, note=options.note, k_top=top_n, protocol=protocol,
+                                         comirec_ndcg=ndcg_as == "comirec")
     metrics, cfg, dataset, data_check, ranks = got.metrics, got.cfg, got.dataset, got.data_check, got.ranks
     if top_n:
         from bam_evidence import beyond
         codes = category_codes(mapping, dataset.n_items) if mapping is not None else None
         metrics.update(beyond.list_metrics(got.tops, dataset.n_items, codes))
-    echo_metrics(f"{split} ({cfg.history_mask})", metrics)
+    echo_metrics(f"{split} ({'' if cfg.protocol == 'loo' else cfg.protocol + ', '}{cfg.history_mask})", metrics)
     per_user_out = per_user_out or (json_out and os.path.splitext(json_out)[0] + ".per_user.npz")
     if per_user_out and distributed.is_main():  # first: a JSON is never without the file beside it
-        run_folder.save_per_user(per_user_out, dataset, split, cfg, ranks, run_folder.fingerprint(dataset), ckpt)
+        run_folder.save_per_user(per_user_out, dataset, split, cfg, ranks, run_folder.fingerprint(dataset), ckpt,
+                                 comirec_ndcg=ndcg_as == "comirec")
         click.echo(f"each user's result: {per_user_out}")
     if json_out and distributed.is_main():
-        run_folder.save_json(dict(metrics=metrics, split=split, history_mask=cfg.history_mask, checkpoint=ckpt,
+        run_folder.save_json(dict(metrics=metrics, split=split, protocol=cfg.protocol, history_mask=cfg.history_mask,
+                                  checkpoint=ckpt,
                                   data=dataset.name, config=asdict(cfg), engine=engine, **data_check), json_out)
 
 # -----------------------------------------------------------------------------
@@ -191,15 +203,17 @@ def evaluate(ckpt, data, fmt, history_mask, split, json_out, per_user_out, top_n
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="torch threads per run, recorded in its metrics.json [default: torch's for --jobs 1, else "
                    "cores // jobs]")
+@options.ndcg_as_option
 @config_options
 @click.pass_context
-def table(ctx, data, fmt, seeds, chosen, out, jobs, threads, **kwargs):
+def table(ctx, data, fmt, seeds, chosen, out, jobs, threads, ndcg_as, **kwargs):
     """The paper's Table 2: SASRec, ComiRec, REMI and BaM under one protocol, with 95% intervals over seeds.
 
     Every (method, seed) run is resumable and a finished one is reused, so rerunning the command
     after an interruption only runs what is missing. Method settings override the flags."""
     base = bm.Config(**kwargs)
     experiment.check_config(base)
+    options.check_ndcg_as(ndcg_as, base.protocol)
     if seeds < 1:
         raise bm.InputError(f"--seeds {seeds}: must be 1 or more")
     base = with_synthetic_preset(ctx, base, data)
@@ -209,7 +223,8 @@ def table(ctx, data, fmt, seeds, chosen, out, jobs, threads, **kwargs):
     from tqdm import tqdm
     with tqdm(total=len(chosen) * seeds, desc="runs", unit="run", dynamic_ncols=True) as bar:  # closed before an error
         text, _, reused = table_mod.run_table(base, dataset, chosen, seeds, out, log=bar.write,
-                                              on_run=lambda: bar.update(1), jobs=jobs, threads=threads)
+                                              on_run=lambda: bar.update(1), jobs=jobs, threads=threads,
+                                              comirec_ndcg=ndcg_as == "comirec")
     click.echo(text)
     click.echo(f"{reused} of {len(chosen) * seeds} runs reused; wrote {os.path.join(out, 'table.md')} and table.json")
 

@@ -20,6 +20,7 @@ import torch
 
 import bam_minimal as bm
 import bam_numpy as bn
+from bam_numpy import comirec as bn_comirec
 from bam_numpy import golden as bg
 from bam_numpy import weights as bw
 from bam_data import synth
@@ -85,6 +86,8 @@ def evaluate_numpy(model, cfg, data, split, rows=None, k_top=0):
     """bam_minimal.evaluate's numbers, computed by bam_numpy's engine on the model's weights."""
     check_twinned(cfg)
     params = export_arrays(model)
+    if cfg.protocol == "comirec":
+        return bn_comirec.evaluate(params, data, split, numpy_config(cfg), rows=rows, k_top=k_top)
     return bn.evaluate(params, data, split, numpy_config(cfg), rows=rows, k_top=k_top)  # MIND: the same noise
 
 # -----------------------------------------------------------------------------

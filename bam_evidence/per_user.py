@@ -9,9 +9,12 @@ by user: every run ranks the same users' same targets, so the comparison is pair
     results = per_user.load_run("runs/x")    # a run folder's, checked to be the run's own
     per_user.check_paired(a, b)              # refuses two evaluations of different users, targets, ...
 
-The file (.npz, format "bam-per-user-1"):
-  users, targets, ranks   (U,) int64; ranks are 0-based, a target whose own score is not finite ranks I + 1
+The file (.npz, format "bam-per-user-2"):
+  users, counts           (U,) int64: the users, and how many targets each has (1 under leave-one-out)
+  targets, ranks          (T,) int64, T = counts.sum(): each user's targets one user after another, in time
+                          order; ranks are 0-based, a target whose own score is not finite ranks I + 1
   one (U,) float64 array per metric, named as in metrics.json: "recall@20", "ndcg@20", ...
+A file of format "bam-per-user-1" (one target per user, no `counts`) is read as counts of 1.
   protocol, split, history_mask, fingerprint, source, format: strings; n_items: an integer
 Written by `cli.py train` (per_user_test.npz in the run folder), `table` (in each run's folder) and
 `evaluate --per-user`.
@@ -27,7 +30,8 @@ import numpy as np
 from bam_data.files import atomic_write
 from bam_data.formats import InputError
 
-FORMAT = "bam-per-user-1"
+FORMAT = "bam-per-user-2"
+FORMATS = ("bam-per-user-1", FORMAT)   # what `load` reads
 FILE = "per_user_test.npz"   # its name in a run folder
 IDENTITY = ("protocol", "split", "history_mask", "fingerprint", "n_items")  # what must match for a paired comparison
 STRINGS = ("format", "protocol", "split", "history_mask", "fingerprint", "source")
@@ -37,8 +41,8 @@ STRINGS = ("format", "protocol", "split", "history_mask", "fingerprint", "source
 class PerUser:
     path: str
     users: np.ndarray       # (U,) int64
-    targets: np.ndarray     # (U,) int64
-    ranks: np.ndarray       # (U,) int64
+    targets: np.ndarray     # (T,) int64, user by user
+    ranks: np.ndarray       # (T,) int64
     metrics: dict           # {name: (U,) float64}
     protocol: str
     split: str
@@ -46,6 +50,7 @@ class PerUser:
     fingerprint: str
     n_items: int
     source: str
+    counts: np.ndarray = None   # (U,) int64, targets per user
 
     def means(self):
         return {k: float(v.mean()) for k, v in self.metrics.items()}
@@ -61,12 +66,16 @@ def user_metrics(ranks, metrics_from_ranks, ks=(10, 20)):
     return {name: np.array([v[name] for v in values], np.float64)[index] for name in values[0]} if len(ranks) else {}
 
 
-def save(path, *, users, targets, ranks, metrics, protocol, split, history_mask, fingerprint, n_items, source=""):
-    """Write the file whole or not at all."""
+def save(path, *, users, targets, ranks, metrics, protocol, split, history_mask, fingerprint, n_items, source="",
+         counts=None):
+    """Write the file whole or not at all. `counts` (U,): targets per user; None: one each."""
     users, targets, ranks = (np.asarray(a, np.int64) for a in (users, targets, ranks))
-    if not len(users) == len(targets) == len(ranks) or any(len(v) != len(users) for v in metrics.values()):
+    counts = np.ones(len(users), np.int64) if counts is None else np.asarray(counts, np.int64)
+    if not (len(users) == len(counts) and len(targets) == len(ranks) == counts.sum() and (counts >= 1).all()) \
+            or any(len(v) != len(users) for v in metrics.values()):
         raise ValueError("per-user arrays of different lengths")
-    arrays = dict(users=users, targets=targets, ranks=ranks, format=np.str_(FORMAT), protocol=np.str_(protocol),
+    arrays = dict(users=users, counts=counts, targets=targets, ranks=ranks, format=np.str_(FORMAT),
+                  protocol=np.str_(protocol),
                   split=np.str_(split), history_mask=np.str_(history_mask), fingerprint=np.str_(fingerprint or ""),
                   source=np.str_(source), n_items=np.int64(n_items),
                   **{k: np.asarray(v, np.float64) for k, v in metrics.items()})
@@ -84,9 +93,11 @@ def load(path):
             arrays = {k: f[k] for k in f.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as e:
         raise InputError(f"{path}: not a per-user results file ({type(e).__name__}) {fix}") from None
-    if str(arrays.get("format", "")) != FORMAT:
+    if str(arrays.get("format", "")) not in FORMATS:
         raise InputError(f"{path}: not a per-user results file of format {FORMAT} {fix}")
-    missing = [k for k in ("users", "targets", "ranks", "n_items") + STRINGS if k not in arrays]
+    if str(arrays["format"]) == FORMATS[0]:  # one target per user
+        arrays.setdefault("counts", np.ones(np.shape(arrays.get("users", ())), np.int64))
+    missing = [k for k in ("users", "counts", "targets", "ranks", "n_items") + STRINGS if k not in arrays]
     if missing:
         raise InputError(f"{path}: per-user file without `{missing[0]}` {fix}")
     if any(arrays[k].shape != () or arrays[k].dtype.kind != "U" for k in STRINGS) or arrays["n_items"].shape != () \
@@ -94,12 +105,15 @@ def load(path):
         raise InputError(f"{path}: per-user file with a malformed identity field {fix}")
     columns = {k: v for k, v in arrays.items() if k not in STRINGS + ("n_items",)}
     n = len(arrays["users"]) if arrays["users"].ndim == 1 else -1
+    counts = arrays["counts"]
+    total = int(counts.sum()) if counts.shape == (n,) and counts.dtype.kind in "iu" and (counts >= 1).all() else -1
     for k, v in columns.items():
-        if v.shape != (n,) or v.dtype.kind not in ("f" if "@" in k else "iu"):
-            raise InputError(f"{path}: per-user column `{k}` is {v.dtype} {v.shape}, expected ({n},) "
+        size = total if k in ("targets", "ranks") else n
+        if v.shape != (size,) or v.dtype.kind not in ("f" if "@" in k else "iu"):
+            raise InputError(f"{path}: per-user column `{k}` is {v.dtype} {v.shape}, expected ({size},) "
                              f"{'float' if '@' in k else 'int'} {fix}")
     metrics = {k: v.astype(np.float64) for k, v in columns.items() if "@" in k}
-    unknown = [k for k in columns if "@" not in k and k not in ("users", "targets", "ranks")]
+    unknown = [k for k in columns if "@" not in k and k not in ("users", "counts", "targets", "ranks")]
     if unknown:
         raise InputError(f"{path}: per-user file with an unknown column `{unknown[0]}` {fix}")
     n_items = int(arrays["n_items"])
@@ -108,7 +122,7 @@ def load(path):
         raise InputError(f"{path}: per-user ranks or metrics out of range {fix}")
     return PerUser(path, *(columns[k].astype(np.int64) for k in ("users", "targets", "ranks")), metrics,
                    *(str(arrays[k]) for k in ("protocol", "split", "history_mask", "fingerprint")), n_items,
-                   str(arrays["source"]))
+                   str(arrays["source"]), counts.astype(np.int64))
 
 
 def load_run(path):
@@ -140,11 +154,13 @@ def check_paired(a, b):
         if getattr(a, k) != getattr(b, k):
             raise InputError(f"{a.path} and {b.path}: different {k.replace('_', ' ')} ({getattr(a, k)} against "
                              f"{getattr(b, k)}): not the same evaluation (fix: evaluate both the same way)")
-    for k in ("users", "targets"):
+    for k in ("users", "counts", "targets"):
         x, y = getattr(a, k), getattr(b, k)
         if len(x) != len(y) or not np.array_equal(x, y):
-            raise InputError(f"{a.path} and {b.path}: different {k} ({len(x)} against {len(y)} users"
-                             + ("" if len(x) != len(y) else f", first at user {a.users[np.argmax(x != y)]}")
+            first = int(np.argmax(x != y)) if len(x) == len(y) else -1          # the first difference
+            user = first if k != "targets" else int(np.searchsorted(np.cumsum(a.counts), first, side="right"))
+            raise InputError(f"{a.path} and {b.path}: different {k} ({len(x)} against {len(y)}"
+                             + ("" if first < 0 else f", first at user {a.users[user]}")
                              + ") (fix: evaluate both on the same data and split)")
     shared = [k for k in a.metrics if k in b.metrics]
     if not shared:

@@ -36,7 +36,7 @@ def interest_usage(model, data, cfg, k=10):
         captured.append(interests)
         return (interests @ item_emb.T).amax(1)                               # (b, I + 1)
     with torch.no_grad():
-        metrics, _, top = bm.evaluate(scorer, data, "test", cfg, k_top=k)
+        metrics, _, top = bm.PROTOCOLS[cfg.protocol]["evaluate"](scorer, data, "test", cfg, k_top=k)
         interests = torch.cat(captured)                                        # (U, N, d)
         top_t = torch.as_tensor(top, device=interests.device)                  # (U, k)
         per_interest = interests @ item_emb[top_t].transpose(1, 2)            # (U, N, k)
@@ -44,6 +44,33 @@ def interest_usage(model, data, cfg, k=10):
     n = interests.shape[1]
     share = np.stack([(source == i).mean(1) for i in range(n)], 1)             # (U, N)
     return share, top, source, metrics
+
+
+@torch.no_grad()
+def list_balance(model, cfg, data, split, tops, block=1024):
+    """The balance of the interests over each user's top-N list (tops (U, N) of the users `split` evaluates,
+    in order), as metrics: interest_entropy@N (bits, the mean over users), single_interest_users@N and
+    interest_gini@N (of the interests' total shares). An item is credited to its argmax interest."""
+    rows = bm.PROTOCOLS[cfg.protocol]["users"](data, split)                   # (U,)
+    k = bm.split_targets(data, split) if cfg.protocol == "loo" else None
+    if k is None:
+        from bam_protocols import comirec
+        k = comirec.history_end(data.lengths)                                  # (all users,) history ends
+    device = next(model.parameters()).device
+    item_emb = model.embeddings.weight                                         # (I + 1, d)
+    source = []
+    for i in range(0, len(rows), block):
+        r = rows[i:i + block]                                                  # (b,)
+        history, mask, _ = (torch.as_tensor(a, device=device) for a in bm.windows(data, r, k[r], cfg.seq_len))
+        routing = bm.routing_noise(cfg, r) if cfg.model == "mind" else None   # evaluate's own routing logits
+        interests = model.eval()(history, mask, routing=routing)[0]            # (b, N, d)
+        top = torch.as_tensor(tops[i:i + block], device=device)                # (b, N_top)
+        source.append((interests @ item_emb[top].transpose(1, 2)).argmax(1).cpu().numpy())  # (b, N_top)
+    source = np.concatenate(source) if source else np.zeros((0, tops.shape[1]), np.int64)  # (U, N_top)
+    share = np.stack([(source == i).mean(1) for i in range(cfg.n_interests)], 1)  # (U, N)
+    s, n = summary(share), tops.shape[1]
+    return {f"interest_entropy@{n}": s["mean_entropy_bits"], f"single_interest_users@{n}": s["single_interest_users"],
+            f"interest_gini@{n}": s["gini_of_interest_totals"]}
 
 
 # -----------------------------------------------------------------------------

@@ -16,16 +16,24 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 import bam_minimal as bm
-from bam_experiments import baselines, sasrec
+from bam_experiments import balance, baselines, sasrec
+from bam_protocols import comirec
 from bam_runs import checkpoints, datasets, distributed, run_folder
 
 SYNTHETIC_PRESET = dict(max_iters=5000, eval_every=500)  # so that `cli.py train` ends in minutes
 
 
-def check_config(cfg):
-    """bam_minimal.check_config, with the models of the experiments registered (SASRec), as the commands
-    that take a --model check it before any work."""
+def register():
+    """Add SASRec to bam_minimal.MODELS and ComiRec's protocol to bam_minimal.PROTOCOLS (idempotent): every
+    command that builds a model, trains or loads a checkpoint calls it first."""
     sasrec.register()
+    comirec.register()
+
+
+def check_config(cfg):
+    """bam_minimal.check_config, with the models and protocols of the experiments registered (SASRec,
+    ComiRec's protocol), as the commands that take a --model check it before any work."""
+    register()
     bm.check_config(cfg)
 
 
@@ -35,13 +43,13 @@ def default_out(data, cfg, prefix=""):
     return os.path.join("runs", f"{prefix}{name}" if prefix else f"{name}-{cfg.model}-{cfg.selection}")
 
 
-def train_run(cfg, data, out, fmt="auto", fresh=False, log=print, on_step=lambda it: None, on_start=None):
+def train_run(cfg, data, out, fmt="auto", fresh=False, log=print, on_step=lambda it: None, on_start=None,
+              comirec_ndcg=False):
     """Train, validate, stop early and test the best checkpoint in the run folder `out`; -> (result, reused).
     `data`: a file of any format, or None for the built-in synthetic dataset (written into `out`).
     `on_start(message)` is told what will run before the first step; a KeyboardInterrupt propagates, with
-    the best checkpoint so far kept in `out`."""
-    sasrec.register()  # Config(model="sasrec") is Table 2's baseline
-    bm.check_config(cfg)
+    the best checkpoint so far kept in `out`. `comirec_ndcg`: ComiRec's published NDCG too (protocol comirec)."""
+    check_config(cfg)  # Config(model="sasrec") is Table 2's baseline, protocol="comirec" ComiRec's protocol
     if os.path.exists(out) and not os.path.isdir(out):
         raise bm.InputError(f"{out}: is a file, not a run folder (fix: pass another --out)")
     with run_folder.lock(out):  # before anything is written: a second process on this folder stops here
@@ -49,6 +57,7 @@ def train_run(cfg, data, out, fmt="auto", fresh=False, log=print, on_step=lambda
             run_folder.remove_run_files(out)
         dataset = datasets.load_dataset(datasets.synthetic(out, fresh) if data is None else data, fmt, log=log)
         folder = run_folder.RunFolder(out, cfg, dataset, log=log)  # refuses an item table that cannot fit
+        folder.comirec_ndcg = comirec_ndcg
         result = folder.finished()
         if result:
             return result, True
@@ -58,31 +67,38 @@ def train_run(cfg, data, out, fmt="auto", fresh=False, log=print, on_step=lambda
             on_start(f"{dataset.name}: {len(dataset.users)} users, {dataset.n_items} items, "
                      f"{dataset.n_interactions} interactions; {cfg.model} + {cfg.selection}, device {device}; "
                      f"writing {out}")
-        folder.extra["mostpop"] = bm.evaluate(baselines.popularity_scorer(dataset, device), dataset, "test", cfg)[0]
+        popular = baselines.popularity_scorer(dataset, device, comirec.train_counts(dataset)
+                                              if cfg.protocol == "comirec" else None)
+        folder.extra["mostpop"] = bm.PROTOCOLS[cfg.protocol]["evaluate"](popular, dataset, "test", cfg)[0]
         return bm.train(cfg, dataset, folder, log=log, on_step=on_step)[1], False
 
 
 @dataclass
 class Evaluation:
-    metrics: dict           # recall@K, ndcg@K, nonfinite_users
-    cfg: object             # the checkpoint's Config, with the history mask used
+    metrics: dict           # recall@K, ndcg@K (hitrate@K under comirec), nonfinite_users, and with k_top the balance
+    cfg: object             # the checkpoint's Config, with the history mask and protocol used
     dataset: object         # bm.Dataset
     data_check: dict        # what checkpoints.check_data found, for the JSON output
-    ranks: np.ndarray       # (U,) each user's target rank
+    ranks: np.ndarray       # (T,) each target's rank: one per user (loo), or every target of each user (comirec)
     tops: np.ndarray        # (U, k_top) each user's top-k ids, or None
 
 
 def evaluate_checkpoint(ckpt, data=None, fmt="auto", split="test", history_mask=None, model=None, n_interests=4,
-                        seq_len=50, engine="torch", other_data=False, log=print, note=print, k_top=0):
+                        seq_len=50, engine="torch", other_data=False, log=print, note=print, k_top=0, protocol=None,
+                        comirec_ndcg=False):
     """Full-item ranking of a checkpoint on `data` (default: the data it names) -> Evaluation (with each
-    user's top-`k_top` list when k_top > 0). Other data than the checkpoint's stops here with one line,
-    unless `other_data`; `engine` "numpy" ranks with bam_numpy's numba engine (one process). The data
-    reader's notes go to `log`, the checkpoint loader's to `note`."""
-    sasrec.register()  # a SASRec checkpoint loads like the others
+    user's top-`k_top` list and the interests' balance over it when k_top > 0). Other data than the
+    checkpoint's stops here with one line, unless `other_data`; `engine` "numpy" ranks with bam_numpy's
+    engine (one process). `protocol`, `history_mask`: default the checkpoint's. The data reader's notes go
+    to `log`, the checkpoint loader's to `note`."""
+    register()  # a SASRec checkpoint loads like the others, and a comirec-protocol one evaluates so
     net, cfg, dataset, data_check = checkpoints.load_with_data(
         ckpt, data, lambda p: datasets.load_dataset(p, fmt, log=log), checkpoints.official_base(n_interests, seq_len),
         model, note, other_data)
-    cfg = replace(cfg, history_mask=history_mask or cfg.history_mask, device="auto")
+    cfg = replace(cfg, history_mask=history_mask or cfg.history_mask, protocol=protocol or cfg.protocol, device="auto")
+    if comirec_ndcg and cfg.protocol != "comirec":
+        raise bm.InputError("--ndcg-as comirec: ComiRec's formula is for many targets per user (fix: --protocol "
+                            "comirec, or leave --ndcg-as out)")
     if k_top > dataset.n_items:  # a longer list would hold masked items and padding
         raise bm.InputError(f"--top-n {k_top}: more than the {dataset.n_items} items of {dataset.name} (fix: a "
                             "smaller --top-n)")
@@ -93,7 +109,14 @@ def evaluate_checkpoint(ckpt, data=None, fmt="auto", split="test", history_mask=
         metrics, ranks, tops = twin.evaluate_numpy(net, cfg, dataset, split, k_top=k_top)
     else:
         net = net.to(bm.resolve_device(cfg))
-        metrics, ranks, tops = bm.evaluate(bm.model_scorer(net), dataset, split, cfg, k_top=k_top)
+        metrics, ranks, tops = bm.PROTOCOLS[cfg.protocol]["evaluate"](bm.model_scorer(net), dataset, split, cfg,
+                                                                      k_top=k_top)
+    if comirec_ndcg:
+        _, counts, targets = comirec.target_lists(dataset, comirec.split_users(dataset, split))
+        metrics.update({k: float(v.mean()) for k, v in comirec.user_metrics(ranks, counts, targets, comirec_ndcg=True)
+                        .items() if k.endswith("(comirec)")})
+    if k_top:  # which interest supplies each recommended item (the torch model's interests, either engine's lists)
+        metrics.update(balance.list_balance(net, cfg, dataset, split, tops))
     if split == "valid" and not cfg.valid_users and 0 < cfg.valid_sample < len(dataset.users):
         note(f"note: this scores every user's validation target; the run itself validated a fixed sample of "
             f"{cfg.valid_sample} users (metrics.json, `validation`)")

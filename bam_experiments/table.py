@@ -36,26 +36,34 @@ from bam_experiments import sasrec
 from bam_data.files import atomic_text
 from bam_data.formats import InputError as DataInputError
 from bam_evidence import per_user, stats
+from bam_protocols import comirec
 from bam_runs import run_folder
 from bam_experiments.methods import METHODS  # torch-free, so that `cli.py table --help` lists them at once
 
-COLUMNS = ("ndcg@10", "ndcg@20", "recall@10", "recall@20")
+COLUMNS = ("ndcg@10", "ndcg@20", "recall@10", "recall@20")   # leave-one-out's, the BaM paper's Table 2
+# ComiRec's protocol: the columns of the ComiRec and REMI papers' tables (N = 20, 50), and ComiRec's published
+# NDCG beside the correct one with --ndcg-as comirec (computed from each run's per-user ranks when it lacks them).
+PROTOCOL_COLUMNS = dict(loo=COLUMNS, comirec=("recall@20", "recall@50", "ndcg@20", "ndcg@50", "hitrate@20",
+                                              "hitrate@50"))
+COMIREC_NDCG = ("ndcg@20 (comirec)", "ndcg@50 (comirec)")
 # The differences the table reports, as (B, A): B against A, whenever both are in the table.
 PAIRS = (("BaM", "ComiRec"), ("BaM", "REMI"), ("BaM+REMI", "REMI"), ("BaM-l", "ComiRec"), ("MIND+BaM", "MIND"))
 
 
-def run_one(base, method, seed, data, out, log):
+def run_one(base, method, seed, data, out, log, comirec_ndcg=False):
     """One (method, seed) run: read back when finished with the same config, else train (or resume)."""
     sasrec.register()  # Table 2's SASRec row, in this process or in a --jobs worker
+    comirec.register()  # and ComiRec's protocol
     cfg = replace(base, **METHODS[method], seed=seed)
     folder = os.path.join(out, method, f"seed-{seed}")
     with run_folder.lock(folder):
         run = run_folder.RunFolder(folder, cfg, data, extra=dict(threads=torch.get_num_threads()),
                                    fix=f"a new --out, or delete {folder} to run it again")  # table has no --fresh
+        run.comirec_ndcg = comirec_ndcg
         result = run.finished()
         if result:
             log(f"{method} seed {seed}: finished earlier, reused")
-            return result, True
+            return with_comirec_ndcg(result, folder) if comirec_ndcg else result, True
         _, result = bm.train(cfg, data, run, log=lambda s: log(f"{method} seed {seed}: {s}"))
         return result, False
 
@@ -71,12 +79,31 @@ def start_worker(threads, parent):
             os._exit(1)
 
 
-def worker_run(base, method, seed, data, out):
+def with_comirec_ndcg(result, folder):
+    """A finished comirec-protocol run's result with ComiRec's published NDCG, computed from its per-user
+    ranks when the run was made without --ndcg-as comirec (the ranks and targets are all there)."""
+    if all(c in result["test"] for c in COMIREC_NDCG):
+        return result
+    found = per_user.load_run(folder)
+    extra = comirec.user_metrics(found.ranks, found.counts, found.targets, comirec_ndcg=True)
+    result["test"].update({c: float(v.mean()) for c, v in extra.items() if c.endswith("(comirec)")})
+    return result
+
+
+def user_column(found, column):
+    """A per-user file's metric column; ComiRec's published NDCG is computed from its ranks when absent."""
+    if column in found.metrics or not column.endswith("(comirec)"):
+        return found.metrics[column]
+    return comirec.user_metrics(found.ranks, found.counts, found.targets, comirec_ndcg=True)[column]
+
+
+def worker_run(base, method, seed, data, out, comirec_ndcg=False):
     """One run in a worker; its log lines go to stderr (the parent's progress bar stays in one place)."""
-    return run_one(base, method, seed, data, out, log=lambda s: print(s, file=sys.stderr, flush=True))
+    return run_one(base, method, seed, data, out, log=lambda s: print(s, file=sys.stderr, flush=True),
+                   comirec_ndcg=comirec_ndcg)
 
 
-def run_all(base, data, todo, out, log, on_run, jobs, threads):
+def run_all(base, data, todo, out, log, on_run, jobs, threads, comirec_ndcg=False):
     """Every (method, seed) of `todo`, one after another (jobs 1) or in `jobs` worker processes, in order.
     An error, a dead worker or Ctrl-C stops every worker at once; their runs resume from last.pt."""
     if jobs == 1:
@@ -84,7 +111,7 @@ def run_all(base, data, todo, out, log, on_run, jobs, threads):
         torch.set_num_threads(threads)
         try:
             for method, seed in todo:
-                yield run_one(base, method, seed, data, out, log)
+                yield run_one(base, method, seed, data, out, log, comirec_ndcg)
                 on_run and on_run()
         finally:
             torch.set_num_threads(before)
@@ -92,7 +119,7 @@ def run_all(base, data, todo, out, log, on_run, jobs, threads):
     pool = ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=start_worker,
                                initargs=(threads, os.getpid()))
     try:
-        futures = [pool.submit(worker_run, base, method, seed, data, out) for method, seed in todo]
+        futures = [pool.submit(worker_run, base, method, seed, data, out, comirec_ndcg) for method, seed in todo]
         for future in futures:
             yield future.result()
             on_run and on_run()
@@ -108,18 +135,18 @@ def run_all(base, data, todo, out, log, on_run, jobs, threads):
             worker.join()
 
 
-def summarise(results):
+def summarise(results, columns=COLUMNS):
     """{method: [result per seed]} -> {method: {column: (mean, std, low, high)}}: std over seeds (ddof 1) and
     the 95% t-interval of the mean (low and high are None for one seed)."""
     table = {}
     for method, seeds in results.items():
-        values = {c: np.array([r["test"][c] for r in seeds]) for c in COLUMNS}
+        values = {c: np.array([r["test"][c] for r in seeds]) for c in columns}
         table[method] = {c: (*stats.t_interval(v)[:1], float(v.std(ddof=1)) if len(v) > 1 else 0.0,
                              *stats.t_interval(v)[1:]) for c, v in values.items()}
     return table
 
 
-def differences(results, folders, n_resamples=9999):
+def differences(results, folders, n_resamples=9999, columns=COLUMNS):
     """For each pair (B, A) of PAIRS in the table and each column: B - A per seed (seeds paired in order)
     with its t-interval, and the paired comparison over users: every run ranks the same users' same
     targets, so each user's metric is averaged over the seeds and the users are the pairs. `pooled` is
@@ -138,13 +165,13 @@ def differences(results, folders, n_resamples=9999):
         except DataInputError as e:  # a damaged or mismatched file costs its pair's test, not the table
             files, note = None, str(e)
         out[f"{b} - {a}"] = row = {}
-        for c in COLUMNS:
+        for c in columns:
             d = [results[b][s]["test"][c] - results[a][s]["test"][c] for s in range(seeds)]
             mean, low, high = stats.t_interval(d)
             # A user's metric in one seed is not independent of the same user's in another: each user's metric
             # is averaged over the seeds first, and the pairs are the users (mean(d) is unchanged).
-            pooled = stats.paired(np.mean([x.metrics[c] for x, _ in files], 0),
-                                  np.mean([y.metrics[c] for _, y in files], 0), n_resamples) if files else None
+            pooled = stats.paired(np.mean([user_column(x, c) for x, _ in files], 0),
+                                  np.mean([user_column(y, c) for _, y in files], 0), n_resamples) if files else None
             row[c] = dict(diff=mean, seeds_low=low, seeds_high=high, seeds=seeds, pooled=pooled,
                           **({} if files or not note else dict(note=note)))
     return out
@@ -156,21 +183,23 @@ def gains(table, ours="BaM"):
     others = [m for m in table if "BaM" not in m and m != ours]
     if ours not in table or not others:
         return {}
-    return {c: 100.0 * (table[ours][c][0] / max(table[m][c][0] for m in others) - 1) for c in COLUMNS}
+    return {c: 100.0 * (table[ours][c][0] / max(table[m][c][0] for m in others) - 1) for c in table[ours]}
 
 
 def label(column):
-    return column.replace("ndcg", "nDCG").replace("recall", "Recall")
+    return column.replace("ndcg", "nDCG").replace("recall", "Recall").replace("hitrate", "HitRate")
 
 
-def markdown(table, dataset, seeds):
+def markdown(table, dataset, seeds, protocol="loo"):
     spread = "± the half-width of its 95% t-interval" if seeds > 1 else "one seed, so no interval"
-    rows = [f"Test metrics on {dataset}: the mean over {seeds} seed(s), {spread}. **Best**, <u>second best</u>.", "",
-            "| method | " + " | ".join(label(c) for c in COLUMNS) + " |", "|---|" + "---:|" * len(COLUMNS)]
-    rank = {c: sorted(table, key=lambda m: -table[m][c][0]) for c in COLUMNS}
+    columns = list(next(iter(table.values()))) if table else []
+    rows = [f"Test metrics on {dataset} ({PROTOCOL_NAMES[protocol]}): the mean over {seeds} seed(s), {spread}. "
+            "**Best**, <u>second best</u>.", "",
+            "| method | " + " | ".join(label(c) for c in columns) + " |", "|---|" + "---:|" * len(columns)]
+    rank = {c: sorted(table, key=lambda m: -table[m][c][0]) for c in columns}
     for method in table:
         cells = []
-        for c in COLUMNS:
+        for c in columns:
             mean, _, low, high = table[method][c]
             cell = f"{mean:.4f}" + (f" ± {(high - low) / 2:.4f}" if low is not None else "")
             if method == rank[c][0]:
@@ -181,8 +210,11 @@ def markdown(table, dataset, seeds):
         rows.append(f"| {method} | " + " | ".join(cells) + " |")
     g = gains(table)
     if g:
-        rows.append("| BaM vs best competitor | " + " | ".join(f"{g[c]:+.2f}%" for c in COLUMNS) + " |")
+        rows.append("| BaM vs best competitor | " + " | ".join(f"{g[c]:+.2f}%" for c in columns) + " |")
     return "\n".join(rows) + "\n"
+
+
+PROTOCOL_NAMES = dict(loo="leave-one-out", comirec="ComiRec's protocol: 10% test users, their last 20% as targets")
 
 
 def interval(low, high):
@@ -209,9 +241,10 @@ def markdown_differences(diffs):
     return "\n".join(rows) + "\n"
 
 
-def run_table(base, data, methods, seeds, out, log=print, on_run=None, jobs=1, threads=None):
+def run_table(base, data, methods, seeds, out, log=print, on_run=None, jobs=1, threads=None, comirec_ndcg=False):
     """Run (or reuse) every (method, seed), `jobs` at a time with `threads` torch threads each (default:
-    torch's count for one job, cores // jobs for several), then write table.md and table.json into `out`."""
+    torch's count for one job, cores // jobs for several), then write table.md and table.json into `out`.
+    The columns are the protocol's (PROTOCOL_COLUMNS); comirec_ndcg adds ComiRec's published NDCG."""
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise bm.InputError(f"--methods: unknown {', '.join(unknown)} (fix: choose from {', '.join(METHODS)})")
@@ -222,13 +255,15 @@ def run_table(base, data, methods, seeds, out, log=print, on_run=None, jobs=1, t
     os.makedirs(out, exist_ok=True)
     todo = [(method, base.seed + s) for method in methods for s in range(seeds)]
     results, folders, reused = {}, {}, 0
-    for (method, seed), (result, was_done) in zip(todo, run_all(base, data, todo, out, log, on_run, jobs, threads)):
+    columns = PROTOCOL_COLUMNS[base.protocol] + (COMIREC_NDCG if comirec_ndcg else ())
+    for (method, seed), (result, was_done) in zip(todo, run_all(base, data, todo, out, log, on_run, jobs, threads,
+                                                                comirec_ndcg)):
         results.setdefault(method, []).append(result)
         folders.setdefault(method, []).append(os.path.join(out, method, f"seed-{seed}"))
         reused += was_done
-    table = summarise(results)
-    diffs = differences(results, folders)
-    text = markdown(table, data.name, seeds) + markdown_differences(diffs)
+    table = summarise(results, columns)
+    diffs = differences(results, folders, columns=columns)
+    text = markdown(table, data.name, seeds, base.protocol) + markdown_differences(diffs)
     if diffs:
         from bam_experiments import plots
         text += f"\nForest plot of the differences: {plots.forest(diffs, os.path.join(out, 'forest.png'))}\n"

@@ -46,6 +46,7 @@ class Config:
     valid_users: int = 0          # 0: the fixed users below (deterministic); 1000: the official random sample
     valid_sample: int = 5000      # validate this many users, drawn once from the seed (0: every user)
     history_mask: str = "exclude"  # exclude | official | none
+    protocol: str = "loo"         # loo (leave-one-out, [KDD24]) | comirec (ComiRec's, REMI's: 80/10/10 users; cli.py)
     routing_iters: int = 3        # MIND
     n_blocks: int = 2             # SASRec
     dropout: float = 0.2          # SASRec
@@ -54,8 +55,8 @@ class Config:
 
 
 CHOICES = dict(model=("comirec", "mind", "sasrec"), selection=("hard", "bam", "bam-l", "expected"),
-               tau_schedule=("constant", "hard-to-soft", "soft-to-hard"), loss=("sampled", "full"),
-               history_mask=("exclude", "official", "none"), device=("auto", "cpu", "cuda"))
+               tau_schedule=("constant", "hard-to-soft", "soft-to-hard"), device=("auto", "cpu", "cuda"),
+               history_mask=("exclude", "official", "none"), loss=("sampled", "full"), protocol=("loo", "comirec"))
 
 POSITIVE = ("dim", "n_interests", "seq_len", "batch_size", "n_negatives", "max_iters", "eval_every", "linear_size",
             "routing_iters", "n_blocks", "tau_anneal_iters", "lr")

@@ -33,6 +33,7 @@ import torch
 
 import bam_minimal as bm
 from bam_evidence import per_user
+from bam_protocols import comirec
 from bam_data.files import atomic_json, atomic_write, clean_stale_temps
 from bam_runs import distributed
 
@@ -203,10 +204,17 @@ def check_same_run(path, saved_config, saved_data, cfg, data, fix="a new --out, 
         raise bm.InputError(f"{path}: this run {problem}, so it cannot be shown to be this data (fix: {fix})")
     if saved_data != fingerprint(data):
         raise bm.InputError(f"{path}: this run was made on other data (fix: {fix})")
+    saved_config = with_defaults(saved_config)
     diff = [f"{k}={v} (saved {saved_config.get(k)})" for k, v in asdict(cfg).items()
             if k not in ("max_iters", "patience", "device") and saved_config.get(k) != v]
     if diff:
         raise bm.InputError(f"{path}: this run was made with another config: {', '.join(diff[:3])} (fix: {fix})")
+
+
+def with_defaults(saved_config):
+    """A saved config with the Config fields added since it was saved (`protocol`) at their defaults: the
+    runs of an older bam were made with them, and are found and reused as before."""
+    return {**asdict(bm.Config()), **saved_config} if isinstance(saved_config, dict) else saved_config
 
 
 def check_table_size(data, cfg):
@@ -240,6 +248,7 @@ class RunFolder:
         self.path, self.cfg, self.data, self.extra, self.log, self.fix = path, cfg, data, extra or {}, log, fix
         self.fingerprint = fingerprint(data)
         self.checked = None  # (last.pt's modification time, its checked contents): read and hashed once
+        self.comirec_ndcg = False  # `--ndcg-as comirec`: ComiRec's published NDCG beside the correct one, labelled
         os.makedirs(path, exist_ok=True)
 
     def file(self, name):
@@ -254,7 +263,7 @@ class RunFolder:
         saved_data = result.get("data") if isinstance(result.get("data"), dict) else {}
         check_same_run(self.file("metrics.json"), result["config"], saved_data.get("fingerprint"), self.cfg,
                        self.data, self.fix)
-        return result if result.get("finished") and result["config"] == asdict(self.cfg) else None
+        return result if result.get("finished") and with_defaults(result["config"]) == asdict(self.cfg) else None
 
     def saved_state(self):
         """last.pt, checked: this run's config and data, intact weights, no more iterations than asked
@@ -350,7 +359,7 @@ class RunFolder:
     def finish(self, result, ranks=None):
         """metrics.json, and each user's test rank and metrics in per_user_test.npz (bam_evidence)."""
         result["data"]["fingerprint"] = self.fingerprint
-        users = len(self.data.users)  # what metrics.json's `valid` was measured on
+        users = len(bm.PROTOCOLS[self.cfg.protocol]["users"](self.data, "valid"))  # what `valid` was measured on
         result["validation"] = (dict(users=self.cfg.valid_users, how="the official random sample, anew each time")
                                 if self.cfg.valid_users else dict(users=min(self.cfg.valid_sample or users, users),
                                 how="one fixed sample drawn from the seed" if 0 < self.cfg.valid_sample < users
@@ -358,16 +367,27 @@ class RunFolder:
         result.update(self.extra, world_size=distributed.size())
         if distributed.is_main():
             if ranks is not None:  # first: a run whose metrics.json exists is finished, and is not run again
-                save_per_user(self.file(per_user.FILE), self.data, "test", self.cfg, ranks, self.fingerprint, self.path)
+                metrics = save_per_user(self.file(per_user.FILE), self.data, "test", self.cfg, ranks, self.fingerprint,
+                                        self.path, self.comirec_ndcg)
+                result["test"].update({k: float(v.mean()) for k, v in metrics.items() if k.endswith("(comirec)")})
             save_json(result, self.file("metrics.json"))
 
 
-def save_per_user(path, data, split, cfg, ranks, fingerprint, source=""):
-    """Each user's `split` target, rank and metrics (bam_evidence.per_user), for every user of `data` in order."""
-    targets = data.items[data.start[:-1] + bm.split_targets(data, split)]     # (U,)
-    return per_user.save(path, users=data.users, targets=targets, ranks=ranks,
-                         metrics=per_user.user_metrics(ranks, bm.metrics_from_ranks), protocol="loo", split=split,
-                         history_mask=cfg.history_mask, fingerprint=fingerprint, n_items=data.n_items, source=source)
+def save_per_user(path, data, split, cfg, ranks, fingerprint, source="", comirec_ndcg=False):
+    """Each user's `split` targets, ranks and metrics (bam_evidence.per_user), for every user of the split in
+    order; -> the per-user metrics. `comirec_ndcg` (protocol comirec): add ComiRec's published NDCG, labelled."""
+    if cfg.protocol == "comirec":
+        rows = comirec.split_users(data, split)                                # (U,)
+        _, counts, targets = comirec.target_lists(data, rows)                 # (U,), (T,)
+        metrics = comirec.user_metrics(ranks, counts, targets, comirec_ndcg=comirec_ndcg)
+    else:
+        rows, counts = np.arange(len(data.users)), None                       # every user, one target each
+        targets = data.items[data.start[:-1] + bm.split_targets(data, split)]  # (U,)
+        metrics = per_user.user_metrics(ranks, bm.metrics_from_ranks)
+    per_user.save(path, users=data.users[rows], targets=targets, ranks=ranks, counts=counts, metrics=metrics,
+                  protocol=cfg.protocol, split=split, history_mask=cfg.history_mask, fingerprint=fingerprint,
+                  n_items=data.n_items, source=source)
+    return metrics
 
 
 def tensors_only(weights):

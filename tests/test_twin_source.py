@@ -65,6 +65,16 @@ def test_twin_source_is_the_same_text(name, twin):
     assert numpy_side == torch_side
 
 
+# The protocols' torch side (bam_protocols) and their twins: the split, the targets and the metrics, word for word.
+PROTOCOL_TWINS = [("bam_protocols/comirec.py", "bam_numpy/comirec.py",
+                   ["SPLIT_SEED", "SPLITS", "KS", "split_rows", "history_end", "target_lists", "user_metrics"])]
+
+
+@pytest.mark.parametrize("torch_path, twin, name", [(a, b, n) for a, b, names in PROTOCOL_TWINS for n in names])
+def test_protocol_twin_source_is_the_same_text(torch_path, twin, name):
+    assert source_of(twin, name) == source_of(torch_path, name)
+
+
 def test_every_definition_in_both_is_a_copy_or_its_own_version():
     """A name that bam_minimal.py and a bam_numpy module both define is listed: a new copy must be added
     to TWINS (and so kept equal), a new numpy version to OWN_VERSIONS."""
