@@ -31,7 +31,9 @@ def register_models():
     """SASRec loads like the other models, so that the twin's own refusal ("twins comirec and mind only")
     is what a SASRec checkpoint gets, not "use cli.py"."""
     from bam_experiments import sasrec
+    from bam_protocols import comirec
     sasrec.register()
+    comirec.register()  # and a checkpoint trained under ComiRec's protocol loads
 
 # -----------------------------------------------------------------------------
 # export

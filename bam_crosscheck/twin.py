@@ -24,6 +24,7 @@ from bam_numpy import comirec as bn_comirec
 from bam_numpy import golden as bg
 from bam_numpy import weights as bw
 from bam_data import synth
+from bam_protocols import comirec as protocols_comirec
 from bam_runs import checkpoints
 
 
@@ -189,6 +190,7 @@ def crosscheck(model, cfg, data, dtype="float64", batch_size=128, seed=0, log=pr
     modes = list(dict.fromkeys([cfg.history_mask, "exclude", "official"]))[:2]
     for mode in modes:
         check_evaluation(model, params, replace(cfg, history_mask=mode), data, dtype, tol, table)
+    check_protocol_evaluation(model, params, replace(cfg, history_mask="none"), data, dtype, table)
     ok = all(r["ok"] for r in table.rows)
     failed = [r["quantity"] for r in table.rows if not r["ok"]]
     log(f"{'all ' + str(len(table.rows)) + ' checks pass' if ok else 'FAILED: ' + ', '.join(failed[:5])}")
@@ -240,6 +242,22 @@ def check_evaluation(model, params, cfg, data, dtype, tol, table, k_top=20):
         ok = diff == 0 if dtype == "float64" else diff < 1.5e-4
         table.add(f"{name} [{mode}]", diff, diff / want if want else diff,
                   "identical" if dtype == "float64" else "4 decimals", ok)
+
+def check_protocol_evaluation(model, params, cfg, data, dtype, table):
+    """ComiRec's protocol (bam_protocols.comirec) in both engines, on its test users with ComiRec's `none`
+    mask: every target's rank and every metric. float64: identical. float32: the metrics equal to 4
+    decimals (a near-tie may flip a rank, as in check_evaluation)."""
+    cfg = replace(cfg, protocol="comirec")
+    t_metrics, t_ranks, _ = protocols_comirec.evaluate(bm.model_scorer(model), data, "test", cfg)
+    n_metrics, n_ranks, _ = bn_comirec.evaluate(params, data, "test", numpy_config(cfg))
+    differ = int((t_ranks != n_ranks).sum())
+    table.add("comirec protocol: target ranks (differing)", differ, differ / max(1, len(t_ranks)),
+              "identical" if dtype == "float64" else "near-ties", dtype != "float64" or differ == 0)
+    for name, want in t_metrics.items():
+        diff = abs(n_metrics[name] - want)
+        exact = dtype == "float64"
+        table.add(f"comirec protocol: {name}", diff, diff / want if want else diff,
+                  "identical" if exact else "4 decimals", diff == 0 if exact else diff < 1.5e-4)
 
 # -----------------------------------------------------------------------------
 # Golden vectors: inputs and expected outputs from bam_minimal, in one framework-neutral .npz.

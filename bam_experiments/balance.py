@@ -104,14 +104,15 @@ def summary(share):
 # The planted topics of the synthetic data
 
 
-def topic_recovery(top, source, data, truth):
+def topic_recovery(top, source, data, truth, protocol="loo"):
     """On the synthetic data: how well the interests line up with the planted topics.
     purity: for each (user, interest) that serves items, the share of them from its main topic.
-    coverage: the share of a user's planted topics that appear in the top-k."""
+    coverage: the share of a user's planted topics that appear in the top-k.
+    top, source: of the test users of `protocol` (every user under leave-one-out), in order."""
     item_topic = np.array([-1] + truth["item_topic"])                          # (I + 1,), id 0 is padding
     topics = item_topic[top]                                                   # (U, k)
     purity, coverage = [], []
-    for r, user in enumerate(data.users):
+    for r, user in enumerate(data.users[bm.PROTOCOLS[protocol]["users"](data, "test")]):
         for i in np.unique(source[r]):
             t = topics[r][source[r] == i]
             purity.append(np.bincount(t).max() / len(t))
@@ -144,7 +145,7 @@ def checkpoint_balance(path, load_checkpoint):
     s = summary(share)
     truth = truth_beside(dataset.name)
     if truth:
-        s.update(topic_recovery(top, source, dataset, truth))
+        s.update(topic_recovery(top, source, dataset, truth, cfg.protocol))
     s["test"] = metrics
     return f"{cfg.model} + {cfg.selection}", share, s, data_check
 

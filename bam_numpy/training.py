@@ -64,6 +64,9 @@ def train(cfg, data, dtype=np.float32, log=print, params=None):
     Returns (params, result) with result like bam_minimal's metrics.json: test, valid, iters,
     best_iter, seconds, history. `params` starts from given weights instead of a fresh init."""
     check_config(cfg)
+    if cfg.protocol != "loo":  # the twin evaluates under ComiRec's protocol (bam_numpy.comirec), trains under loo
+        raise InputError(f"protocol={cfg.protocol}: the twin trains under leave-one-out only (fix: --protocol=loo, "
+                         "or train with cli.py train --protocol comirec; the twin's evaluation has both)")
     if not len(data.trainable):
         raise InputError(f"{data.name}: no user has 4 or more interactions, so there is nothing to train on")
     init_rng, rng, draw = (np.random.default_rng([cfg.seed, i]) for i in range(3))

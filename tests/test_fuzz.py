@@ -417,7 +417,16 @@ def valid_per_user():
                 n_items=np.int64(40), **metrics)
 
 
-@given(npz_bytes(valid_per_user()))
+def valid_per_user_many_targets():
+    """Format 2 (ComiRec's protocol): 3 users with 2, 1 and 3 targets."""
+    metrics = dict(zip(("recall@50", "ndcg@50 (comirec)"), (np.array([0.5, 0.0, 1.0]), np.array([1.0, 0.0, 0.7]))))
+    return dict(users=np.array([1, 2, 5]), counts=np.array([2, 1, 3]), targets=np.array([3, 4, 4, 9, 1, 2]),
+                ranks=np.array([1, 30, 41, 0, 7, 8]), format=np.str_("bam-per-user-2"), protocol=np.str_("comirec"),
+                split=np.str_("test"), history_mask=np.str_("none"), fingerprint=np.str_("v2:ab"),
+                source=np.str_(""), n_items=np.int64(40), **metrics)
+
+
+@given(st.one_of(npz_bytes(valid_per_user()), npz_bytes(valid_per_user_many_targets())))
 def test_per_user_files_load_or_stop_with_one_line(folder, data):
     from bam_evidence import per_user
     path = put(folder, "per_user_test.npz", data)
@@ -425,7 +434,8 @@ def test_per_user_files_load_or_stop_with_one_line(folder, data):
     event("loaded" if got else "InputError")
     if got is not None:
         n = len(got.users)
-        assert got.targets.shape == got.ranks.shape == (n,) and got.ranks.dtype == np.int64
+        assert got.counts.shape == (n,) and (got.counts >= 1).all()
+        assert got.targets.shape == got.ranks.shape == (got.counts.sum(),) and got.ranks.dtype == np.int64
         assert all(v.shape == (n,) and np.isfinite(v).all() and ((0 <= v) & (v <= 1)).all()
                    for v in got.metrics.values())
         assert isinstance(got.n_items, int) and all(isinstance(getattr(got, k), str) for k in per_user.IDENTITY[:-1])

@@ -321,6 +321,26 @@ def test_cli_train_evaluate_compare_under_the_protocol(tmp_path, good):
     assert got.exit_code == 2 and "different protocol" in got.output
 
 
+def test_table_under_the_protocol_adds_comirec_ndcg_to_runs_made_without_it(tmp_path, good):
+    """`table --ndcg-as comirec` over finished runs made without the flag reuses them and computes ComiRec's
+    NDCG from their per-user ranks: the same number a run made with the flag writes."""
+    from bam_experiments import table
+    from bam_runs import datasets
+    data = datasets.load_dataset(str(good), "auto", log=lambda line: None)
+    base = bm.Config(protocol="comirec", history_mask="none", dim=8, max_iters=20, eval_every=10, device="cpu")
+    table.run_table(base, data, ["ComiRec", "BaM"], 1, str(tmp_path / "t"), log=lambda line: None)
+    text, rows, reused = table.run_table(base, data, ["ComiRec", "BaM"], 1, str(tmp_path / "t"),
+                                         log=lambda line: None, comirec_ndcg=True)
+    assert reused == 2 and "nDCG@50 (comirec)" in text and "HitRate@50" in text and "Recall@10" not in text
+    again = tmp_path / "again"
+    CliRunner().invoke(__import__("cli").cli, ["train", "--data", str(good), "--protocol", "comirec",
+                                               "--history-mask", "none", "--dim", "8", "--max-iters", "20",
+                                               "--eval-every", "10", "--selection", "bam", "--ndcg-as", "comirec",
+                                               "--out", str(again)])
+    with_flag = json.loads((again / "metrics.json").read_text())["test"]["ndcg@50 (comirec)"]
+    assert rows["BaM"]["ndcg@50 (comirec)"][0] == pytest.approx(with_flag, rel=1e-12)
+
+
 @pytest.mark.parametrize("command", ["train", "table", "evaluate"])
 def test_ndcg_as_comirec_needs_the_protocol(command, good, tmp_path):
     import cli
@@ -329,6 +349,30 @@ def test_ndcg_as_comirec_needs_the_protocol(command, good, tmp_path):
     got = CliRunner().invoke(cli.cli, args + ["--ndcg-as", "comirec", "--out", str(tmp_path / "x")]
                              if command != "evaluate" else args + ["--ndcg-as", "comirec"])
     assert got.exit_code == 2 and "--ndcg-as comirec" in got.output and "Traceback" not in got.output
+
+
+def test_the_twin_refuses_to_train_under_the_protocol(synthetic_small):
+    """bam_numpy's training loop samples leave-one-out examples: under `comirec` it would train on the test
+    users' targets. It says so instead."""
+    import bam_numpy
+    from bam_numpy import training
+    with pytest.raises(bam_numpy.InputError, match="trains under leave-one-out only"):
+        training.train(bam_numpy.Config(protocol="comirec"), bam_numpy.Dataset(synthetic_small[0]))
+
+
+def test_crosscheck_and_balance_of_a_checkpoint_under_the_protocol(tmp_path, good):
+    """Commands that load a checkpoint know its protocol: crosscheck adds the protocol's rows, balance and
+    evaluate --top-n credit the test users' lists (a comirec run once crashed `balance`)."""
+    import cli
+    runner = CliRunner()
+    run = tmp_path / "run"
+    assert runner.invoke(cli.cli, ["train", "--data", str(good), "--protocol", "comirec", "--max-iters", "20",
+                                   "--eval-every", "10", "--dim", "8", "--out", str(run)]).exit_code == 0
+    got = runner.invoke(cli.cli, ["crosscheck", "--checkpoint", str(run / "checkpoint.pt")])
+    assert got.exit_code == 0 and "comirec protocol: ndcg@50" in got.output, got.output
+    got = runner.invoke(cli.cli, ["balance", "--checkpoint", str(run / "checkpoint.pt"), "--out",
+                                  str(tmp_path / "b.png")])
+    assert got.exit_code == 0, got.output
 
 
 def test_per_user_files_of_an_older_bam_still_load(tmp_path):
