@@ -258,6 +258,23 @@ def test_evaluate_reports_coverage_and_diversity_alike_in_both_engines(two_runs,
     assert 0 < got["torch"]["diversity@50"] < 1
 
 
+def test_list_balance_is_the_balance_figure_of_the_same_lists(two_runs):
+    """evaluate --top-n's interest balance equals `balance`'s figures (Figure 1) for the same top-10 lists:
+    the interests are computed again, block by block, with the evaluation's own routing."""
+    from bam_experiments import balance
+    from bam_runs import checkpoints, datasets
+    net, cfg, dataset, _ = checkpoints.load_with_data(f"{two_runs[1]['bam'][0]}/checkpoint.pt", None,
+                                                      lambda p: datasets.load_dataset(p, "auto"), bm.Config())
+    share, top, _, _ = balance.interest_usage(net, dataset, cfg, k=10)
+    want = balance.summary(share)
+    got = balance.list_balance(net, cfg, dataset, "test", top, block=37)
+    assert got == {"interest_entropy@10": pytest.approx(want["mean_entropy_bits"], abs=1e-12),
+                   "single_interest_users@10": want["single_interest_users"],
+                   "interest_gini@10": pytest.approx(want["gini_of_interest_totals"], abs=1e-12)}
+    one = balance.list_balance(net, cfg, dataset, "test", top[:, :1])  # one item: one interest, every user
+    assert one["single_interest_users@1"] == 1.0 and one["interest_entropy@1"] == 0.0
+
+
 def test_data_synth_writes_the_planted_topics_as_categories(tmp_path):
     from bam_data.categories import read_categories
     result = run("data", "synth", "--out", tmp_path / "s.txt", "--users", 50, "--items", 30, "--topics", 3)
