@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bam_runs import run_folder
@@ -94,6 +95,21 @@ def test_two_processes_evaluate_exactly_as_one(two):
     read = [json.loads((two / name).read_text())["metrics"] for name in ("two.json", "one.json")]
     assert read[0] == read[1]
     assert sharded.stdout.count("valid (exclude)") == 1  # one process prints
+
+
+def test_two_processes_evaluate_the_comirec_protocol_exactly_as_one(two):
+    """Many targets per user: each process ranks its share of the test users' targets, gathered in user
+    order; the per-user files are the same, target by target."""
+    args = ["--protocol", "comirec", "--history-mask", "none", "--ndcg-as", "comirec"]
+    sharded = torchrun(2, "evaluate", "--checkpoint", two / "checkpoint.pt", *args, "--json", two / "c2.json")
+    assert sharded.returncode == 0, sharded.stderr[-2000:]
+    assert python("evaluate", "--checkpoint", two / "checkpoint.pt", *args, "--json",
+                  two / "c1.json").returncode == 0
+    read = [json.loads((two / name).read_text())["metrics"] for name in ("c2.json", "c1.json")]
+    assert read[0] == read[1] and "ndcg@50 (comirec)" in read[0]
+    from bam_evidence import per_user
+    a, b = (per_user.load(str(two / name)) for name in ("c2.per_user.npz", "c1.per_user.npz"))
+    assert np.array_equal(a.ranks, b.ranks) and np.array_equal(a.targets, b.targets) and len(a.ranks) > len(a.users)
 
 
 def test_one_process_under_torchrun_is_one_process(data, tmp_path):
