@@ -40,13 +40,16 @@ def training_curve(history, path, title=""):
     return save(fig, path)
 
 
-def forest(diffs, path):
-    """One panel per metric; a row per pair B - A: the mean difference over seeds with its 95% t-interval
-    (black) and the 95% bootstrap interval over (seed, user) pairs (blue, when per-user files exist)."""
+def forest(diffs, path, per_row=4):
+    """One panel per metric, `per_row` panels a row; a row per pair B - A in each panel: the mean difference
+    over seeds with its 95% t-interval (black) and the 95% bootstrap interval over users (blue, when
+    per-user files exist)."""
     pairs = list(diffs)
     columns = list(next(iter(diffs.values())))
-    fig, axes = plt.subplots(1, len(columns), figsize=(3.2 * len(columns), 0.5 * len(pairs) + 1.4), sharey=True)
-    for ax, c in zip(axes if len(columns) > 1 else [axes], columns):
+    rows, cols = -(-len(columns) // per_row), min(per_row, len(columns))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, (0.5 * len(pairs) + 1.4) * rows), sharey=True,
+                             squeeze=False)
+    for ax, c in zip(axes.ravel(), columns):
         for i, pair in enumerate(pairs):
             r = diffs[pair][c]
             if r["seeds_low"] is not None:
@@ -56,12 +59,13 @@ def forest(diffs, path):
                 ax.plot([r["pooled"]["ci_low"], r["pooled"]["ci_high"]], [i - 0.12] * 2, color="C0", lw=3)
                 ax.plot(r["pooled"]["diff"], i - 0.12, "o", color="C0", ms=4)
         ax.axvline(0, color="grey", ls=":", lw=1)
-        ax.set(title=c.replace("ndcg", "nDCG").replace("recall", "Recall"), xlabel="B - A")
-    axes_first = axes[0] if len(columns) > 1 else axes
-    axes_first.set_yticks(range(len(pairs)), pairs)
-    axes_first.set_ylim(len(pairs) - 0.5, -0.5)  # the first pair on top, each pair's two intervals close together
-    for ax in np.ravel(axes):
+        ax.set(title=c.replace("ndcg", "nDCG").replace("recall", "Recall").replace("hitrate", "HitRate"),
+               xlabel="B - A")
         ax.locator_params(axis="x", nbins=4)
-    fig.tight_layout(rect=(0, 0, 1, 0.9))
+    for ax in axes.ravel()[len(columns):]:  # the last row's empty places
+        ax.set_visible(False)
+    axes[0, 0].set_yticks(range(len(pairs)), pairs)
+    axes[0, 0].set_ylim(len(pairs) - 0.5, -0.5)  # the first pair on top, each pair's two intervals close together
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.1 / rows))
     fig.suptitle("95% intervals of B - A: over seeds (black), over users (blue)", fontsize=9)
     return save(fig, path)
