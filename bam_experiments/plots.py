@@ -8,7 +8,6 @@ headless (Agg).
     plots.forest(table_json["differences"], "forest.png")   # table's differences B - A, with their intervals
 """
 import matplotlib
-import numpy as np
 
 from bam_data.files import atomic_write
 
