@@ -20,6 +20,8 @@ Modules, in the order of the algorithm (function names mirror bam_minimal.py's):
             bam_loss, loss_and_grads (forward + loss + backward)
   ranking   model_scorer, mask_history, target_rank, top_k, metrics_from_ranks, and the fused numba
             `evaluate`
+  comirec   ComiRec's evaluation protocol: the split, the targets, the metrics (bam_protocols/comirec.py's
+            text) and its evaluate (the twin trains under leave-one-out only)
   training  adam_step (torch.optim.Adam's update), train
   weights   .npz weights under the official parameter names
   golden    golden test vectors: the reference implementation and the checker
