@@ -35,11 +35,13 @@ def compare(a, b, json_out, resamples, seed):
     report = stats.compare(first, second, n_resamples=resamples, seed=seed)
     click.echo(f"A: {first.path}\nB: {second.path}\n{len(first.users)} users, {first.protocol} protocol, "
                f"{first.split} split, history mask {first.history_mask}; B - A, 95% bootstrap interval over users")
-    click.echo(f"{'metric':<12}{'A':>9}{'B':>9}{'B - A':>10}{'rel':>9}{'95% interval':>22}{'p (t)':>9}{'p (rand)':>10}")
+    width = max([12] + [len(name) + 2 for name in report])                  # `ndcg@50 (comirec)` fits
+    click.echo(f"{'metric':<{width}}{'A':>9}{'B':>9}{'B - A':>10}{'rel':>9}{'95% interval':>22}{'p (t)':>9}"
+               f"{'p (rand)':>10}")
     for name, r in report.items():
         rel = f"{r['rel_diff']:+.1%}" if r["rel_diff"] is not None else "-"
         interval = f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]"
-        click.echo(f"{name:<12}{r['mean_a']:>9.4f}{r['mean_b']:>9.4f}{r['diff']:>+10.4f}{rel:>9}{interval:>22}"
+        click.echo(f"{name:<{width}}{r['mean_a']:>9.4f}{r['mean_b']:>9.4f}{r['diff']:>+10.4f}{rel:>9}{interval:>22}"
                    f"{p_text(r['p_ttest']):>9}{p_text(r['p_randomization']):>10}")
     if json_out:
         atomic_json(json_out, dict(a=first.path, b=second.path, users=len(first.users), protocol=first.protocol,

@@ -59,8 +59,8 @@ def train_run(cfg, data, out, fmt="auto", fresh=False, log=print, on_step=lambda
         folder = run_folder.RunFolder(out, cfg, dataset, log=log)  # refuses an item table that cannot fit
         folder.comirec_ndcg = comirec_ndcg
         result = folder.finished()
-        if result:
-            return result, True
+        if result:  # a run made without --ndcg-as comirec gets it from its per-user ranks
+            return run_folder.with_comirec_ndcg(result, out) if comirec_ndcg else result, True
         folder.saved_state()  # a last.pt that cannot be resumed stops here, before any work
         device = bm.resolve_device(cfg)
         if on_start:
@@ -117,7 +117,8 @@ def evaluate_checkpoint(ckpt, data=None, fmt="auto", split="test", history_mask=
                         .items() if k.endswith("(comirec)")})
     if k_top:  # which interest supplies each recommended item (the torch model's interests, either engine's lists)
         metrics.update(balance.list_balance(net, cfg, dataset, split, tops))
-    if split == "valid" and not cfg.valid_users and 0 < cfg.valid_sample < len(dataset.users):
+    pool = len(bm.PROTOCOLS[cfg.protocol]["users"](dataset, split))             # the users of the split
+    if split == "valid" and not cfg.valid_users and 0 < cfg.valid_sample < pool:
         note(f"note: this scores every user's validation target; the run itself validated a fixed sample of "
             f"{cfg.valid_sample} users (metrics.json, `validation`)")
     return Evaluation(metrics, cfg, dataset, data_check, ranks, tops)

@@ -45,7 +45,7 @@ COLUMNS = ("ndcg@10", "ndcg@20", "recall@10", "recall@20")   # leave-one-out's, 
 # NDCG beside the correct one with --ndcg-as comirec (computed from each run's per-user ranks when it lacks them).
 PROTOCOL_COLUMNS = dict(loo=COLUMNS, comirec=("recall@20", "recall@50", "ndcg@20", "ndcg@50", "hitrate@20",
                                               "hitrate@50"))
-COMIREC_NDCG = ("ndcg@20 (comirec)", "ndcg@50 (comirec)")
+COMIREC_NDCG = ("ndcg@20 (comirec)", "ndcg@50 (comirec)")  # the run's keys: ndcg@10, 20, 50 (comirec)
 # The differences the table reports, as (B, A): B against A, whenever both are in the table.
 PAIRS = (("BaM", "ComiRec"), ("BaM", "REMI"), ("BaM+REMI", "REMI"), ("BaM-l", "ComiRec"), ("MIND+BaM", "MIND"))
 
@@ -63,7 +63,7 @@ def run_one(base, method, seed, data, out, log, comirec_ndcg=False):
         result = run.finished()
         if result:
             log(f"{method} seed {seed}: finished earlier, reused")
-            return with_comirec_ndcg(result, folder) if comirec_ndcg else result, True
+            return run_folder.with_comirec_ndcg(result, folder) if comirec_ndcg else result, True
         _, result = bm.train(cfg, data, run, log=lambda s: log(f"{method} seed {seed}: {s}"))
         return result, False
 
@@ -77,17 +77,6 @@ def start_worker(threads, parent):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: killed when the parent dies
         if os.getppid() != parent:  # the parent died before prctl took effect
             os._exit(1)
-
-
-def with_comirec_ndcg(result, folder):
-    """A finished comirec-protocol run's result with ComiRec's published NDCG, computed from its per-user
-    ranks when the run was made without --ndcg-as comirec (the ranks and targets are all there)."""
-    if all(c in result["test"] for c in COMIREC_NDCG):
-        return result
-    found = per_user.load_run(folder)
-    extra = comirec.user_metrics(found.ranks, found.counts, found.targets, comirec_ndcg=True)
-    result["test"].update({c: float(v.mean()) for c, v in extra.items() if c.endswith("(comirec)")})
-    return result
 
 
 def user_column(found, column):

@@ -59,14 +59,20 @@ def adam_step(params, grads, state, lr, betas=(0.9, 0.999), eps=1e-8, weight_dec
 # Training: iterations, validation, early stopping, best-weights restore.
 
 
+def check_trainable(cfg):
+    """The twin evaluates under ComiRec's protocol (bam_numpy.comirec) but trains under leave-one-out only:
+    its sampler would train on the test users' targets."""
+    if cfg.protocol != "loo":
+        raise InputError(f"protocol={cfg.protocol}: the twin trains under leave-one-out only (fix: --protocol=loo, "
+                         "or train with cli.py train --protocol comirec; the twin's evaluation has both)")
+
+
 def train(cfg, data, dtype=np.float32, log=print, params=None):
     """Train, validate every `eval_every` iterations, stop early, restore the best weights and test.
     Returns (params, result) with result like bam_minimal's metrics.json: test, valid, iters,
     best_iter, seconds, history. `params` starts from given weights instead of a fresh init."""
     check_config(cfg)
-    if cfg.protocol != "loo":  # the twin evaluates under ComiRec's protocol (bam_numpy.comirec), trains under loo
-        raise InputError(f"protocol={cfg.protocol}: the twin trains under leave-one-out only (fix: --protocol=loo, "
-                         "or train with cli.py train --protocol comirec; the twin's evaluation has both)")
+    check_trainable(cfg)
     if not len(data.trainable):
         raise InputError(f"{data.name}: no user has 4 or more interactions, so there is nothing to train on")
     init_rng, rng, draw = (np.random.default_rng([cfg.seed, i]) for i in range(3))
@@ -170,6 +176,7 @@ def main(argv):
     from bam_numpy.weights import save_weights
     cfg, paths = parse_args(argv)
     check_config(cfg)  # before the data is read: a typo should not wait for a large file
+    check_trainable(cfg)
     if paths.get("dtype", "float32") not in ("float32", "float64"):
         raise InputError(f"--dtype={paths['dtype']}: not float32 or float64")
     dtype = np.dtype(paths.get("dtype", "float32"))

@@ -64,8 +64,13 @@ def history_end(lengths):
 
 
 def split_users(data, split):
-    """bam_minimal.PROTOCOLS' `users`: the rows of a split of `data`."""
-    return split_rows(len(data.users), split)
+    """bam_minimal.PROTOCOLS' `users`: the rows of a split of `data`. An empty split (5 users or fewer) is
+    refused: its metrics would be the mean of nothing."""
+    rows = split_rows(len(data.users), split)
+    if not len(rows):
+        raise bm.InputError(f"{data.name}: {len(data.users)} users leave ComiRec's {split} split empty (10% of "
+                            "them; fix: 6 users or more, or --protocol loo)")
+    return rows
 
 
 def target_lists(data, rows):
@@ -134,14 +139,13 @@ def evaluate(scorer, data, split, cfg, rows=None, k_top=0, block=None):
 
 def rank_targets(scores, targets, counts):
     """The rank (bam_minimal.target_rank's rule) of each target of a block of users: targets (T_b,) one user
-    after another, counts (b,) -> ranks (T_b,)."""
-    width = int(counts.max())
-    column = np.arange(width)[None, :]                                         # (1, W)
-    offsets = np.cumsum(counts) - counts                                       # (b,)
-    padded = targets[offsets[:, None] + np.minimum(column, counts[:, None] - 1)]  # (b, W) repeats the last one
-    padded = torch.as_tensor(padded, device=scores.device)
-    ranks = torch.stack([bm.target_rank(scores, padded[:, j]) for j in range(width)], 1)  # (b, W)
-    return ranks.cpu().numpy()[column < counts[:, None]]                      # (T_b,) in user order
+    after another, counts (b,) -> ranks (T_b,). Each target is ranked on a copy of its user's row, at most
+    2^22 scores at a time: the work follows the number of targets, not the longest user's."""
+    user = torch.as_tensor(np.repeat(np.arange(len(counts)), counts), device=scores.device)  # (T_b,)
+    targets = torch.as_tensor(np.asarray(targets, np.int64), device=scores.device)           # (T_b,)
+    step = max(1, (1 << 22) // scores.shape[1])
+    return torch.cat([bm.target_rank(scores[user[i:i + step]], targets[i:i + step])          # (c,) each
+                      for i in range(0, len(targets), step)]).cpu().numpy()                   # (T_b,)
 
 
 # -----------------------------------------------------------------------------

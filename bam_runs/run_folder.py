@@ -373,6 +373,17 @@ class RunFolder:
             save_json(result, self.file("metrics.json"))
 
 
+def with_comirec_ndcg(result, folder):
+    """A finished comirec-protocol run's result with ComiRec's published NDCG, computed from its per-user
+    ranks when the run was made without --ndcg-as comirec (every rank and target is in the file)."""
+    if any(k.endswith("(comirec)") for k in result["test"]):
+        return result
+    found = per_user.load_run(folder)
+    extra = comirec.user_metrics(found.ranks, found.counts, found.targets, comirec_ndcg=True)
+    result["test"].update({k: float(v.mean()) for k, v in extra.items() if k.endswith("(comirec)")})
+    return result
+
+
 def save_per_user(path, data, split, cfg, ranks, fingerprint, source="", comirec_ndcg=False):
     """Each user's `split` targets, ranks and metrics (bam_evidence.per_user), for every user of the split in
     order; -> the per-user metrics. `comirec_ndcg` (protocol comirec): add ComiRec's published NDCG, labelled."""

@@ -351,6 +351,26 @@ def test_ndcg_as_comirec_needs_the_protocol(command, good, tmp_path):
     assert got.exit_code == 2 and "--ndcg-as comirec" in got.output and "Traceback" not in got.output
 
 
+def test_split_users_refuses_an_empty_split(tmp_path):
+    """5 users leave 10% (none) to validate: one line, not a traceback from the shuffle of an empty sample."""
+    import cli
+    path = tmp_path / "five.txt"
+    path.write_text("".join(f"{u} {1 + (u * 7 + j) % 20}\n" for u in range(1, 6) for j in range(8)))
+    got = CliRunner().invoke(cli.cli, ["train", "--data", str(path), "--protocol", "comirec", "--max-iters", "5",
+                                       "--eval-every", "5", "--dim", "8", "--out", str(tmp_path / "r")])
+    assert got.exit_code == 2 and "valid split empty" in got.output and "Traceback" not in got.output
+
+
+def test_train_with_ndcg_as_comirec_over_a_run_made_without_it(tmp_path, good):
+    """A finished run is reused; --ndcg-as comirec then computes ComiRec's NDCG from its per-user ranks."""
+    import cli
+    args = ["train", "--data", str(good), "--protocol", "comirec", "--max-iters", "20", "--eval-every", "10",
+            "--dim", "8", "--out", str(tmp_path / "r")]
+    assert CliRunner().invoke(cli.cli, args).exit_code == 0
+    got = CliRunner().invoke(cli.cli, args + ["--ndcg-as", "comirec"])
+    assert got.exit_code == 0 and "finished already" in got.output and "ndcg@50 (comirec)" in got.output
+
+
 def test_the_twin_refuses_to_train_under_the_protocol(synthetic_small):
     """bam_numpy's training loop samples leave-one-out examples: under `comirec` it would train on the test
     users' targets. It says so instead."""
