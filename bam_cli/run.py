@@ -204,9 +204,14 @@ def evaluate(ckpt, data, fmt, history_mask, protocol, ndcg_as, split, json_out, 
               help="torch threads per run, recorded in its metrics.json [default: torch's for --jobs 1, else "
                    "cores // jobs]")
 @options.ndcg_as_option
+@click.option("--top-n", type=click.IntRange(min=1), default=None,
+              help="also each run's top-N lists beyond accuracy: coverage@N, the interests' balance, and "
+                   "diversity@N with --categories [default with --categories: 50]")
+@click.option("--categories", default=None, callback=options.existing,
+              help="`item category` per line (data synth writes one): adds diversity@N")
 @config_options
 @click.pass_context
-def table(ctx, data, fmt, seeds, chosen, out, jobs, threads, ndcg_as, **kwargs):
+def table(ctx, data, fmt, seeds, chosen, out, jobs, threads, ndcg_as, top_n, categories, **kwargs):
     """The paper's Table 2: SASRec, ComiRec, REMI and BaM under one protocol, with 95% intervals over seeds.
 
     Every (method, seed) run is resumable and a finished one is reused, so rerunning the command
@@ -218,13 +223,19 @@ def table(ctx, data, fmt, seeds, chosen, out, jobs, threads, ndcg_as, **kwargs):
         raise bm.InputError(f"--seeds {seeds}: must be 1 or more")
     base = with_synthetic_preset(ctx, base, data)
     out = out or experiment.default_out(data, base, prefix="table-")
+    mapping = read_categories(categories) if categories else None  # a bad file stops before any work
+    top_n = top_n or (50 if categories else 0)
     dataset = datasets.load_dataset(datasets.synthetic(out) if data is None else data, fmt, log=click.echo)
+    if top_n > dataset.n_items:
+        raise bm.InputError(f"--top-n {top_n}: more than the {dataset.n_items} items of {dataset.name} (fix: a "
+                            "smaller --top-n)")
+    codes = category_codes(mapping, dataset.n_items) if mapping is not None else None
     chosen = [m.strip() for m in chosen.split(",") if m.strip()]
     from tqdm import tqdm
     with tqdm(total=len(chosen) * seeds, desc="runs", unit="run", dynamic_ncols=True) as bar:  # closed before an error
         text, _, reused = table_mod.run_table(base, dataset, chosen, seeds, out, log=bar.write,
                                               on_run=lambda: bar.update(1), jobs=jobs, threads=threads,
-                                              comirec_ndcg=ndcg_as == "comirec")
+                                              comirec_ndcg=ndcg_as == "comirec", top_n=top_n, codes=codes)
     click.echo(text)
     click.echo(f"{reused} of {len(chosen) * seeds} runs reused; wrote {os.path.join(out, 'table.md')} and table.json")
 

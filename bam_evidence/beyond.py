@@ -7,7 +7,8 @@ that either engine returns (bam_minimal.evaluate or bam_numpy's, with k_top=N), 
                recommended items whose categories differ; the mean over users. Items without a category
                take no part in a pair; a user with fewer than two categorised items is left out.
 
-Interest balance (which interest supplies each recommended item) is `cli.py balance` (bam_experiments).
+Interest balance (which interest supplies each recommended item) needs the model's interests:
+bam_experiments.balance.list_balance gives it for the same lists (`evaluate --top-n`, `table --top-n`).
 
     from bam_evidence import beyond
     beyond.coverage(tops, n_items), beyond.diversity(tops, codes)   # tops (U, N); codes (I + 1,)

@@ -230,10 +230,50 @@ def markdown_differences(diffs):
     return "\n".join(rows) + "\n"
 
 
-def run_table(base, data, methods, seeds, out, log=print, on_run=None, jobs=1, threads=None, comirec_ndcg=False):
+def beyond_accuracy(folders, data, top_n, codes=None):
+    """{method: {metric: (mean, std, low, high)}} of each run's test top-N lists (its checkpoint, under its
+    protocol): coverage@N, the interests' balance (entropy, single-interest users, Gini) and, with category
+    codes (I + 1,), ComiRec's diversity@N; the mean over seeds with its 95% t-interval."""
+    from bam_evidence import beyond
+    from bam_experiments import balance
+    from bam_runs import checkpoints
+    per_method = {}
+    for method, paths in folders.items():
+        for path in paths:
+            net, cfg, _, _ = checkpoints.load(os.path.join(path, "checkpoint.pt"))
+            net = net.eval()
+            _, _, tops = bm.PROTOCOLS[cfg.protocol]["evaluate"](bm.model_scorer(net), data, "test", cfg, k_top=top_n)
+            got = dict(beyond.list_metrics(tops, data.n_items, codes), **balance.list_balance(net, cfg, data, "test",
+                                                                                              tops))
+            for k, v in got.items():
+                per_method.setdefault(method, {}).setdefault(k, []).append(v)
+    return {m: {k: (*stats.t_interval(np.array(v, float))[:1], float(np.std(v, ddof=1)) if len(v) > 1 else 0.0,
+                    *stats.t_interval(np.array(v, float))[1:]) for k, v in row.items() if None not in v}
+            for m, row in per_method.items()}
+
+
+def markdown_beyond(rows, top_n):
+    if not rows:
+        return ""
+    columns = list(next(iter(rows.values())))
+    lines = ["", f"Beyond accuracy, each run's test top-{top_n} lists (mean over seeds ± the half-width of its 95% "
+             "t-interval): coverage (share of the catalogue in someone's list), the interests' balance (mean "
+             "entropy in bits of which interest supplies each item, the share of users served by one interest, "
+             "the Gini of the interests' totals) and ComiRec's diversity when categories are given.", "",
+             "| method | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
+    for method, row in rows.items():
+        lines.append(f"| {method} | " + " | ".join(
+            f"{row[c][0]:.4f}" + (f" ± {(row[c][3] - row[c][2]) / 2:.4f}" if row[c][2] is not None else "")
+            for c in columns) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def run_table(base, data, methods, seeds, out, log=print, on_run=None, jobs=1, threads=None, comirec_ndcg=False,
+              top_n=0, codes=None):
     """Run (or reuse) every (method, seed), `jobs` at a time with `threads` torch threads each (default:
     torch's count for one job, cores // jobs for several), then write table.md and table.json into `out`.
-    The columns are the protocol's (PROTOCOL_COLUMNS); comirec_ndcg adds ComiRec's published NDCG."""
+    The columns are the protocol's (PROTOCOL_COLUMNS); comirec_ndcg adds ComiRec's published NDCG; top_n > 0
+    adds what each run's top-N lists show beyond accuracy (beyond_accuracy; codes: item categories)."""
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise bm.InputError(f"--methods: unknown {', '.join(unknown)} (fix: choose from {', '.join(METHODS)})")
@@ -252,7 +292,9 @@ def run_table(base, data, methods, seeds, out, log=print, on_run=None, jobs=1, t
         reused += was_done
     table = summarise(results, columns)
     diffs = differences(results, folders, columns=columns)
-    text = markdown(table, data.name, seeds, base.protocol) + markdown_differences(diffs)
+    lists = beyond_accuracy(folders, data, top_n, codes) if top_n else {}
+    text = (markdown(table, data.name, seeds, base.protocol) + markdown_differences(diffs)
+            + markdown_beyond(lists, top_n))
     if diffs:
         from bam_experiments import plots
         text += f"\nForest plot of the differences: {plots.forest(diffs, os.path.join(out, 'forest.png'))}\n"
@@ -266,7 +308,9 @@ def run_table(base, data, methods, seeds, out, log=print, on_run=None, jobs=1, t
                for m, row in table.items()}
     run_folder.save_json(dict(dataset=data.name, seeds=seeds, config=asdict(base), jobs=jobs,
                               confidence=stats.CONFIDENCE, gains_percent=gains(table), table=summary,
-                              differences=diffs, runs=runs),
+                              differences=diffs, runs=runs,
+                              beyond={m: {k: dict(mean=v[0], std=v[1], low=v[2], high=v[3]) for k, v in row.items()}
+                                      for m, row in lists.items()}),
                          os.path.join(out, "table.json"))
     atomic_text(os.path.join(out, "table.md"), text)
     return text, table, reused

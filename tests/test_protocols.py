@@ -339,6 +339,16 @@ def test_table_under_the_protocol_adds_comirec_ndcg_to_runs_made_without_it(tmp_
                                                "--out", str(again)])
     with_flag = json.loads((again / "metrics.json").read_text())["test"]["ndcg@50 (comirec)"]
     assert rows["BaM"]["ndcg@50 (comirec)"][0] == pytest.approx(with_flag, rel=1e-12)
+    # beyond accuracy: each run's top-5 lists, as `evaluate --top-n 5` gives them for its checkpoint
+    table.run_table(base, data, ["BaM"], 1, str(tmp_path / "t"), log=lambda line: None, top_n=5)
+    beyond = json.loads((tmp_path / "t" / "table.json").read_text())["beyond"]["BaM"]
+    from bam_experiments.run import evaluate_checkpoint
+    from bam_evidence import beyond as beyond_mod
+    got = evaluate_checkpoint(str(tmp_path / "t" / "BaM" / "seed-2021" / "checkpoint.pt"), k_top=5, log=print,
+                              note=lambda line: None)
+    got = dict(got.metrics, **beyond_mod.list_metrics(got.tops, data.n_items))
+    assert set(beyond) == {"coverage@5", "interest_entropy@5", "single_interest_users@5", "interest_gini@5"}
+    assert all(beyond[k]["mean"] == pytest.approx(got[k], abs=1e-12) for k in beyond)
 
 
 @pytest.mark.parametrize("command", ["train", "table", "evaluate"])
