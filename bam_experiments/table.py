@@ -299,8 +299,9 @@ def run_table(base, data, methods, seeds, out, log=print, on_run=None, jobs=1, t
         from bam_experiments import plots
         text += f"\nForest plot of the differences: {plots.forest(diffs, os.path.join(out, 'forest.png'))}\n"
     used = sorted({r.get("threads") for rs in results.values() for r in rs}, key=str)
-    text += (f"\nRuns: {jobs} at a time; torch threads per run: {', '.join(map(str, used))} "
-             "(numbers depend on the thread count; each run's metrics.json records it).\n")
+    text += (f"\nThis invocation: {jobs} run(s) at a time, {reused} of {len(todo)} reused from earlier; torch "
+             f"threads per run: {', '.join(map(str, used))} (numbers depend on the thread count; each run's "
+             "metrics.json records it).\n")
     runs = {m: [dict(seed=r["config"]["seed"], test=r["test"], best_iter=r["best_iter"], iters=r["iters"],
                      seconds=r["seconds"], threads=r.get("threads")) for r in rs]
             for m, rs in results.items()}
