@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 import bam_minimal as bm
+from bam_protocols import comirec
 
 
 # -----------------------------------------------------------------------------
@@ -52,10 +53,7 @@ def list_balance(model, cfg, data, split, tops, block=1024):
     in order), as metrics: interest_entropy@N (bits, the mean over users), single_interest_users@N and
     interest_gini@N (of the interests' total shares). An item is credited to its argmax interest."""
     rows = bm.PROTOCOLS[cfg.protocol]["users"](data, split)                   # (U,)
-    k = bm.split_targets(data, split) if cfg.protocol == "loo" else None
-    if k is None:
-        from bam_protocols import comirec
-        k = comirec.history_end(data.lengths)                                  # (all users,) history ends
+    k = bm.split_targets(data, split) if cfg.protocol == "loo" else comirec.history_end(data.lengths)  # (all,)
     device = next(model.parameters()).device
     item_emb = model.embeddings.weight                                         # (I + 1, d)
     source = []
