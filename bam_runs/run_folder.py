@@ -24,6 +24,7 @@ import json
 import os
 import pickle
 import re
+import subprocess
 import warnings
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -101,6 +102,33 @@ def checksum(tensors):
         h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
         h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
+
+# -----------------------------------------------------------------------------
+# The code that trains: which commit, and whether the tree had uncommitted changes
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def code_version(repo=REPO):
+    """{"commit": the HEAD commit of the checkout that runs, "dirty": whether a tracked file differs from it}, or
+    {"commit": None, "dirty": None} outside a git checkout (an installed copy, a tarball). Untracked files are not
+    counted: runs/ and .venv are untracked by design. Recorded in every run's metrics.json (and last.pt), so that
+    `table`, `compare` and `report` can say when the runs they combine come from different code."""
+    def git(*args):
+        return subprocess.run(["git", "-C", repo, *args], capture_output=True, text=True, timeout=30, check=True).stdout
+    try:
+        commit = git("rev-parse", "HEAD").strip()
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no").strip())
+    except (OSError, subprocess.SubprocessError):
+        return dict(commit=None, dirty=None)
+    return dict(commit=commit if re.fullmatch(r"[0-9a-f]{40}", commit) else None, dirty=dirty)
+
+
+def code_label(code):
+    """"324e5d7" or "324e5d7+changes" or "unknown" for a run's recorded `code` (None: a run of an older bam)."""
+    if not isinstance(code, dict) or not code.get("commit"):
+        return "unknown"
+    return code["commit"][:7] + ("+changes" if code.get("dirty") else "")
 
 # -----------------------------------------------------------------------------
 # Reading and writing files
@@ -249,6 +277,8 @@ class RunFolder:
         self.fingerprint = fingerprint(data)
         self.checked = None  # (last.pt's modification time, its checked contents): read and hashed once
         self.comirec_ndcg = False  # `--ndcg-as comirec`: ComiRec's published NDCG beside the correct one, labelled
+        self.code = code_version()  # the code that trains now; a resumed run keeps the code of each stretch
+        self.code_before = []       # from last.pt: the code of the stretches before this one
         os.makedirs(path, exist_ok=True)
 
     def file(self, name):
@@ -326,6 +356,7 @@ class RunFolder:
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
             raise bm.InputError(f"{self.file('last.pt')}: not a resumable state of this run ({type(e).__name__}) "
                                 "(fix: rerun with --fresh)") from None
+        self.code_before = [c for c in saved.get("code", []) if isinstance(c, dict)]
         self.log(f"resuming {self.path} at iteration {st.it}")
         return st, self.best()
 
@@ -348,7 +379,7 @@ class RunFolder:
             weights = model.state_dict()
             save(dict(model=weights, checksum=checksum(weights), optimizer=opt.state_dict(), processes=processes,
                       state=asdict(st), config=asdict(self.cfg), data=self.fingerprint,
-                      device=bm.resolve_device(self.cfg), threads=self.extra.get("threads")),
+                      device=bm.resolve_device(self.cfg), threads=self.extra.get("threads"), code=self.codes()),
                  self.file("last.pt"))
         distributed.barrier()  # every process has its state on disk before any goes on
 
@@ -356,9 +387,22 @@ class RunFolder:
         if distributed.is_main():
             save(dict(best, checksum=checksum(best["model"]), fingerprint=self.fingerprint), self.file("checkpoint.pt"))
 
+    def codes(self):
+        """Every distinct code version that trained this run, oldest first (more than one: resumed under new code)."""
+        out = []
+        for c in self.code_before + [self.code]:
+            if c not in out:
+                out.append(c)
+        return out
+
     def finish(self, result, ranks=None):
         """metrics.json, and each user's test rank and metrics in per_user_test.npz (bam_evidence)."""
         result["data"]["fingerprint"] = self.fingerprint
+        # `code`: the commit that trained the run (the last stretch's); `code_history`: every one, when resumed
+        codes = self.codes()
+        result["code"] = dict(codes[-1], mixed=len(codes) > 1)
+        if len(codes) > 1:
+            result["code_history"] = codes
         users = len(bm.PROTOCOLS[self.cfg.protocol]["users"](self.data, "valid"))  # what `valid` was measured on
         result["validation"] = (dict(users=self.cfg.valid_users, how="the official random sample, anew each time")
                                 if self.cfg.valid_users else dict(users=min(self.cfg.valid_sample or users, users),
