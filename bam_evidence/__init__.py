@@ -3,8 +3,11 @@ bam_evidence: from faithful numbers to evidence. Every evaluation keeps each use
 that two evaluations of the same users and targets are compared user by user (stats), and seeds are
 reported as intervals, not bare standard deviations.
 
-  per_user  the per-user results file (.npz, read without pickle): users, targets, ranks, per-user metrics,
-            and what identifies the evaluation (data fingerprint, protocol, split, history mask)
+  metrics   each user's metrics from the ranks of its targets (numpy only, written once), and the published
+            NDCGs of ComiRec's and REMI's code, each under its own label
+  per_user  the per-user results file (.npz, read without pickle): users, targets, ranks, per-user metrics
+            (computed again from the ranks when read), and what identifies the evaluation (data fingerprint,
+            protocol, split, history mask)
   stats     paired comparisons over users (bootstrap interval, paired t-test, paired randomization test) and
             t-intervals over seeds, all from scipy.stats
   beyond    beyond accuracy, from the top-N lists: coverage@N, and ComiRec's diversity@N with item categories

@@ -18,6 +18,13 @@ A file of format "bam-per-user-1" (one target per user, no `counts`) is read as 
   protocol, split, history_mask, fingerprint, source, format: strings; n_items: an integer
 Written by `cli.py train` (per_user_test.npz in the run folder), `table` (in each run's folder) and
 `evaluate --per-user`.
+
+The ranks are the evidence; the metric arrays are what they give. `load` computes every stored metric again
+from users, counts, targets and ranks (bam_evidence.metrics) and refuses a file where one differs by more than
+TOLERANCE, or where one is no metric of ranks (REMI's NDCG needs the top-N lists: never stored). So a file whose
+ranks were changed without its metrics, or the reverse, stops there, and every comparison uses the recomputed
+metrics. `ndcg@N (comirec)` of files written before ComiRec's two published NDCGs had their own labels reads as
+`ndcg@N (comirec-paper)`, the formula it was (bam_evidence/metrics.py).
 """
 import io
 import json
@@ -29,12 +36,30 @@ import numpy as np
 
 from bam_data.files import atomic_write
 from bam_data.formats import InputError
+from bam_evidence import metrics as formulas
 
 FORMAT = "bam-per-user-2"
 FORMATS = ("bam-per-user-1", FORMAT)   # what `load` reads
 FILE = "per_user_test.npz"   # its name in a run folder
 IDENTITY = ("protocol", "split", "history_mask", "fingerprint", "n_items")  # what must match for a paired comparison
 STRINGS = ("format", "protocol", "split", "history_mask", "fingerprint", "source")
+TOLERANCE = 1e-9   # a stored metric may differ this much from its ranks' (float noise); more is another number
+
+
+class Metrics(dict):
+    """{name: (U,) float64}: a file's metrics, each computed from its ranks. A metric that the file does not store
+    but its ranks give (ComiRec's published NDCG of a run made without --ndcg-as) is computed when asked for:
+    m[name] gives it, while `in`, len and iteration count the stored ones only."""
+
+    def __init__(self, stored, ranks, counts, targets):
+        super().__init__(stored)
+        self.inputs = (ranks, counts, targets)
+
+    def __missing__(self, name):
+        try:
+            return formulas.recompute([name], *self.inputs)[name]
+        except ValueError:
+            raise KeyError(name) from None
 
 
 @dataclass
@@ -43,7 +68,7 @@ class PerUser:
     users: np.ndarray       # (U,) int64
     targets: np.ndarray     # (T,) int64, user by user
     ranks: np.ndarray       # (T,) int64
-    metrics: dict           # {name: (U,) float64}
+    metrics: dict           # {name: (U,) float64}, computed from the ranks (Metrics)
     protocol: str
     split: str
     history_mask: str
@@ -112,17 +137,37 @@ def load(path):
         if v.shape != (size,) or v.dtype.kind not in ("f" if "@" in k else "iu"):
             raise InputError(f"{path}: per-user column `{k}` is {v.dtype} {v.shape}, expected ({size},) "
                              f"{'float' if '@' in k else 'int'} {fix}")
-    metrics = {k: v.astype(np.float64) for k, v in columns.items() if "@" in k}
+    stored = {k: v.astype(np.float64) for k, v in columns.items() if "@" in k}
     unknown = [k for k in columns if "@" not in k and k not in ("users", "counts", "targets", "ranks")]
     if unknown:
         raise InputError(f"{path}: per-user file with an unknown column `{unknown[0]}` {fix}")
     n_items = int(arrays["n_items"])
     if (arrays["ranks"] < 0).any() or (arrays["ranks"] > n_items + 1).any() \
-            or any(((v < 0) | (v > 1) | ~np.isfinite(v)).any() for v in metrics.values()):
+            or any(((v < 0) | (v > 1) | ~np.isfinite(v)).any() for v in stored.values()):
         raise InputError(f"{path}: per-user ranks or metrics out of range {fix}")
-    return PerUser(path, *(columns[k].astype(np.int64) for k in ("users", "targets", "ranks")), metrics,
+    users, targets, ranks = (columns[k].astype(np.int64) for k in ("users", "targets", "ranks"))
+    counts = counts.astype(np.int64)
+    metrics = Metrics(recomputed(path, stored, users, counts, targets, ranks, fix), ranks, counts, targets)
+    return PerUser(path, users, targets, ranks, metrics,
                    *(str(arrays[k]) for k in ("protocol", "split", "history_mask", "fingerprint")), n_items,
-                   str(arrays["source"]), counts.astype(np.int64))
+                   str(arrays["source"]), counts)
+
+
+def recomputed(path, stored, users, counts, targets, ranks, fix):
+    """{name: (U,)}: every stored metric computed again from the ranks, under its current name; InputError when
+    the ranks do not give one, or give another number for one: the file was changed, or written wrong."""
+    try:
+        again = formulas.recompute(list(stored), ranks, counts, targets)
+    except ValueError as e:
+        raise InputError(f"{path}: per-user metric {e} {fix}") from None
+    for name, values in stored.items():
+        off = np.abs(values - again[name]) > TOLERANCE                        # (U,)
+        if off.any():
+            u = int(np.argmax(off))
+            raise InputError(f"{path}: per-user `{name}` of user {users[u]} is {values[u]:.6g}, but its ranks give "
+                             f"{again[name][u]:.6g} (and so for {int(off.sum())} user(s)): the metrics are not the "
+                             f"ranks' {fix}")
+    return {formulas.current_name(k): v for k, v in again.items()}
 
 
 def load_run(path):
@@ -138,7 +183,7 @@ def load_run(path):
     results = load(found)
     try:
         with open(metrics, encoding="utf-8") as f:
-            test = json.load(f)["test"]
+            test = {formulas.current_name(k): v for k, v in json.load(f)["test"].items()}
         ours = all(abs(test[k] - v) <= 1e-12 for k, v in results.means().items())
     except (ValueError, KeyError, TypeError, AttributeError):
         ours = False

@@ -16,6 +16,8 @@ Per metric, with d_u = b_u - a_u the per-user difference (the same users, the sa
   p_randomization      the paired randomization test: flip the sign of each d_u at random
                        (scipy.stats.permutation_test, permutation_type="samples"), two-sided; exact (every
                        sign pattern) when at most 13 users' metrics differ
+  p_randomization_floor  the smallest p that test can give (2 / (R + 1), or 2 / 2^M when exact): a p there
+                       is printed "<= floor"
 Resampling draws from np.random.default_rng(seed): the same seed, the same numbers.
 """
 import warnings
@@ -38,10 +40,8 @@ def paired(x, y, n_resamples=9999, seed=0, confidence=CONFIDENCE):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         if len(d) > 1 and np.ptp(d) > 0:
-            ci = sp.bootstrap((d,), np.mean, n_resamples=n_resamples, batch=batch, vectorized=True,
-                              confidence_level=confidence, method="percentile", rng=np.random.default_rng(seed))
-            out.update(ci_low=float(ci.confidence_interval.low), ci_high=float(ci.confidence_interval.high),
-                       p_ttest=float(sp.ttest_rel(y, x).pvalue))
+            low, high = bootstrap_interval(d, n_resamples, seed, confidence)
+            out.update(ci_low=low, ci_high=high, p_ttest=float(sp.ttest_rel(y, x).pvalue))
         else:  # every user moved alike (usually: not at all): no spread to resample, no t statistic (None)
             out.update(ci_low=out["diff"], ci_high=out["diff"], p_ttest=1.0 if out["diff"] == 0 else None)
         # Flipping the sign of a zero changes nothing, so the test runs on the users whose metric moved: the
@@ -50,8 +50,24 @@ def paired(x, y, n_resamples=9999, seed=0, confidence=CONFIDENCE):
         out["p_randomization"] = float(sp.permutation_test(
             (moved,), np.mean, permutation_type="samples", n_resamples=n_resamples, batch=batch, vectorized=True,
             alternative="two-sided", rng=np.random.default_rng(seed)).pvalue) if len(moved) > 1 else 1.0
+        # The smallest p the test can give: 2 / 2^M when it is exact (every sign pattern of M moved users), else
+        # 2 / (R + 1) (scipy counts the observed pattern among the R resamples). A p at its floor is printed
+        # "<= floor", never as a value beside t-test p-values that go far lower.
+        exact = 1 < len(moved) and len(moved) <= np.log2(n_resamples)      # 2^M patterns <= R: scipy enumerates
+        out["p_randomization_floor"] = 2.0 ** (1 - len(moved)) if exact else 2.0 / (n_resamples + 1)
         # one user moved: its two signs are equally extreme, p = 1 exactly (scipy wants two observations)
     return out
+
+
+def bootstrap_interval(d, n_resamples=9999, seed=0, confidence=CONFIDENCE):
+    """(low, high): the percentile bootstrap interval of mean(d) over users (d (U,), with some spread)."""
+    batch = max(1, (1 << 22) // max(1, len(d)))  # resamples at a time: memory near 32 MB whatever U is
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        ci = sp.bootstrap((np.asarray(d, np.float64),), np.mean, n_resamples=n_resamples, batch=batch,
+                          vectorized=True, confidence_level=confidence, method="percentile",
+                          rng=np.random.default_rng(seed))
+    return float(ci.confidence_interval.low), float(ci.confidence_interval.high)
 
 
 def compare(a, b, metrics=None, n_resamples=9999, seed=0):

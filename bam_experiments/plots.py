@@ -5,7 +5,7 @@ headless (Agg).
 
     from bam_experiments import plots
     plots.training_curve(metrics["history"], "curve.png")
-    plots.forest(table_json["differences"], "forest.png")   # table's differences B - A, with their intervals
+    plots.forest(table_json["differences"], "forest.png")   # the rows of bam_evidence.differences
 """
 import matplotlib
 
@@ -39,24 +39,27 @@ def training_curve(history, path, title=""):
     return save(fig, path)
 
 
-def forest(diffs, path, per_row=4):
-    """One panel per metric, `per_row` panels a row; a row per pair B - A in each panel: the mean difference
-    over seeds with its 95% t-interval (black) and the 95% bootstrap interval over users (blue, when
-    per-user files exist)."""
-    pairs = list(diffs)
-    columns = list(next(iter(diffs.values())))
-    rows, cols = -(-len(columns) // per_row), min(per_row, len(columns))
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, (0.5 * len(pairs) + 1.4) * rows), sharey=True,
+def forest(rows, path, per_row=4):
+    """One panel per metric, `per_row` panels a row; in each panel a line per pair B - A (bam_evidence.differences
+    rows): the primary 95% interval over seeds and users (black, thick; a filled dot where Holm's verdict says
+    one is ahead), over seeds only (grey) and over users only (blue) below it."""
+    pairs = list(dict.fromkeys(f"{r['b']} - {r['a']}" for r in rows))
+    columns = list(dict.fromkeys(r["metric"] for r in rows))
+    n, cols = -(-len(columns) // per_row), min(per_row, len(columns))
+    fig, axes = plt.subplots(n, cols, figsize=(3.2 * cols, (0.6 * len(pairs) + 1.4) * n), sharey=True,
                              squeeze=False)
     for ax, c in zip(axes.ravel(), columns):
-        for i, pair in enumerate(pairs):
-            r = diffs[pair][c]
+        for r in (r for r in rows if r["metric"] == c):
+            i = pairs.index(f"{r['b']} - {r['a']}")
+            if r["low"] is not None:
+                ax.plot([r["low"], r["high"]], [i - 0.2] * 2, color="black", lw=3)
+            ahead = r.get("verdict", "").endswith("ahead")
+            ax.plot(r["diff"], i - 0.2, "o", color="black", ms=5, mfc="black" if ahead else "white")
             if r["seeds_low"] is not None:
-                ax.plot([r["seeds_low"], r["seeds_high"]], [i + 0.12] * 2, color="black", lw=1.5)
-            ax.plot(r["diff"], i + 0.12, "o", color="black", ms=4)
-            if r["pooled"]:
-                ax.plot([r["pooled"]["ci_low"], r["pooled"]["ci_high"]], [i - 0.12] * 2, color="C0", lw=3)
-                ax.plot(r["pooled"]["diff"], i - 0.12, "o", color="C0", ms=4)
+                ax.plot([r["seeds_low"], r["seeds_high"]], [i] * 2, color="grey", lw=1.5)
+            users = r.get("by_users") or {}
+            if users.get("ci_low") is not None:
+                ax.plot([users["ci_low"], users["ci_high"]], [i + 0.2] * 2, color="C0", lw=1.5)
         ax.axvline(0, color="grey", ls=":", lw=1)
         ax.set(title=c.replace("ndcg", "nDCG").replace("recall", "Recall").replace("hitrate", "HitRate"),
                xlabel="B - A")
@@ -64,7 +67,8 @@ def forest(diffs, path, per_row=4):
     for ax in axes.ravel()[len(columns):]:  # the last row's empty places
         ax.set_visible(False)
     axes[0, 0].set_yticks(range(len(pairs)), pairs)
-    axes[0, 0].set_ylim(len(pairs) - 0.5, -0.5)  # the first pair on top, each pair's two intervals close together
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.1 / rows))
-    fig.suptitle("95% intervals of B - A: over seeds (black), over users (blue)", fontsize=9)
+    axes[0, 0].set_ylim(len(pairs) - 0.5, -0.5)  # the first pair on top, each pair's three intervals together
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.1 / n))
+    fig.suptitle("95% intervals of B - A: seeds and users (black; filled: ahead after Holm), seeds only (grey), "
+                 "users only (blue)", fontsize=8)
     return save(fig, path)

@@ -7,9 +7,12 @@ Every (method, seed) run lives in OUT/<method>/seed-<seed>/ and is a normal resu
 bam_minimal.train: a finished run is read back, an interrupted one resumes. The table is written as
 Markdown and JSON: the mean over seeds with its 95% t-interval, best in bold, second best underlined,
 BaM's gain over the best competitor; then, for the pairs of PAIRS in the table (BaM against hard
-selection, against REMI, REMI + BaM against REMI, BaM-l against hard, MIND + BaM against MIND), the
-difference with its interval over seeds and the paired tests over users (each user's metric averaged
-over the seeds), from the runs' per-user files (bam_evidence), and a forest plot (forest.png).
+selection, against REMI, REMI + BaM against REMI, BaM-l against hard, MIND + BaM against MIND), each
+difference from the runs' per-user files (bam_evidence.differences): the primary interval over seeds and
+users together (a two-way random-effects model of the (seed, user) differences), Holm's correction over
+the table's every pair x metric, a verdict, and, as secondary columns, the interval over seeds only (users
+held fixed) and the tests over users only (each user's metric averaged over the seeds: the trained models
+held fixed); and a forest plot (forest.png).
 
 Runs side by side (`--jobs J`): J worker processes, each with a fixed number of torch threads
 (`--threads`, default cores // J), take the runs in turn. Small matrix products do not scale across
@@ -36,18 +39,18 @@ from bam_experiments import sasrec
 from bam_data.files import atomic_text
 from bam_data.formats import InputError as DataInputError
 from bam_evidence import per_user, stats
+from bam_evidence.differences import PAIRS, PROTOCOL_COLUMNS, family as diff_family, markdown as diff_markdown
 from bam_protocols import comirec
 from bam_runs import run_folder
 from bam_experiments.methods import METHODS  # torch-free, so that `cli.py table --help` lists them at once
 
-COLUMNS = ("ndcg@10", "ndcg@20", "recall@10", "recall@20")   # leave-one-out's, the BaM paper's Table 2
-# ComiRec's protocol: the columns of the ComiRec and REMI papers' tables (N = 20, 50), and ComiRec's published
-# NDCG beside the correct one with --ndcg-as comirec (computed from each run's per-user ranks when it lacks them).
-PROTOCOL_COLUMNS = dict(loo=COLUMNS, comirec=("recall@20", "recall@50", "ndcg@20", "ndcg@50", "hitrate@20",
-                                              "hitrate@50"))
-COMIREC_NDCG = ("ndcg@20 (comirec)", "ndcg@50 (comirec)")  # the run's keys: ndcg@10, 20, 50 (comirec)
-# The differences the table reports, as (B, A): B against A, whenever both are in the table.
-PAIRS = (("BaM", "ComiRec"), ("BaM", "REMI"), ("BaM+REMI", "REMI"), ("BaM-l", "ComiRec"), ("MIND+BaM", "MIND"))
+# The columns each protocol reports and the pairs a table compares are bam_evidence.differences' (the report
+# recomputes them from the kept evidence): leave-one-out's are the BaM paper's Table 2, ComiRec's protocol's the
+# ComiRec and REMI papers' (N = 20, 50). With --ndcg-as comirec the table shows ComiRec's published NDCGs beside
+# the correct one (computed from each run's per-user ranks when it lacks them); they are shown, never tested.
+COLUMNS = PROTOCOL_COLUMNS["loo"]
+COMIREC_NDCG = ("ndcg@20 (comirec-paper)", "ndcg@50 (comirec-paper)", "ndcg@20 (comirec-master)",
+                "ndcg@50 (comirec-master)")  # the run's keys: ndcg@10, 20, 50 of each (bam_evidence.metrics)
 
 
 def run_one(base, method, seed, data, out, log, comirec_ndcg=False):
@@ -77,13 +80,6 @@ def start_worker(threads, parent):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: killed when the parent dies
         if os.getppid() != parent:  # the parent died before prctl took effect
             os._exit(1)
-
-
-def user_column(found, column):
-    """A per-user file's metric column; ComiRec's published NDCG is computed from its ranks when absent."""
-    if column in found.metrics or not column.endswith("(comirec)"):
-        return found.metrics[column]
-    return comirec.user_metrics(found.ranks, found.counts, found.targets, comirec_ndcg=True)[column]
 
 
 def worker_run(base, method, seed, data, out, comirec_ndcg=False):
@@ -136,34 +132,37 @@ def summarise(results, columns=COLUMNS):
 
 
 def differences(results, folders, n_resamples=9999, columns=COLUMNS):
-    """For each pair (B, A) of PAIRS in the table and each column: B - A per seed (seeds paired in order)
-    with its t-interval, and the paired comparison over users: every run ranks the same users' same
-    targets, so each user's metric is averaged over the seeds and the users are the pairs. `pooled` is
-    None, with a `note`, when a run has no per-user file (a run of an older bam) or a damaged one."""
-    out = {}
-    for b, a in ((b, a) for b, a in PAIRS if b in results and a in results):
-        seeds = min(len(results[a]), len(results[b]))
-        paths = [[os.path.join(folders[m][s], per_user.FILE) for m in (a, b)] for s in range(seeds)]
-        found = all(os.path.exists(p) for two in paths for p in two)
-        note = "" if found else "a run has no per-user file (a run of an older bam)"
-        try:
-            files = [[per_user.load(p) for p in two] for two in paths] if found else None
-            for x, y in files or []:  # every run of every seed ranks the same users' same targets
-                per_user.check_paired(x, y)
-                per_user.check_paired(files[0][0], x)
-        except DataInputError as e:  # a damaged or mismatched file costs its pair's test, not the table
-            files, note = None, str(e)
-        out[f"{b} - {a}"] = row = {}
-        for c in columns:
-            d = [results[b][s]["test"][c] - results[a][s]["test"][c] for s in range(seeds)]
-            mean, low, high = stats.t_interval(d)
-            # A user's metric in one seed is not independent of the same user's in another: each user's metric
-            # is averaged over the seeds first, and the pairs are the users (mean(d) is unchanged).
-            pooled = stats.paired(np.mean([user_column(x, c) for x, _ in files], 0),
-                                  np.mean([user_column(y, c) for _, y in files], 0), n_resamples) if files else None
-            row[c] = dict(diff=mean, seeds_low=low, seeds_high=high, seeds=seeds, pooled=pooled,
-                          **({} if files or not note else dict(note=note)))
-    return out
+    """The differences of the pairs of PAIRS in the table, each column, one family (bam_evidence.differences):
+    the primary interval over seeds and users, the two secondary intervals, Holm's correction and the verdict.
+    Seeds are paired in order; every run must rank the same users' same targets (checked). Returns
+    (rows, note): no rows, and a note, when a run has no per-user file (a run of an older bam) or a damaged
+    or mismatched one."""
+    pairs = [(b, a) for b, a in PAIRS if b in results and a in results]
+    if not pairs:
+        return [], ""
+    try:
+        runs = {m: [load_user_file(os.path.join(f, per_user.FILE)) for f in folders[m]]
+                for m in {m for pair in pairs for m in pair}}
+        seeds = {(a, b): min(len(runs[a]), len(runs[b])) for b, a in pairs}
+        return diff_family({(a, b): (runs[a][:n], runs[b][:n]) for (a, b), n in seeds.items()}, list(columns),
+                           n_resamples), ""
+    except DataInputError as e:  # a damaged or mismatched file costs the differences, not the table
+        return [], str(e)
+
+
+def load_user_file(path):
+    if not os.path.exists(path):
+        raise DataInputError(f"{path}: no per-user file (a run of an older bam): no differences over users")
+    return per_user.load(path)
+
+
+def code_note(results):
+    """One note when the runs of a table come from different code (commits, or uncommitted changes)."""
+    labels = sorted({run_folder.code_label(r.get("code")) for rs in results.values() for r in rs})
+    if len(labels) < 2:
+        return f"Code: every run trained at {labels[0]}." if labels else ""
+    return (f"**Note: these runs come from different code** ({', '.join(labels)}; \"unknown\": a run of an older "
+            "bam that recorded none); each run's metrics.json records its own.")
 
 
 def gains(table, ours="BaM"):
@@ -204,30 +203,6 @@ def markdown(table, dataset, seeds, protocol="loo"):
 
 
 PROTOCOL_NAMES = dict(loo="leave-one-out", comirec="ComiRec's protocol: 10% test users, their last 20% as targets")
-
-
-def interval(low, high):
-    return "n/a" if low is None else f"[{low:+.4f}, {high:+.4f}]"
-
-
-def markdown_differences(diffs):
-    """The differences as a Markdown table: over seeds, and paired over (seed, user)."""
-    if not diffs:
-        return ""
-    rows = ["", "Differences B - A. *Seeds*: the mean difference of the seeds' test metrics and its 95% t-interval. "
-            "*Users*: each user's metric averaged over the seeds, then the 95% bootstrap interval of the mean "
-            "difference over users and the paired t-test and randomization test (bam_evidence.stats). With "
-            "thousands of users a tiny difference can be \"significant\": read the intervals first.", "",
-            "| B - A | metric | difference | over seeds | over users | p (t) | p (randomization) |",
-            "|---|---|---:|---:|---:|---:|---:|"]
-    for pair, row in diffs.items():
-        for c, r in row.items():
-            p = r["pooled"]
-            users = (interval(p["ci_low"], p["ci_high"]), "n/a" if p["p_ttest"] is None else f"{p['p_ttest']:.2g}",
-                     f"{p['p_randomization']:.2g}") if p else ("no per-user files", "", "")
-            rows.append(f"| {pair} | {label(c)} | {r['diff']:+.4f} | {interval(r['seeds_low'], r['seeds_high'])} | "
-                        + " | ".join(users) + " |")
-    return "\n".join(rows) + "\n"
 
 
 def beyond_accuracy(folders, data, top_n, codes=None):
@@ -291,19 +266,20 @@ def run_table(base, data, methods, seeds, out, log=print, on_run=None, jobs=1, t
         folders.setdefault(method, []).append(os.path.join(out, method, f"seed-{seed}"))
         reused += was_done
     table = summarise(results, columns)
-    diffs = differences(results, folders, columns=columns)
+    diffs, note = differences(results, folders, columns=PROTOCOL_COLUMNS[base.protocol])  # the tested ones
     lists = beyond_accuracy(folders, data, top_n, codes) if top_n else {}
-    text = (markdown(table, data.name, seeds, base.protocol) + markdown_differences(diffs)
-            + markdown_beyond(lists, top_n))
+    text = (markdown(table, data.name, seeds, base.protocol) + ("\n" + diff_markdown(diffs) if diffs else "")
+            + (f"\nNo differences: {note}\n" if note else "") + markdown_beyond(lists, top_n))
     if diffs:
         from bam_experiments import plots
         text += f"\nForest plot of the differences: {plots.forest(diffs, os.path.join(out, 'forest.png'))}\n"
+    text += "\n" + code_note(results) + "\n"
     used = sorted({r.get("threads") for rs in results.values() for r in rs}, key=str)
     text += (f"\nThis invocation: {jobs} run(s) at a time, {reused} of {len(todo)} reused from earlier; torch "
              f"threads per run: {', '.join(map(str, used))} (numbers depend on the thread count; each run's "
              "metrics.json records it).\n")
     runs = {m: [dict(seed=r["config"]["seed"], test=r["test"], best_iter=r["best_iter"], iters=r["iters"],
-                     seconds=r["seconds"], threads=r.get("threads")) for r in rs]
+                     seconds=r["seconds"], threads=r.get("threads"), code=r.get("code")) for r in rs]
             for m, rs in results.items()}
     summary = {m: {c: dict(mean=v[0], std=v[1], low=v[2], high=v[3]) for c, v in row.items()}
                for m, row in table.items()}

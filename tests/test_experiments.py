@@ -109,19 +109,24 @@ def test_table_and_balance_on_a_small_synthetic_slice(tmp_path):
     assert all(len(v) == 2 for v in table["runs"].values())
     rows = "".join(ln for ln in (tmp_path / "t" / "table.md").read_text().splitlines() if ln.startswith("| "))
     assert rows.count("**") == 8 and rows.count("<u>") == 4  # one best and one second best per column
-    # seeds as intervals, and the differences of the pairs in the table, over seeds and over (seed, user)
+    # seeds as intervals, and the differences of the pairs in the table: over seeds and users together (primary),
+    # over seeds only and over users only (secondary), one family corrected by Holm
     from bam_evidence import per_user
     for c, cell in table["table"]["BaM"].items():
         assert cell["low"] < cell["mean"] < cell["high"] or cell["low"] == cell["mean"] == cell["high"], c
     users = len(per_user.load(tmp_path / "t" / "BaM" / "seed-2021" / per_user.FILE).users)
-    assert set(table["differences"]) == {"BaM - ComiRec", "BaM - REMI"}
-    for pair, row in table["differences"].items():
-        b, a = pair.split(" - ")
-        for c, r in row.items():
-            by_seed = [x["test"][c] - y["test"][c] for x, y in zip(table["runs"][b], table["runs"][a])]
-            assert r["diff"] == pytest.approx(sum(by_seed) / 2, abs=1e-12) and r["seeds"] == 2
-            # each user's metric averaged over the two seeds: the pairs are the users, and mean(d) is unchanged
-            assert r["pooled"]["users"] == users and r["pooled"]["diff"] == pytest.approx(r["diff"], abs=1e-12)
+    assert {(r["b"], r["a"]) for r in table["differences"]} == {("BaM", "ComiRec"), ("BaM", "REMI")}
+    assert len(table["differences"]) == 8 and all(r["family"] == sum(r2["p"] is not None
+                                                                     for r2 in table["differences"])
+                                                  for r in table["differences"])
+    for r in table["differences"]:
+        b, a, c = r["b"], r["a"], r["metric"]
+        by_seed = [x["test"][c] - y["test"][c] for x, y in zip(table["runs"][b], table["runs"][a])]
+        assert r["diff"] == pytest.approx(sum(by_seed) / 2, abs=1e-12) and r["seeds"] == 2 and r["users"] == users
+        # each user's metric averaged over the two seeds: the pairs are the users, and mean(d) is unchanged
+        assert r["users"] == users and r["verdict"] in ("not shown to differ", f"{a} ahead", f"{b} ahead")
+        assert r["seeds_low"] <= r["diff"] <= r["seeds_high"]
+    assert "primary 95% interval" in result.output and "p (Holm)" in result.output
     assert "| BaM - REMI | nDCG@10 |" in result.output and (tmp_path / "t" / "forest.png").stat().st_size > 5000
     again = run(*args)
     assert "8 of 8 runs reused" in again.output and again.exit_code == 0

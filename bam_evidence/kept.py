@@ -1,0 +1,161 @@
+"""
+bam_evidence/kept.py: the evidence behind a table, kept in git: every run's per-user ranks, in one compact file
+per table, with what identifies each run. `cli.py report` recomputes every number of docs/results.md from
+these files alone (bam_evidence/report.py), so that a reader who doubts a cell, a new statistic or the next
+release can check it without the runs, which live on one machine.
+
+    python cli.py report pack runs/table-lastfm-comirec --name lastfm-comirec --command "python cli.py table ..."
+    evidence = kept.load("docs/evidence/lastfm-comirec.npz")
+    evidence.runs["BaM"]                     # [per_user.PerUser], one per seed, metrics recomputed from ranks
+
+The file (.npz, read without pickle; format "bam-evidence-1"):
+  users, counts (U,) int64, targets (T,) int64   the users, their number of targets, the targets (as per_user)
+  ranks (R, T) int32                             run r's 0-based rank of every target (R runs)
+  identity: protocol, split, history_mask, fingerprint (strings), n_items (int)
+  runs    JSON: [{method, seed, config, test, best_iter, iters, seconds, threads, code}] in the order of `ranks`
+  table   JSON: {name, dataset, seeds, methods, columns, command, top_n, beyond (table.json's, per method)}
+Only the ranks are kept, not per-user metrics: those are recomputed on reading (bam_evidence.metrics), so the
+file cannot disagree with itself. `pack` refuses runs that do not rank the same users' same targets, and a
+run whose ranks do not give its metrics.json's test metrics.
+"""
+import io
+import json
+import os
+import zipfile
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bam_data.files import atomic_write
+from bam_data.formats import InputError
+from bam_evidence import metrics as metric_formulas
+from bam_evidence import per_user
+
+FORMAT = "bam-evidence-1"
+IDENTITY = ("protocol", "split", "history_mask", "fingerprint")
+FIX = "(fix: pack it again with `cli.py report pack TABLE_FOLDER --name NAME`)"
+
+
+@dataclass
+class Evidence:
+    path: str
+    table: dict                 # name, dataset, seeds, methods, columns, command, top_n, beyond
+    runs_meta: list             # one dict per run: method, seed, config, test, best_iter, iters, seconds, threads, code
+    runs: dict = field(default_factory=dict)   # {method: [per_user.PerUser] in seed order}
+    protocol: str = "loo"
+
+    def seeds(self, method):
+        return [m["seed"] for m in self.runs_meta if m["method"] == method]
+
+    def codes(self):
+        """The distinct code labels ("324e5d7", "324e5d7+changes", "unknown") of the runs."""
+        out = set()
+        for m in self.runs_meta:
+            code = m.get("code")
+            out.add(code["commit"][:7] + ("+changes" if code.get("dirty") else "")
+                    if isinstance(code, dict) and code.get("commit") else "unknown")
+        return sorted(out)
+
+
+# -----------------------------------------------------------------------------
+# Packing a table's runs
+
+
+def pack(table_dir, out, name, command=""):
+    """Read `table_dir` (a `cli.py table` folder: table.json and OUT/<method>/seed-<seed>/) and write the evidence
+    file `out`. Every run's per-user file is read (its metrics checked against its ranks) and must rank the
+    same users' same targets as the first; its recomputed means must be its metrics.json's test metrics."""
+    try:
+        with open(os.path.join(table_dir, "table.json"), encoding="utf-8") as f:
+            table = json.load(f)
+        methods = list(table["runs"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise InputError(f"{table_dir}: no readable table.json ({type(e).__name__}) (fix: pass the --out folder of a "
+                         "finished `cli.py table`)") from None
+    runs_meta, ranks, first = [], [], None
+    for method in methods:
+        for entry in table["runs"][method]:
+            folder = os.path.join(table_dir, method, f"seed-{entry['seed']}")
+            found = per_user.load_run(folder)
+            with open(os.path.join(folder, "metrics.json"), encoding="utf-8") as f:
+                result = json.load(f)
+            if first is None:
+                first = found
+            per_user.check_paired(first, found)
+            if found.counts.tolist() != first.counts.tolist() or found.users.tolist() != first.users.tolist():
+                raise InputError(f"{folder}: other users than {first.path} {FIX}")
+            runs_meta.append(dict(method=method, seed=entry["seed"], config=result["config"],
+                                  test={metric_formulas.current_name(k): v for k, v in result["test"].items()},
+                                  best_iter=result.get("best_iter"), iters=result.get("iters"),
+                                  seconds=result.get("seconds"), threads=result.get("threads"),
+                                  code=result.get("code")))
+            ranks.append(found.ranks.astype(np.int32))
+    if first is None:
+        raise InputError(f"{table_dir}: table.json lists no run (fix: run `cli.py table` first)")
+    columns = sorted({metric_formulas.current_name(k) for k in first.metrics})
+    header = dict(name=name, dataset=table.get("dataset"), seeds=table.get("seeds"), methods=methods,
+                  columns=columns, command=command, top_n=top_n(table), beyond=table.get("beyond") or {},
+                  config=table.get("config"))
+    arrays = dict(format=np.str_(FORMAT), users=first.users, counts=first.counts, targets=first.targets,
+                  ranks=np.stack(ranks), n_items=np.int64(first.n_items),
+                  runs=np.str_(json.dumps(runs_meta, sort_keys=True)),
+                  table=np.str_(json.dumps(header, sort_keys=True)),
+                  **{k: np.str_(getattr(first, k)) for k in IDENTITY})
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    atomic_write(out, lambda f: f.write(buffer.getvalue()))
+    load(out)  # what was written reads back, every run's metrics equal to its metrics.json's
+    return out
+
+
+def top_n(table):
+    """The N of table.json's beyond-accuracy columns (coverage@N), or 0 without them."""
+    for row in (table.get("beyond") or {}).values():
+        for k in row:
+            if k.startswith("coverage@"):
+                return int(k.split("@")[1])
+    return 0
+
+
+# -----------------------------------------------------------------------------
+# Reading it back
+
+
+def load(path):
+    """-> Evidence, every run's per-user metrics recomputed from its ranks; one InputError line for a file that
+    is not one, is damaged, or whose runs' recorded test metrics are not what their ranks give."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+        if str(arrays.get("format", "")) != FORMAT:
+            raise ValueError("format")
+        header, runs_meta = json.loads(str(arrays["table"])), json.loads(str(arrays["runs"]))
+        users, counts, targets, ranks = (arrays[k] for k in ("users", "counts", "targets", "ranks"))
+        n_items = int(arrays["n_items"])
+        identity = {k: str(arrays[k]) for k in IDENTITY}
+    except (OSError, ValueError, EOFError, KeyError, TypeError, zipfile.BadZipFile) as e:
+        raise InputError(f"{path}: not an evidence file of format {FORMAT} ({type(e).__name__}) {FIX}") from None
+    ok = (users.ndim == counts.ndim == targets.ndim == 1 and len(users) == len(counts) and (counts >= 1).all()
+          and counts.sum() == len(targets) and ranks.ndim == 2 and ranks.shape == (len(runs_meta), len(targets))
+          and ranks.dtype.kind in "iu" and (ranks >= 0).all() and (ranks <= n_items + 1).all()
+          and isinstance(header, dict) and all(isinstance(m, dict) for m in runs_meta))
+    if not ok:
+        raise InputError(f"{path}: an evidence file whose arrays do not fit together {FIX}")
+    evidence = Evidence(path, header, runs_meta, protocol=identity["protocol"])
+    names = header["columns"]
+    for i, meta in enumerate(runs_meta):
+        try:
+            values = metric_formulas.recompute(names, ranks[i].astype(np.int64), counts, targets)
+        except ValueError as e:
+            raise InputError(f"{path}: run {i} ({meta.get('method')}, seed {meta.get('seed')}): {e} {FIX}") from None
+        for k, v in values.items():
+            recorded = meta.get("test", {}).get(k)
+            if recorded is None or abs(float(v.mean()) - recorded) > 1e-9:
+                raise InputError(f"{path}: {meta.get('method')} seed {meta.get('seed')}: its ranks give {k} "
+                                 f"{float(v.mean()):.6f}, its recorded test metric is {recorded} {FIX}")
+        evidence.runs.setdefault(meta["method"], []).append(per_user.PerUser(
+            path=f"{path}#{meta['method']}/seed-{meta['seed']}", users=users.astype(np.int64),
+            targets=targets.astype(np.int64), ranks=ranks[i].astype(np.int64), metrics=values, n_items=n_items,
+            source=path, counts=counts.astype(np.int64), **identity))
+    return evidence

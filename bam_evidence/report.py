@@ -1,0 +1,269 @@
+"""
+bam_evidence/report.py: the Markdown of docs/results.md and of the README's results table, generated from the
+kept evidence (bam_evidence/kept.py) and nothing else, so that no number is copied by hand.
+
+    python cli.py report            # rewrite the generated blocks of docs/results.md and README.md
+    python cli.py report --check    # exit 1, naming the block, when a file differs from what the evidence gives
+
+A generated block sits between two HTML comments that Markdown does not show:
+    <!-- report:NAME -->  ...  <!-- /report:NAME -->
+NAME is an evidence file's name (docs/evidence/NAME.npz: its table, differences, verdicts and runs), `summary`
+(every kept table's verdicts, for docs/results.md), `readme` (the README's results table) or `paper` (what the
+paper's Table 2 gaps would need in seeds, under our variance estimates). Text outside the blocks is prose,
+written by hand; it must not restate a number that a block holds.
+"""
+import os
+import re
+
+from bam_evidence import differences, kept, stats, verdicts
+
+EVIDENCE = os.path.join("docs", "evidence")
+PAGES = (os.path.join("docs", "results.md"), "README.md")
+BLOCK = re.compile(r"(<!-- report:([a-z0-9-]+) -->\n)(.*?)(<!-- /report:\2 -->)", re.S)
+PROTOCOL_NAMES = dict(loo="leave-one-out", comirec="ComiRec's protocol")
+# The paper's Table 2 (KDD '24): leave-one-out, full ranking, d = 64, N = 4, ComiRec-SA. One number per cell.
+PAPER = {("Movies & TV", "recall@20"): dict(REMI=0.1055, BaM=0.1153),
+         ("Books", "recall@20"): dict(REMI=0.1804, BaM=0.1894)}
+PAPER_CLAIM = 0.1501   # "up to 15.01% over the second best"
+GATHERING = ("summary", "readme", "paper")   # the blocks that gather every kept table
+
+
+def label(metric):
+    return differences.label(metric)
+
+
+# -----------------------------------------------------------------------------
+# One table
+
+
+def means(evidence, columns):
+    """{method: {column: (mean, low, high)}}: the mean over seeds of each run's test metric (its users' mean,
+    from the ranks) and the 95% t-interval over seeds."""
+    return {m: {c: stats.t_interval([r.metrics[c].mean() for r in runs]) for c in columns}
+            for m, runs in evidence.runs.items()}
+
+
+def means_markdown(evidence, columns):
+    table = means(evidence, columns)
+    seeds = len(next(iter(evidence.runs.values())))
+    rank = {c: sorted(table, key=lambda m: -table[m][c][0]) for c in columns}
+    lines = [f"Test metrics, the mean over {seeds} seeds ± the half-width of its 95% t-interval over seeds; "
+             "**best**, <u>second best</u>.", "",
+             "| method | " + " | ".join(label(c) for c in columns) + " |", "|---|" + "---:|" * len(columns)]
+    for method in table:
+        cells = []
+        for c in columns:
+            mean, low, high = table[method][c]
+            cell = f"{mean:.4f}" + (f" ± {(high - low) / 2:.4f}" if low is not None else "")
+            cell = f"**{cell}**" if method == rank[c][0] else f"<u>{cell}</u>" if method == rank[c][1] else cell
+            cells.append(cell)
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def family(evidence, n_resamples=9999):
+    """The table's differences, one family: every pair of differences.PAIRS that it holds x its protocol's metrics."""
+    columns = differences.PROTOCOL_COLUMNS[evidence.protocol]
+    pairs = {(a, b): (evidence.runs[a], evidence.runs[b]) for b, a in differences.PAIRS
+             if a in evidence.runs and b in evidence.runs}
+    return differences.family(pairs, list(columns), n_resamples=n_resamples) if pairs else []
+
+
+def runs_sentence(evidence):
+    meta = evidence.runs_meta
+    seconds = [m["seconds"] for m in meta if m.get("seconds") is not None]
+    best = [m["best_iter"] for m in meta if m.get("best_iter") is not None]
+    codes = evidence.codes()
+    code = (f"all trained at commit {codes[0]}" if len(codes) == 1 else
+            f"**trained by different code** ({', '.join(codes)})")
+    return (f"The {len(meta)} runs took {min(seconds):,.0f} to {max(seconds):,.0f} s each ({sum(seconds) / 60:,.0f} "
+            f"minutes of CPU in all), kept their best checkpoints at iterations {min(best):,} to {max(best):,}, and "
+            f"were {code}.") if seconds and best else f"The {len(meta)} runs were {code}."
+
+
+def beyond_markdown(evidence):
+    rows = evidence.table.get("beyond") or {}
+    if not rows:
+        return ""
+    columns = list(next(iter(rows.values())))
+    lines = [f"Beyond accuracy, each run's test top-{evidence.table.get('top_n')} lists (the mean over seeds ± the "
+             "half-width of its 95% t-interval, as `table --top-n` computed them from the checkpoints): coverage, "
+             "the interests' balance (mean entropy in bits of which interest supplies each item, the share of users "
+             "served by one interest, the Gini of the interests' totals) and diversity where there are categories.",
+             "", "| method | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
+    for method, row in rows.items():
+        lines.append(f"| {method} | " + " | ".join(
+            "n/a" if row[c]["mean"] is None else f"{row[c]['mean']:.3f}" + (
+                f" ± {(row[c]['high'] - row[c]['low']) / 2:.3f}" if row[c].get("low") is not None else "")
+            for c in columns) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def verdict_lines(rows):
+    """Per pair: how many metrics say which, in the words of the verdicts."""
+    out = []
+    for pair in dict.fromkeys((r["a"], r["b"]) for r in rows):
+        mine = [r for r in rows if (r["a"], r["b"]) == pair]
+        counts = {}
+        for r in mine:
+            counts.setdefault(r["verdict"], []).append(label(r["metric"]))
+        parts = [f"{v} on {', '.join(ms)}" if len(ms) < len(mine) else f"{v} on all {len(mine)} metrics"
+                 for v, ms in sorted(counts.items())]
+        rel = [r["rel_diff"] for r in mine if r["rel_diff"] is not None]
+        size = f" (B - A from {min(rel):+.1%} to {max(rel):+.1%} of A)" if rel else ""
+        out.append(f"- **{pair[1]} - {pair[0]}**: {'; '.join(parts)}{size}.")
+    return "\n".join(out) + "\n"
+
+
+def table_block(evidence, rows):
+    """The Markdown of one kept table: its command, runs, means, differences (`rows`, family's), verdicts and
+    what its top-N lists show beyond accuracy, with its forest plot (docs/forest-NAME.png, drawn by `report`)."""
+    t = evidence.table
+    columns = [c for c in differences.PROTOCOL_COLUMNS[evidence.protocol] if c in t["columns"]]
+    published = [c for c in t["columns"] if "(" in c and int(c.split("@")[1].split()[0]) in (20, 50)]
+    first = evidence.runs[t["methods"][0]]
+    parts = [f"*Generated by `python cli.py report` from docs/evidence/{t['name']}.npz "
+             f"({PROTOCOL_NAMES[evidence.protocol]}, {len(first)} seeds, {len(first[0].users):,} test users).*", "",
+             "```bash", t["command"], "```", "", runs_sentence(evidence), "",
+             means_markdown(evidence, columns + published)]
+    if rows:
+        parts += [differences.markdown(rows), f"![the differences of {t['name']}](forest-{t['name']}.png)", "",
+                  "What the corrected intervals support:", "", verdict_lines(rows)]
+    beyond = beyond_markdown(evidence)
+    if beyond:
+        parts.append(beyond)
+    return "\n".join(parts)
+
+
+# -----------------------------------------------------------------------------
+# Across tables
+
+
+def load_all(folder=EVIDENCE):
+    """{name: Evidence} of every kept table, in name order."""
+    out = {}
+    for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+        if name.endswith(".npz"):
+            out[name[:-4]] = kept.load(os.path.join(folder, name))
+    return out
+
+
+def summary_block(all_rows, all_evidence):
+    """One row per kept table and pair: the verdicts over its metrics."""
+    lines = ["| data | protocol | seeds | B - A | verdicts (Holm over the table's every pair x metric) | "
+             "B - A, share of A | smallest detectable | seeds for 5% |", "|---|---|---:|---|---|---:|---:|---:|"]
+    for name, rows in all_rows.items():
+        ev = all_evidence[name]
+        for pair in dict.fromkeys((r["a"], r["b"]) for r in rows):
+            mine = [r for r in rows if (r["a"], r["b"]) == pair]
+            counts = {}
+            for r in mine:
+                counts[r["verdict"]] = counts.get(r["verdict"], 0) + 1
+            words = "; ".join(f"{v}: {n} of {len(mine)}" for v, n in sorted(counts.items()))
+            rel = [r["rel_diff"] for r in mine if r["rel_diff"] is not None]
+            det = [r["detectable_rel"] for r in mine if r["detectable_rel"] is not None]
+            need = [r["seeds_for_target"] for r in mine]
+            need_text = ("more users" if all(n is None for n in need) else
+                         f"{min(n for n in need if n is not None)} to {max(n for n in need if n is not None)}"
+                         + (" (some: more users)" if None in need else ""))
+            lines.append(f"| {ev.table['dataset']} | {PROTOCOL_NAMES[ev.protocol]} | {mine[0]['seeds']} | "
+                         f"{pair[1]} - {pair[0]} | {words} | {min(rel):+.1%} to {max(rel):+.1%} | "
+                         f"{min(det):.1%} to {max(det):.1%} | {need_text} |")
+    return "\n".join(lines) + "\n"
+
+
+def readme_block(all_rows, all_evidence):
+    """The README's results table: Recall@20 of each method, and the verdicts of BaM against hard and REMI."""
+    lines = ["| data | protocol | seeds | hard | BaM | REMI | BaM - hard | BaM - REMI |",
+             "|---|---|---:|---:|---:|---:|---|---|"]
+    for name, rows in all_rows.items():
+        ev = all_evidence[name]
+        m = means(ev, ["recall@20"])
+        cell = {k: f"{m[k]['recall@20'][0]:.4f}" if k in m else "" for k in ("ComiRec", "BaM", "REMI")}
+        verdict = {}
+        for a in ("ComiRec", "REMI"):
+            mine = [r for r in rows if (r["a"], r["b"]) == (a, "BaM")]
+            counts = {}
+            for r in mine:
+                counts[r["verdict"]] = counts.get(r["verdict"], 0) + 1
+            verdict[a] = ", ".join(f"{v} ({n}/{len(mine)})" for v, n in sorted(counts.items())) or "n/a"
+        lines.append(f"| {ev.table['dataset']} | {PROTOCOL_NAMES[ev.protocol]} | {len(ev.runs['BaM'])} | "
+                     f"{cell['ComiRec']} | {cell['BaM']} | {cell['REMI']} | {verdict['ComiRec']} | "
+                     f"{verdict['REMI']} |")
+    return "\n".join(lines) + "\n"
+
+
+def paper_block(all_rows, all_evidence):
+    """What the paper's one-number gaps would need here: for each kept table, BaM - REMI's Recall@20 variance
+    components, the seeds that would detect the paper's gaps (relative to REMI) with this table's users."""
+    gaps = {f"{data}, R@20 (+{v['BaM'] / v['REMI'] - 1:.1%})": v["BaM"] / v["REMI"] - 1
+            for (data, _), v in PAPER.items()}
+    gaps[f"the paper's largest claim (+{PAPER_CLAIM:.2%})"] = PAPER_CLAIM
+    lines = ["| our table | users | " + " | ".join(gaps) + " |", "|---|---:|" + "---:|" * len(gaps)]
+    for name, rows in all_rows.items():
+        ev = all_evidence[name]
+        row = next((r for r in rows if (r["a"], r["b"]) == ("REMI", "BaM") and r["metric"] == "recall@20"), None)
+        if row is None or row["components"] is None:
+            continue
+        cells = []
+        for size in gaps.values():
+            n = verdicts.seeds_needed(row["components"], row["users"], row["family"], size * abs(row["mean_a"]))
+            cells.append("more users" if n is None else str(n))
+        lines.append(f"| {ev.table['dataset']}, {PROTOCOL_NAMES[ev.protocol]} | {row['users']:,} | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+# -----------------------------------------------------------------------------
+# The pages
+
+
+def blocks(folder=EVIDENCE, n_resamples=9999):
+    """-> ({block name: Markdown} of every generated block, {table name: its differences' rows})."""
+    evidence = load_all(folder)
+    rows = {name: family(ev, n_resamples) for name, ev in evidence.items()}
+    out = {name: table_block(ev, rows[name]) for name, ev in evidence.items()}
+    if evidence:
+        out.update(summary=summary_block(rows, evidence), readme=readme_block(rows, evidence),
+                   paper=paper_block(rows, evidence))
+    return out, rows
+
+
+def render(text, generated):
+    """`text` with every block that `generated` names replaced; -> (new text, names of blocks it holds)."""
+    seen = []
+
+    def put(m):
+        seen.append(m[2])
+        return m[1] + generated[m[2]] + m[4] if m[2] in generated else m[0]
+    return BLOCK.sub(put, text), seen
+
+
+def write(root=".", check=False, n_resamples=9999, on_rows=None):
+    """Rewrite (or, with check, compare) the generated blocks of PAGES under `root`. -> [problems]: a page whose
+    block differs, a block with no evidence, or evidence that no page shows. `on_rows(name, rows)` is called
+    with each kept table's differences (the command line draws its forest plot with them)."""
+    generated, rows = blocks(os.path.join(root, EVIDENCE), n_resamples)
+    for name, r in rows.items():
+        if on_rows and r:
+            on_rows(name, r)
+    problems, shown = [], set()
+    for page in PAGES:
+        path = os.path.join(root, page)
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        new, seen = render(text, generated)
+        shown.update(seen)
+        problems += [f"{page}: block `{name}` has no evidence file (docs/evidence/{name}.npz)" for name in seen
+                     if name not in generated]
+        if new != text:
+            if check:
+                problems.append(f"{page}: generated blocks differ from the evidence (fix: python cli.py report)")
+            else:
+                from bam_data.files import atomic_text
+                atomic_text(path, new)
+    for name in (n for n in generated if n not in shown):
+        where = "README.md" if name == "readme" else "docs/results.md"
+        problems.append(f"block `{name}`" + (f" (docs/evidence/{name}.npz)" if name not in GATHERING else "")
+                        + f": no page shows it (fix: add <!-- report:{name} --> <!-- /report:{name} --> to {where})")
+    return problems
