@@ -18,6 +18,7 @@ import click
 from bam_cli import options
 from bam_cli.options import Later, config_options, data_options, output_path
 from bam_data.categories import category_codes, read_categories
+from bam_evidence import metrics as formulas
 from bam_experiments import methods
 
 bm = Later("bam_minimal")
@@ -27,6 +28,22 @@ experiment, table_mod = Later("bam_experiments.run"), Later("bam_experiments.tab
 
 # -----------------------------------------------------------------------------
 # What the commands share
+
+
+def ndcg_variants(ctx, param, values):
+    """--ndcg-as, given once or more, each a name or a comma list -> the published NDCGs named, in order."""
+    try:
+        return formulas.variants(values)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
+
+ndcg_as_option = click.option(
+    "--ndcg-as", multiple=True, callback=ndcg_variants, metavar="NAME[,NAME]",
+    help="also a published NDCG, beside the correct one and under its own label `ndcg@N (NAME)`: comirec-paper "
+         "(ComiRec's original code: its KDD '20 tables), comirec-master (ComiRec's code after its issue #6), remi "
+         "(REMI's code: its RecSys '23 tables; evaluate only), comirec (both of ComiRec's); a comma list, or the "
+         "option again; --protocol comirec only. `table` shows both of ComiRec's (docs/protocols.md)")
 
 
 def join_torchrun(device):
@@ -85,10 +102,10 @@ class Progress:
 @data_options
 @click.option("--out", default=None, help="run folder [default: runs/<data>-<model>-<selection>]")
 @click.option("--fresh", is_flag=True, help="start over, even if --out holds a run")
-@options.ndcg_as_option
+@ndcg_as_option
 @config_options
 @click.pass_context
-def train(ctx, data, fmt, out, fresh, ndcg_as, **kwargs):
+def train(ctx, data, fmt, data_filter, out, fresh, ndcg_as, **kwargs):
     """Train a model, validate, stop early, and test the best checkpoint.
 
     With no --data it trains ComiRec-SA + BaM on the built-in synthetic dataset (5,000 iterations,
@@ -96,14 +113,15 @@ def train(ctx, data, fmt, out, fresh, ndcg_as, **kwargs):
     validation when you rerun the same command; Ctrl-C keeps the best checkpoint so far."""
     cfg = bm.Config(**kwargs)
     experiment.check_config(cfg)  # SASRec registered first: --model sasrec is Table 2's baseline
-    options.check_ndcg_as(ndcg_as, cfg.protocol)
+    experiment.check_ndcg_as(ndcg_as, cfg.protocol, lists=False, command="train")
     join_torchrun(cfg.device)
     cfg = with_synthetic_preset(ctx, cfg, data)
     out = out or experiment.default_out(data, cfg)
     bar = Progress(cfg.max_iters)
     try:
         result, reused = experiment.train_run(cfg, data, out, fmt, fresh, log=bar.write, on_step=bar.step,
-                                              on_start=click.echo, comirec_ndcg=ndcg_as == "comirec")
+                                              on_start=click.echo, ndcg_as=ndcg_as,
+                                              data_filter=data_filter)
     except KeyboardInterrupt:
         bar.close()
         best = os.path.join(out, "checkpoint.pt")
@@ -141,7 +159,7 @@ def report(result, out):
 @click.option("--protocol", type=click.Choice(options.choices("protocol")), default=None,
               help="loo (leave-one-out) | comirec (ComiRec's and REMI's: the test users' last 20% as targets); "
                    "default: the checkpoint's")
-@options.ndcg_as_option
+@ndcg_as_option
 @click.option("--split", type=click.Choice(["test", "valid"]), default="test", show_default=True)
 @click.option("--json", "json_out", default=None, callback=output_path,
               help="also write the metrics to this JSON file")
@@ -159,19 +177,19 @@ def report(result, out):
 @click.option("--engine", type=click.Choice(["torch", "numpy"]), default="torch", show_default=True,
               help="numpy: the same metrics from bam_numpy's numba engine")
 @options.other_data_option
-def evaluate(ckpt, data, fmt, history_mask, protocol, ndcg_as, split, json_out, per_user_out, top_n, categories,
-             model, n_interests, seq_len, engine, other_data):
+def evaluate(ckpt, data, fmt, data_filter, history_mask, protocol, ndcg_as, split, json_out, per_user_out, top_n,
+             categories, model, n_interests, seq_len, engine, other_data):
     """Full-item ranking of a checkpoint: Recall and nDCG at 10 and 20 (and HitRate, at 50 too, under
     --protocol comirec), each user's result for `compare`, and on request what the top-N lists show beyond
     accuracy (coverage@N, the interests' balance, diversity@N)."""
     join_torchrun("auto")
     if protocol:  # else the checkpoint's, known once it is loaded
-        options.check_ndcg_as(ndcg_as, protocol)
+        experiment.check_ndcg_as(ndcg_as, protocol)
     mapping = read_categories(categories) if categories else None  # a bad file stops before any work
     top_n = top_n or (50 if categories else 0)
     got = experiment.evaluate_checkpoint(ckpt, data, fmt, split, history_mask, model, n_interests, seq_len, engine,
                                          other_data, log=click.echo, note=options.note, k_top=top_n, protocol=protocol,
-                                         comirec_ndcg=ndcg_as == "comirec")
+                                         ndcg_as=ndcg_as, data_filter=data_filter)
     metrics, cfg, dataset, data_check, ranks = got.metrics, got.cfg, got.dataset, got.data_check, got.ranks
     if top_n:
         from bam_evidence import beyond
@@ -181,7 +199,7 @@ def evaluate(ckpt, data, fmt, history_mask, protocol, ndcg_as, split, json_out, 
     per_user_out = per_user_out or (json_out and os.path.splitext(json_out)[0] + ".per_user.npz")
     if per_user_out and distributed.is_main():  # first: a JSON is never without the file beside it
         run_folder.save_per_user(per_user_out, dataset, split, cfg, ranks, run_folder.fingerprint(dataset), ckpt,
-                                 comirec_ndcg=ndcg_as == "comirec")
+                                 ndcg_as=ndcg_as)  # those the ranks give: REMI's is in the JSON only
         click.echo(f"each user's result: {per_user_out}")
     if json_out and distributed.is_main():
         run_folder.save_json(dict(metrics=metrics, split=split, protocol=cfg.protocol, history_mask=cfg.history_mask,
@@ -203,7 +221,7 @@ def evaluate(ckpt, data, fmt, history_mask, protocol, ndcg_as, split, json_out, 
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="torch threads per run, recorded in its metrics.json [default: torch's for --jobs 1, else "
                    "cores // jobs]")
-@options.ndcg_as_option
+@ndcg_as_option
 @click.option("--top-n", type=click.IntRange(min=1), default=None,
               help="also each run's top-N lists beyond accuracy: coverage@N, the interests' balance, and "
                    "diversity@N with --categories [default with --categories: 50]")
@@ -211,21 +229,22 @@ def evaluate(ckpt, data, fmt, history_mask, protocol, ndcg_as, split, json_out, 
               help="`item category` per line (data synth writes one): adds diversity@N")
 @config_options
 @click.pass_context
-def table(ctx, data, fmt, seeds, chosen, out, jobs, threads, ndcg_as, top_n, categories, **kwargs):
+def table(ctx, data, fmt, data_filter, seeds, chosen, out, jobs, threads, ndcg_as, top_n, categories, **kwargs):
     """The paper's Table 2: SASRec, ComiRec, REMI and BaM under one protocol, with 95% intervals over seeds.
 
     Every (method, seed) run is resumable and a finished one is reused, so rerunning the command
     after an interruption only runs what is missing. Method settings override the flags."""
     base = bm.Config(**kwargs)
     experiment.check_config(base)
-    options.check_ndcg_as(ndcg_as, base.protocol)
+    experiment.check_ndcg_as(ndcg_as, base.protocol, lists=False, command="table")
     if seeds < 1:
         raise bm.InputError(f"--seeds {seeds}: must be 1 or more")
     base = with_synthetic_preset(ctx, base, data)
     out = out or experiment.default_out(data, base, prefix="table-")
     mapping = read_categories(categories) if categories else None  # a bad file stops before any work
     top_n = top_n or (50 if categories else 0)
-    dataset = datasets.load_dataset(datasets.synthetic(out) if data is None else data, fmt, log=click.echo)
+    dataset = datasets.load_dataset(datasets.synthetic(out) if data is None else data, fmt, log=click.echo,
+                                    data_filter=data_filter)
     if top_n > dataset.n_items:
         raise bm.InputError(f"--top-n {top_n}: more than the {dataset.n_items} items of {dataset.name} (fix: a "
                             "smaller --top-n)")
@@ -235,7 +254,7 @@ def table(ctx, data, fmt, seeds, chosen, out, jobs, threads, ndcg_as, top_n, cat
     with tqdm(total=len(chosen) * seeds, desc="runs", unit="run", dynamic_ncols=True) as bar:  # closed before an error
         text, _, reused = table_mod.run_table(base, dataset, chosen, seeds, out, log=bar.write,
                                               on_run=lambda: bar.update(1), jobs=jobs, threads=threads,
-                                              comirec_ndcg=ndcg_as == "comirec", top_n=top_n, codes=codes)
+                                              comirec_ndcg=bool(ndcg_as), top_n=top_n, codes=codes)
     click.echo(text)
     click.echo(f"{reused} of {len(chosen) * seeds} runs reused; wrote {os.path.join(out, 'table.md')} and table.json")
 
@@ -254,7 +273,7 @@ def table(ctx, data, fmt, seeds, chosen, out, jobs, threads, ndcg_as, top_n, cat
               help="also write the summary figures to this JSON file")
 @options.official_options
 @options.other_data_option
-def balance(ckpt, compare, data, fmt, out, n_rows, json_out, n_interests, seq_len, other_data):
+def balance(ckpt, compare, data, fmt, data_filter, out, n_rows, json_out, n_interests, seq_len, other_data):
     """The paper's Figure 1: which interest serves each user's top-10, as a heatmap, with summary
     figures (mean entropy, single-interest users, Gini of the interests' shares). On the synthetic
     data it also reports how well the interests recover the planted topics."""
@@ -264,8 +283,8 @@ def balance(ckpt, compare, data, fmt, out, n_rows, json_out, n_interests, seq_le
     base = checkpoints.official_base(n_interests, seq_len)
 
     def load(path):
-        return checkpoints.load_with_data(path, data, lambda p: datasets.load_dataset(p, fmt), base, log=options.note,
-                                          other_data=other_data)
+        return checkpoints.load_with_data(path, data, lambda p: datasets.load_dataset(p, fmt, data_filter=data_filter),
+                                          base, log=options.note, other_data=other_data)
     panels, summaries = [], {}
     for path in [ckpt] + ([compare] if compare else []):
         name, share, s, data_check = bal.checkpoint_balance(path, load)

@@ -7,6 +7,7 @@ imports torch, bam_minimal or any package above it, so that bam_numpy can use it
            write_official(seqs, path), remap_items(seqs) (ids 1..n in order of first appearance)
   stats    table1(seqs) (the paper's Table 1), train_counts(data), repeated_targets(seqs) (a data warning)
   amazon   Amazon Reviews 2023 -> the official format (dedup, k-core, id maps)
+  filters  apply(seqs, name, path): `--filter`; comirec_filter(seqs), ComiRec's preprocessing (5+ per item, then user)
   categories  item categories (`item category` per line) for Diversity@N
   synth    the built-in synthetic dataset with planted interests
   files    atomic_write / atomic_text / atomic_json, clean_stale_temps(folder, max_age_s=60.0), output_folder(path)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 import bam_minimal as bm
+from bam_evidence import metrics as formulas
 from bam_experiments import balance, baselines, sasrec
 from bam_protocols import comirec
 from bam_runs import checkpoints, datasets, distributed, run_folder
@@ -44,23 +45,26 @@ def default_out(data, cfg, prefix=""):
 
 
 def train_run(cfg, data, out, fmt="auto", fresh=False, log=print, on_step=lambda it: None, on_start=None,
-              comirec_ndcg=False):
+              ndcg_as=(), data_filter="none"):
     """Train, validate, stop early and test the best checkpoint in the run folder `out`; -> (result, reused).
     `data`: a file of any format, or None for the built-in synthetic dataset (written into `out`).
     `on_start(message)` is told what will run before the first step; a KeyboardInterrupt propagates, with
-    the best checkpoint so far kept in `out`. `comirec_ndcg`: ComiRec's published NDCG too (protocol comirec)."""
+    the best checkpoint so far kept in `out`. `ndcg_as`: published NDCGs too, each labelled (protocol comirec;
+    bam_evidence.metrics.VARIANTS but REMI's, which needs the top-N lists that only `evaluate` has)."""
     check_config(cfg)  # Config(model="sasrec") is Table 2's baseline, protocol="comirec" ComiRec's protocol
+    check_ndcg_as(ndcg_as, cfg.protocol, lists=False)
     if os.path.exists(out) and not os.path.isdir(out):
         raise bm.InputError(f"{out}: is a file, not a run folder (fix: pass another --out)")
     with run_folder.lock(out):  # before anything is written: a second process on this folder stops here
         if fresh:
             run_folder.remove_run_files(out)
-        dataset = datasets.load_dataset(datasets.synthetic(out, fresh) if data is None else data, fmt, log=log)
+        dataset = datasets.load_dataset(datasets.synthetic(out, fresh) if data is None else data, fmt, log=log,
+                                        data_filter=data_filter)
         folder = run_folder.RunFolder(out, cfg, dataset, log=log)  # refuses an item table that cannot fit
-        folder.comirec_ndcg = comirec_ndcg
+        folder.comirec_ndcg = ndcg_as
         result = folder.finished()
-        if result:  # a run made without --ndcg-as comirec gets it from its per-user ranks
-            return run_folder.with_comirec_ndcg(result, out) if comirec_ndcg else result, True
+        if result:  # a run made without --ndcg-as gets the published NDCGs from its per-user ranks
+            return run_folder.with_comirec_ndcg(result, out, ndcg_as) if ndcg_as else result, True
         folder.saved_state()  # a last.pt that cannot be resumed stops here, before any work
         device = bm.resolve_device(cfg)
         if on_start:
@@ -71,6 +75,18 @@ def train_run(cfg, data, out, fmt="auto", fresh=False, log=print, on_step=lambda
                                               if cfg.protocol == "comirec" else None)
         folder.extra["mostpop"] = bm.PROTOCOLS[cfg.protocol]["evaluate"](popular, dataset, "test", cfg)[0]
         return bm.train(cfg, dataset, folder, log=log, on_step=on_step)[1], False
+
+
+def check_ndcg_as(ndcg_as, protocol, lists=True, command="train"):
+    """Refuse, before any work, published NDCGs that cannot be computed: every one is for ComiRec's protocol
+    (many targets per user), and REMI's needs each user's top-N list, which only an evaluation has (`lists`)."""
+    if ndcg_as and protocol != "comirec":
+        raise bm.InputError(f"--ndcg-as {','.join(ndcg_as)}: the published NDCGs are for many targets per user "
+                            "(fix: --protocol comirec, or leave --ndcg-as out)")
+    if "remi" in ndcg_as and not lists:
+        raise bm.InputError(f"--ndcg-as remi: REMI's NDCG needs each user's top-N list, which `{command}` does not "
+                            "keep (fix: leave remi out here, then cli.py evaluate --checkpoint RUN/checkpoint.pt "
+                            "--ndcg-as remi)")
 
 
 @dataclass
@@ -85,36 +101,41 @@ class Evaluation:
 
 def evaluate_checkpoint(ckpt, data=None, fmt="auto", split="test", history_mask=None, model=None, n_interests=4,
                         seq_len=50, engine="torch", other_data=False, log=print, note=print, k_top=0, protocol=None,
-                        comirec_ndcg=False):
+                        ndcg_as=(), data_filter="none"):
     """Full-item ranking of a checkpoint on `data` (default: the data it names) -> Evaluation (with each
     user's top-`k_top` list and the interests' balance over it when k_top > 0). Other data than the
     checkpoint's stops here with one line, unless `other_data`; `engine` "numpy" ranks with bam_numpy's
-    engine (one process). `protocol`, `history_mask`: default the checkpoint's. The data reader's notes go
-    to `log`, the checkpoint loader's to `note`."""
+    engine (one process). `protocol`, `history_mask`: default the checkpoint's. `ndcg_as`: published NDCGs
+    too, each labelled (bam_evidence.metrics.VARIANTS; protocol comirec). The data reader's notes go to `log`,
+    the checkpoint loader's to `note`."""
     register()  # a SASRec checkpoint loads like the others, and a comirec-protocol one evaluates so
     net, cfg, dataset, data_check = checkpoints.load_with_data(
-        ckpt, data, lambda p: datasets.load_dataset(p, fmt, log=log), checkpoints.official_base(n_interests, seq_len),
+        ckpt, data, lambda p: datasets.load_dataset(p, fmt, log=log, data_filter=data_filter),
+        checkpoints.official_base(n_interests, seq_len),
         model, note, other_data)
     cfg = replace(cfg, history_mask=history_mask or cfg.history_mask, protocol=protocol or cfg.protocol, device="auto")
-    if comirec_ndcg and cfg.protocol != "comirec":
-        raise bm.InputError("--ndcg-as comirec: ComiRec's formula is for many targets per user (fix: --protocol "
-                            "comirec, or leave --ndcg-as out)")
+    check_ndcg_as(ndcg_as, cfg.protocol)
     if k_top > dataset.n_items:  # a longer list would hold masked items and padding
         raise bm.InputError(f"--top-n {k_top}: more than the {dataset.n_items} items of {dataset.name} (fix: a "
                             "smaller --top-n)")
     if engine == "numpy" and distributed.size() > 1:
         raise bm.InputError("--engine numpy runs in one process (fix: python cli.py evaluate, without torchrun)")
+    if "remi" in ndcg_as and dataset.n_items < max(formulas.KS):
+        raise bm.InputError(f"--ndcg-as remi: REMI's NDCG@{max(formulas.KS)} needs top-{max(formulas.KS)} lists, and "
+                            f"{dataset.name} has {dataset.n_items} items (fix: leave remi out, or more items)")
+    lists = max(k_top, max(formulas.KS)) if "remi" in ndcg_as else k_top  # REMI's NDCG@50 needs top-50 lists
     if engine == "numpy":
         from bam_crosscheck import twin  # numba compiles on first use: only for this engine
-        metrics, ranks, tops = twin.evaluate_numpy(net, cfg, dataset, split, k_top=k_top)
+        metrics, ranks, tops = twin.evaluate_numpy(net, cfg, dataset, split, k_top=lists)
     else:
         net = net.to(bm.resolve_device(cfg))
         metrics, ranks, tops = bm.PROTOCOLS[cfg.protocol]["evaluate"](bm.model_scorer(net), dataset, split, cfg,
-                                                                      k_top=k_top)
-    if comirec_ndcg:
+                                                                      k_top=lists)
+    if ndcg_as:
         _, counts, targets = comirec.target_lists(dataset, comirec.split_users(dataset, split))
-        metrics.update({k: float(v.mean()) for k, v in comirec.user_metrics(ranks, counts, targets, comirec_ndcg=True)
-                        .items() if k.endswith("(comirec)")})
+        metrics.update({k: float(v.mean()) for k, v in formulas.published(ndcg_as, ranks, counts, targets, tops)
+                        .items()})
+    tops = tops[:, :k_top] if k_top else None                                # (U, k_top): the lists asked for
     if k_top:  # which interest supplies each recommended item (the torch model's interests, either engine's lists)
         metrics.update(balance.list_balance(net, cfg, dataset, split, tops))
     pool = len(bm.PROTOCOLS[cfg.protocol]["users"](dataset, split))             # the users of the split

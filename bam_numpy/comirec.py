@@ -2,9 +2,10 @@
 bam_numpy/comirec.py: ComiRec's evaluation protocol (Cen et al., KDD '20; REMI's too) in the NumPy twin,
 without torch: the twin's side of bam_protocols/comirec.py.
 
-The split, the targets and the metrics are the same text as bam_protocols/comirec.py's
-(tests/test_twin_source.py); the ranking is the twin's own: the plain functions of bam_numpy.ranking
-(model_scorer, mask_history, target_rank, top_k), a block of users at a time. `python cli.py crosscheck`
+The split and the targets are the same text as bam_protocols/comirec.py's, the metrics (user_metrics, KS) the
+same text as bam_evidence/metrics.py's (tests/test_twin_source.py): the twin imports neither. The ranking is the
+twin's own: the plain functions of bam_numpy.ranking (model_scorer, mask_history, target_rank, top_k), a block
+of users at a time. `python cli.py crosscheck`
 and tests/test_protocols.py check that the two engines give the same ranks and metrics.
 
     from bam_numpy import comirec
@@ -23,7 +24,7 @@ SPLITS = ("train", "valid", "test")
 KS = (10, 20, 50)
 
 # -----------------------------------------------------------------------------
-# The split, the targets and the metrics (bam_protocols/comirec.py's, word for word).
+# The split and the targets (bam_protocols/comirec.py's, word for word), the metrics (bam_evidence/metrics.py's).
 
 
 @functools.lru_cache(maxsize=16)
@@ -53,15 +54,17 @@ def target_lists(data, rows):
     return k, counts, data.items[first + np.arange(counts.sum())]              # (U,), (U,), (T,)
 
 
-def user_metrics(ranks, counts, targets, ks=KS, comirec_ndcg=False):
+def user_metrics(ranks, counts, targets, ks=KS, published=False):
     """{name: (U,) float64}: each user's metrics from the 0-based ranks of its targets (ranks, targets (T,),
     one user after another in time order; counts (U,)). Each distinct item counts once:
       Recall@N  = hits / targets;  HitRate@N = 1 if any hit;
       NDCG@N    = sum over hits of 1 / log2(rank + 2), over IDCG = sum_{i < min(N, targets)} 1 / log2(i + 2).
     With one target per user they are bam_minimal.metrics_from_ranks' Recall@N and nDCG@N (tested).
-    comirec_ndcg adds `ndcg@N (comirec)`, ComiRec's code (src/train.py, evaluate_full): every target, repeats
-    included, that is in the top N adds 1 / log2(j + 2), j its position among the user's targets in TIME
-    order, not its rank; IDCG sums over the number of hits, not min(N, targets); no hit gives 0."""
+    `published` adds ComiRec's two published NDCGs (bam_evidence/metrics.py says where each is from). Both
+    divide by the IDCG of their number of hits, not of min(N, targets); a user without a hit scores 0:
+      `ndcg@N (comirec-paper)`  each target in TIME order, repeats included, that is in the top N adds
+                                1 / log2(j + 2), j its position among the user's targets, not its rank;
+      `ndcg@N (comirec-master)` each distinct target item in the top N adds 1 / log2(rank + 2)."""
     ranks, counts, targets = (np.asarray(a, np.int64) for a in (ranks, counts, targets))
     user = np.repeat(np.arange(len(counts)), counts)                          # (T,) each target's user
     first = np.zeros(len(targets), bool)                                      # (T,) an item's first time
@@ -69,19 +72,21 @@ def user_metrics(ranks, counts, targets, ks=KS, comirec_ndcg=False):
     distinct = np.bincount(user, first, len(counts))                          # (U,)
     ideal = np.concatenate([[0.0], np.cumsum(1.0 / np.log2(np.arange(int(counts.max(initial=1))) + 2))])
     gain = 1.0 / np.log2(ranks + 2.0)                                         # (T,)
+    position = np.arange(len(targets)) - np.repeat(np.cumsum(counts) - counts, counts)  # (T,) in time order
     out = {}
     for n in ks:
         hit = ranks < n                                                       # (T,)
         hits = np.bincount(user, hit & first, len(counts))                    # (U,) distinct items hit
+        dcg = np.bincount(user, np.where(hit & first, gain, 0.0), len(counts))  # (U,)
         out[f"recall@{n}"] = hits / distinct
-        out[f"ndcg@{n}"] = np.bincount(user, np.where(hit & first, gain, 0.0), len(counts)) / ideal[
-            np.minimum(n, distinct).astype(np.int64)]
+        out[f"ndcg@{n}"] = dcg / ideal[np.minimum(n, distinct).astype(np.int64)]
         out[f"hitrate@{n}"] = (hits > 0).astype(np.float64)
-        if comirec_ndcg:
-            position = np.arange(len(targets)) - np.repeat(np.cumsum(counts) - counts, counts)  # (T,) in time
+        if published:  # ideal[0] is 0: a user without a hit is set to 0, never divided by it
             found = np.bincount(user, hit, len(counts)).astype(np.int64)     # (U,) repeats included
-            dcg = np.bincount(user, np.where(hit, 1.0 / np.log2(position + 2.0), 0.0), len(counts))
-            out[f"ndcg@{n} (comirec)"] = np.where(found > 0, dcg / np.maximum(ideal[found], 1e-300), 0.0)
+            in_time = np.bincount(user, np.where(hit, 1.0 / np.log2(position + 2.0), 0.0), len(counts))  # (U,)
+            out[f"ndcg@{n} (comirec-paper)"] = np.where(found > 0, in_time / np.maximum(ideal[found], 1e-300), 0.0)
+            out[f"ndcg@{n} (comirec-master)"] = np.where(
+                hits > 0, dcg / np.maximum(ideal[hits.astype(np.int64)], 1e-300), 0.0)
     return out
 
 # -----------------------------------------------------------------------------

@@ -17,9 +17,11 @@ The protocol (THUDM/ComiRec, preprocess/data.py and src/data_iterator.py):
   * a validation or test user's history is its first 80% (k = int(0.8 * len)), and ALL of the remaining
     items are its targets, ranked against the full catalogue by the best interest's score.
   * metrics at N = 10, 20, 50 (ComiRec reports 20 and 50): Recall@N = hits / targets, HitRate@N = any hit,
-    NDCG@N = DCG / IDCG, IDCG over min(N, targets) (the correct one). `ndcg@N (comirec)` is the formula of
-    ComiRec's code, for comparison with its tables only: DCG by the target's position in time, IDCG over the
-    hits (ComiRec issues #6 and #25); see `user_metrics`.
+    NDCG@N = DCG / IDCG, IDCG over min(N, targets) (the correct one). They are bam_evidence.metrics'
+    `user_metrics`, written once in the torch-free layer, where per_user.load computes them again from a file's
+    ranks. The published NDCGs (`ndcg@N (comirec-paper)`, `(comirec-master)`, `(remi)`: ComiRec's original code,
+    ComiRec's code after its issue #6, REMI's code) are there too, each under its own label, for comparison with
+    the tables that used them only; bam_evidence/metrics.py says which code computes which.
   * a target is an item; one the user took twice counts once (hits and targets both count distinct items).
     ComiRec divides by the targets with repeats; the two agree when no user repeats an item in its last 20%.
   * masking: ComiRec and REMI rank every item but padding 0, the history included: `--history-mask none`.
@@ -36,10 +38,10 @@ import numpy as np
 import torch
 
 import bam_minimal as bm
+from bam_evidence.metrics import user_metrics  # the metrics of many targets per user (here for evaluate)
 
 SPLIT_SEED = 1230          # ComiRec's preprocess/data.py: random.seed(1230)
 SPLITS = ("train", "valid", "test")
-KS = (10, 20, 50)
 FIRST_TARGET = 4           # a training target's position: k >= 4 (ComiRec: random.choice(range(4, len)))
 
 
@@ -146,42 +148,6 @@ def rank_targets(scores, targets, counts):
     step = max(1, (1 << 22) // scores.shape[1])
     return torch.cat([bm.target_rank(scores[user[i:i + step]], targets[i:i + step])          # (c,) each
                       for i in range(0, len(targets), step)]).cpu().numpy()                   # (T_b,)
-
-
-# -----------------------------------------------------------------------------
-# Metrics of many targets per user.
-
-
-def user_metrics(ranks, counts, targets, ks=KS, comirec_ndcg=False):
-    """{name: (U,) float64}: each user's metrics from the 0-based ranks of its targets (ranks, targets (T,),
-    one user after another in time order; counts (U,)). Each distinct item counts once:
-      Recall@N  = hits / targets;  HitRate@N = 1 if any hit;
-      NDCG@N    = sum over hits of 1 / log2(rank + 2), over IDCG = sum_{i < min(N, targets)} 1 / log2(i + 2).
-    With one target per user they are bam_minimal.metrics_from_ranks' Recall@N and nDCG@N (tested).
-    comirec_ndcg adds `ndcg@N (comirec)`, ComiRec's code (src/train.py, evaluate_full): every target, repeats
-    included, that is in the top N adds 1 / log2(j + 2), j its position among the user's targets in TIME
-    order, not its rank; IDCG sums over the number of hits, not min(N, targets); no hit gives 0."""
-    ranks, counts, targets = (np.asarray(a, np.int64) for a in (ranks, counts, targets))
-    user = np.repeat(np.arange(len(counts)), counts)                          # (T,) each target's user
-    first = np.zeros(len(targets), bool)                                      # (T,) an item's first time
-    first[np.unique(np.stack([user, targets], 1), axis=0, return_index=True)[1] if len(targets) else []] = True
-    distinct = np.bincount(user, first, len(counts))                          # (U,)
-    ideal = np.concatenate([[0.0], np.cumsum(1.0 / np.log2(np.arange(int(counts.max(initial=1))) + 2))])
-    gain = 1.0 / np.log2(ranks + 2.0)                                         # (T,)
-    out = {}
-    for n in ks:
-        hit = ranks < n                                                       # (T,)
-        hits = np.bincount(user, hit & first, len(counts))                    # (U,) distinct items hit
-        out[f"recall@{n}"] = hits / distinct
-        out[f"ndcg@{n}"] = np.bincount(user, np.where(hit & first, gain, 0.0), len(counts)) / ideal[
-            np.minimum(n, distinct).astype(np.int64)]
-        out[f"hitrate@{n}"] = (hits > 0).astype(np.float64)
-        if comirec_ndcg:
-            position = np.arange(len(targets)) - np.repeat(np.cumsum(counts) - counts, counts)  # (T,) in time
-            found = np.bincount(user, hit, len(counts)).astype(np.int64)     # (U,) repeats included
-            dcg = np.bincount(user, np.where(hit, 1.0 / np.log2(position + 2.0), 0.0), len(counts))
-            out[f"ndcg@{n} (comirec)"] = np.where(found > 0, dcg / np.maximum(ideal[found], 1e-300), 0.0)
-    return out
 
 
 # -----------------------------------------------------------------------------

@@ -11,14 +11,16 @@ import os
 from dataclasses import asdict
 
 import bam_minimal as bm
-from bam_data import formats, synth
+from bam_data import filters, formats, synth
 from bam_data.stats import repeated_targets
 from bam_runs import distributed
 
 
-def load_dataset(path, fmt="auto", log=None):
-    """bam_data.formats.read, then bm.Dataset. With `log`, say what was shifted, skipped or suspicious."""
+def load_dataset(path, fmt="auto", log=None, data_filter="none"):
+    """bam_data.formats.read, bam_data.filters.apply (`data_filter`: --filter), then bm.Dataset. With `log`, say
+    what was shifted, filtered, skipped or suspicious."""
     seqs, info = formats.read(path, fmt)
+    seqs = filters.apply(seqs, data_filter, path, info.setdefault("notes", []))
     data = bm.Dataset(seqs, name=str(path))
     if log:
         for note in info.get("notes", []):

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 import bam_minimal as bm
-from bam_evidence import per_user
+from bam_evidence import metrics as formulas, per_user
 from bam_protocols import comirec
 from bam_data.files import atomic_json, atomic_write, clean_stale_temps
 from bam_runs import distributed
@@ -276,7 +276,7 @@ class RunFolder:
         self.path, self.cfg, self.data, self.extra, self.log, self.fix = path, cfg, data, extra or {}, log, fix
         self.fingerprint = fingerprint(data)
         self.checked = None  # (last.pt's modification time, its checked contents): read and hashed once
-        self.comirec_ndcg = False  # `--ndcg-as comirec`: ComiRec's published NDCG beside the correct one, labelled
+        self.comirec_ndcg = ()  # `--ndcg-as`: the published NDCGs to keep beside the correct one (True: ComiRec's)
         self.code = code_version()  # the code that trains now; a resumed run keeps the code of each stretch
         self.code_before = []       # from last.pt: the code of the stretches before this one
         os.makedirs(path, exist_ok=True)
@@ -293,6 +293,8 @@ class RunFolder:
         saved_data = result.get("data") if isinstance(result.get("data"), dict) else {}
         check_same_run(self.file("metrics.json"), result["config"], saved_data.get("fingerprint"), self.cfg,
                        self.data, self.fix)
+        if isinstance(result.get("test"), dict):  # `ndcg@N (comirec)` of an older bam is the paper branch's
+            result["test"] = {formulas.current_name(k): v for k, v in result["test"].items()}
         return result if result.get("finished") and with_defaults(result["config"]) == asdict(self.cfg) else None
 
     def saved_state(self):
@@ -413,28 +415,38 @@ class RunFolder:
             if ranks is not None:  # first: a run whose metrics.json exists is finished, and is not run again
                 metrics = save_per_user(self.file(per_user.FILE), self.data, "test", self.cfg, ranks, self.fingerprint,
                                         self.path, self.comirec_ndcg)
-                result["test"].update({k: float(v.mean()) for k, v in metrics.items() if k.endswith("(comirec)")})
+                result["test"].update({k: float(v.mean()) for k, v in metrics.items() if k.endswith(")")})
             save_json(result, self.file("metrics.json"))
 
 
-def with_comirec_ndcg(result, folder):
-    """A finished comirec-protocol run's result with ComiRec's published NDCG, computed from its per-user
-    ranks when the run was made without --ndcg-as comirec (every rank and target is in the file)."""
-    if any(k.endswith("(comirec)") for k in result["test"]):
-        return result
-    found = per_user.load_run(folder)
-    extra = comirec.user_metrics(found.ranks, found.counts, found.targets, comirec_ndcg=True)
-    result["test"].update({k: float(v.mean()) for k, v in extra.items() if k.endswith("(comirec)")})
+def from_ranks(ndcg_as):
+    """The published NDCGs of `ndcg_as` (variant names) that a run folder keeps: those the ranks give (REMI's needs
+    the top-N lists, which it does not keep). `table` passes True: both of ComiRec's."""
+    return formulas.FROM_RANKS if ndcg_as is True else tuple(v for v in ndcg_as or () if v in formulas.FROM_RANKS)
+
+
+def with_comirec_ndcg(result, folder, ndcg_as=True):
+    """A finished comirec-protocol run's result with the published NDCGs of `ndcg_as` (default ComiRec's two),
+    computed from its per-user ranks when the run was made without them (every rank and target is in the file).
+    An older run's `ndcg@N (comirec)` reads as `ndcg@N (comirec-paper)`, the formula it is."""
+    result["test"] = {formulas.current_name(k): v for k, v in result["test"].items()}
+    missing = [f"ndcg@{n} ({v})" for v in from_ranks(ndcg_as) for n in formulas.KS
+               if f"ndcg@{n} ({v})" not in result["test"]]
+    if missing:
+        found = per_user.load_run(folder)  # its metrics give any metric of ranks on request
+        result["test"].update({k: float(found.metrics[k].mean()) for k in missing})
     return result
 
 
-def save_per_user(path, data, split, cfg, ranks, fingerprint, source="", comirec_ndcg=False):
+def save_per_user(path, data, split, cfg, ranks, fingerprint, source="", ndcg_as=()):
     """Each user's `split` targets, ranks and metrics (bam_evidence.per_user), for every user of the split in
-    order; -> the per-user metrics. `comirec_ndcg` (protocol comirec): add ComiRec's published NDCG, labelled."""
+    order; -> the per-user metrics. `ndcg_as` (protocol comirec): the published NDCGs to add, each labelled; those
+    the ranks give only (from_ranks), so that per_user.load can compute every stored metric again."""
     if cfg.protocol == "comirec":
         rows = comirec.split_users(data, split)                                # (U,)
         _, counts, targets = comirec.target_lists(data, rows)                 # (U,), (T,)
-        metrics = comirec.user_metrics(ranks, counts, targets, comirec_ndcg=comirec_ndcg)
+        metrics = comirec.user_metrics(ranks, counts, targets)
+        metrics.update(formulas.published(from_ranks(ndcg_as), ranks, counts, targets))
     else:
         rows, counts = np.arange(len(data.users)), None                       # every user, one target each
         targets = data.items[data.start[:-1] + bm.split_targets(data, split)]  # (U,)

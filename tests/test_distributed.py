@@ -106,7 +106,7 @@ def test_two_processes_evaluate_the_comirec_protocol_exactly_as_one(two):
     assert python("evaluate", "--checkpoint", two / "checkpoint.pt", *args, "--json",
                   two / "c1.json").returncode == 0
     read = [json.loads((two / name).read_text())["metrics"] for name in ("c2.json", "c1.json")]
-    assert read[0] == read[1] and "ndcg@50 (comirec)" in read[0]
+    assert read[0] == read[1] and "ndcg@50 (comirec-paper)" in read[0] and "ndcg@50 (comirec-master)" in read[0]
     from bam_evidence import per_user
     a, b = (per_user.load(str(two / name)) for name in ("c2.per_user.npz", "c1.per_user.npz"))
     assert np.array_equal(a.ranks, b.ranks) and np.array_equal(a.targets, b.targets) and len(a.ranks) > len(a.users)

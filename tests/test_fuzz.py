@@ -410,7 +410,8 @@ def test_golden_vectors_load_or_stop_with_one_line(folder, golden_arrays, data):
 
 
 def valid_per_user():
-    metrics = dict(zip(("recall@10", "ndcg@10"), (np.array([1.0, 0.0, 0.0]), np.array([0.5, 0.0, 0.0]))))
+    """Format 1 (leave-one-out): ranks 1, 30, 41; the metrics are the ranks' (load computes them again)."""
+    metrics = dict(zip(("recall@10", "ndcg@10"), (np.array([1.0, 0.0, 0.0]), np.array([1 / math.log2(3), 0.0, 0.0]))))
     return dict(users=np.array([1, 2, 5]), targets=np.array([3, 4, 4]), ranks=np.array([1, 30, 41]),
                 format=np.str_("bam-per-user-1"), protocol=np.str_("loo"), split=np.str_("test"),
                 history_mask=np.str_("exclude"), fingerprint=np.str_("v2:ab"), source=np.str_(""),
@@ -418,12 +419,15 @@ def valid_per_user():
 
 
 def valid_per_user_many_targets():
-    """Format 2 (ComiRec's protocol): 3 users with 2, 1 and 3 targets."""
-    metrics = dict(zip(("recall@50", "ndcg@50 (comirec)"), (np.array([0.5, 0.0, 1.0]), np.array([1.0, 0.0, 0.7]))))
+    """Format 2 (ComiRec's protocol): 3 users with 2, 1 and 3 targets, and the metrics of their ranks at 50:
+    user 1 hits its first target only; user 2 its one; user 5 its first and third (time positions 0 and 2), so
+    ComiRec's original NDCG (the old label `(comirec)`) is (1 + 1 / log2(4)) over the IDCG of 2 hits."""
+    metrics = dict(zip(("recall@50", "ndcg@50 (comirec)"), (np.array([0.5, 1.0, 2 / 3]),
+                                                            np.array([1.0, 1.0, 1.5 / (1 + 1 / math.log2(3))]))))
     return dict(users=np.array([1, 2, 5]), counts=np.array([2, 1, 3]), targets=np.array([3, 4, 4, 9, 1, 2]),
-                ranks=np.array([1, 30, 41, 0, 7, 8]), format=np.str_("bam-per-user-2"), protocol=np.str_("comirec"),
+                ranks=np.array([1, 60, 41, 0, 70, 8]), format=np.str_("bam-per-user-2"), protocol=np.str_("comirec"),
                 split=np.str_("test"), history_mask=np.str_("none"), fingerprint=np.str_("v2:ab"),
-                source=np.str_(""), n_items=np.int64(40), **metrics)
+                source=np.str_(""), n_items=np.int64(100), **metrics)
 
 
 @given(st.one_of(npz_bytes(valid_per_user()), npz_bytes(valid_per_user_many_targets())))
@@ -439,6 +443,18 @@ def test_per_user_files_load_or_stop_with_one_line(folder, data):
         assert all(v.shape == (n,) and np.isfinite(v).all() and ((0 <= v) & (v <= 1)).all()
                    for v in got.metrics.values())
         assert isinstance(got.n_items, int) and all(isinstance(getattr(got, k), str) for k in per_user.IDENTITY[:-1])
+        from bam_evidence import metrics  # what loaded is what the ranks give, under today's names
+        again = metrics.recompute(list(got.metrics), got.ranks, got.counts, got.targets)
+        assert all(np.array_equal(v, again[k]) and "(comirec)" not in k for k, v in got.metrics.items())
+
+
+def test_the_valid_per_user_files_load(tmp_path):
+    """The fuzz test's seeds load as they are (else every mutation of them would be refused for that alone)."""
+    from bam_evidence import per_user
+    for name, valid in (("one.npz", valid_per_user()), ("many.npz", valid_per_user_many_targets())):
+        path = put(tmp_path, name, npz(valid))
+        got = per_user.load(str(path))
+        assert set(got.metrics) == {k.replace("(comirec)", "(comirec-paper)") for k in valid if "@" in k}
 
 
 @given(st.one_of(mutated(b"# item category\n1 topic0\n2 topic1\n3 topic0\n10 x-y\n"), st.binary(max_size=200)))

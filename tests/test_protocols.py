@@ -2,7 +2,7 @@
 ComiRec's evaluation protocol (bam_protocols.comirec, its twin bam_numpy.comirec): the split, the targets, the
 sampler, the metrics (a hand-computed example, golden vectors, planted bugs: an IDCG over the hits, a rank
 off by one, targets counted with repeats), both engines against a brute force and each other, and the
-commands that take --protocol and --ndcg-as.
+commands that take --protocol and --ndcg-as. The three published NDCGs, worked by hand: tests/test_ndcg_variants.py.
 
     python -m pytest tests/test_protocols.py
 """
@@ -42,28 +42,28 @@ def log2(x):
 def test_user_metrics_by_hand():
     """User 0: targets a, b, a (a repeated), ranks 0, 5, 0. User 1: targets c, d, ranks 15, 3."""
     ranks, counts, targets = [0, 5, 0, 15, 3], [3, 2], [7, 9, 7, 4, 2]
-    got = comirec.user_metrics(ranks, counts, targets, ks=(10, 20), comirec_ndcg=True)
+    got = comirec.user_metrics(ranks, counts, targets, ks=(10, 20), published=True)
     # user 0: 2 distinct targets, both in the top 10 and 20
     assert got["recall@10"][0] == 1.0 and got["hitrate@10"][0] == 1.0
     assert got["ndcg@10"][0] == pytest.approx((1 / log2(2) + 1 / log2(7)) / (1 / log2(2) + 1 / log2(3)), rel=1e-12)
     # ComiRec's: every occurrence hits, at time positions 0, 1, 2; IDCG over the 3 hits: exactly 1
-    assert got["ndcg@10 (comirec)"][0] == pytest.approx(1.0, rel=1e-12)
+    assert got["ndcg@10 (comirec-paper)"][0] == pytest.approx(1.0, rel=1e-12)
     # user 1: d (rank 3) is in the top 10, c (rank 15) only in the top 20
     assert got["recall@10"][1] == 0.5 and got["hitrate@10"][1] == 1.0 and got["recall@20"][1] == 1.0
     assert got["ndcg@10"][1] == pytest.approx((1 / log2(5)) / (1 / log2(2) + 1 / log2(3)), rel=1e-12)
     assert got["ndcg@20"][1] == pytest.approx((1 / log2(17) + 1 / log2(5)) / (1 / log2(2) + 1 / log2(3)), rel=1e-12)
     # ComiRec's at 10: d is at time position 1 -> 1 / log2(3); IDCG over its one hit = 1
-    assert got["ndcg@10 (comirec)"][1] == pytest.approx(1 / log2(3), rel=1e-12)
+    assert got["ndcg@10 (comirec-paper)"][1] == pytest.approx(1 / log2(3), rel=1e-12)
     assert set(got) == {f"{m}@{n}" for m in ("recall", "ndcg", "hitrate") for n in (10, 20)} | {
-        "ndcg@10 (comirec)", "ndcg@20 (comirec)"}
+        f"ndcg@{n} ({v})" for n in (10, 20) for v in ("comirec-paper", "comirec-master")}
 
 
 def test_user_metrics_idcg_over_min_n_targets_not_over_hits():
     """The planted bug of ComiRec's code (issue #25): an IDCG over the hits makes one hit at rank 0 out of
     three targets a perfect 1.0. The correct NDCG divides by the ideal DCG of min(N, 3) targets."""
-    got = comirec.user_metrics([0, 50, 60], [3], [1, 2, 3], ks=(10,), comirec_ndcg=True)
+    got = comirec.user_metrics([0, 50, 60], [3], [1, 2, 3], ks=(10,), published=True)
     assert got["ndcg@10"][0] == pytest.approx(1 / (1 + 1 / log2(3) + 1 / log2(4)), rel=1e-12)   # 0.469
-    assert got["ndcg@10 (comirec)"][0] == 1.0
+    assert got["ndcg@10 (comirec-paper)"][0] == got["ndcg@10 (comirec-master)"][0] == 1.0
     # and with more targets than N, the ideal stops at N
     got = comirec.user_metrics([0] + [100] * 14, [15], list(range(1, 16)), ks=(10,))
     assert got["ndcg@10"][0] == pytest.approx(1 / sum(1 / log2(i + 2) for i in range(10)), rel=1e-12)
@@ -75,15 +75,16 @@ def test_user_metrics_count_distinct_items():
     assert got["recall@10"][0] == 0.5
 
 
-def test_user_metrics_comirec_ndcg_follows_time_not_rank():
-    """ComiRec's master branch gives a hit the discount of its position in time (issue #6): the same ranks in
-    another time order change it; the correct NDCG does not change."""
-    a = comirec.user_metrics([30, 0], [2], [1, 2], ks=(50,), comirec_ndcg=True)
-    b = comirec.user_metrics([0, 30], [2], [2, 1], ks=(50,), comirec_ndcg=True)
+def test_user_metrics_comirec_paper_ndcg_follows_time_not_rank():
+    """ComiRec's original code (its paper's tables) gives a hit the discount of its position in time (issue #6):
+    the same ranks in another time order change it; the correct NDCG and the master branch's do not change."""
+    a = comirec.user_metrics([30, 0], [2], [1, 2], ks=(50,), published=True)
+    b = comirec.user_metrics([0, 30], [2], [2, 1], ks=(50,), published=True)
     assert a["ndcg@50"][0] == pytest.approx(b["ndcg@50"][0], rel=1e-15)
-    assert a["ndcg@50 (comirec)"][0] == b["ndcg@50 (comirec)"][0] == 1.0  # both hit: DCG = IDCG over 2 hits
-    a = comirec.user_metrics([60, 0], [2], [1, 2], ks=(50,), comirec_ndcg=True)   # only the later target hits
-    assert a["ndcg@50 (comirec)"][0] == pytest.approx(1 / log2(3), rel=1e-12)
+    assert a["ndcg@50 (comirec-paper)"][0] == b["ndcg@50 (comirec-paper)"][0] == 1.0  # DCG = IDCG over 2 hits
+    a = comirec.user_metrics([60, 0], [2], [1, 2], ks=(50,), published=True)   # only the later target hits
+    assert a["ndcg@50 (comirec-paper)"][0] == pytest.approx(1 / log2(3), rel=1e-12)
+    assert a["ndcg@50 (comirec-master)"][0] == 1.0                              # rank 0: 1 / log2(2), one hit
     assert a["ndcg@50"][0] == pytest.approx(1 / (1 + 1 / log2(3)), rel=1e-12)
 
 
@@ -178,7 +179,7 @@ def golden_outputs():
     out = {f"split_rows/{n}/{s}": comirec.split_rows(n, s).tolist() for n in inputs["n_users"]
            for s in comirec.SPLITS}
     out["history_end"] = comirec.history_end(inputs["lengths"]).tolist()
-    metrics = comirec.user_metrics(inputs["ranks"], inputs["counts"], inputs["targets"], comirec_ndcg=True)
+    metrics = comirec.user_metrics(inputs["ranks"], inputs["counts"], inputs["targets"], published=True)
     out.update({f"user_metrics/{k}": v.tolist() for k, v in metrics.items()})
     return out
 
@@ -192,7 +193,7 @@ def test_golden_vectors_of_the_protocol():
     for key, want in expected.items():
         np.testing.assert_allclose(got[key], want, rtol=1e-12, err_msg=key)
     inputs = json.loads(GOLDEN.read_text())["inputs"]
-    twin_metrics = ncomirec.user_metrics(inputs["ranks"], inputs["counts"], inputs["targets"], comirec_ndcg=True)
+    twin_metrics = ncomirec.user_metrics(inputs["ranks"], inputs["counts"], inputs["targets"], published=True)
     for k, v in twin_metrics.items():
         np.testing.assert_allclose(v, expected[f"user_metrics/{k}"], rtol=1e-12, err_msg=k)
 
@@ -300,7 +301,8 @@ def test_cli_train_evaluate_compare_under_the_protocol(tmp_path, good):
                                   "--eval-every", "10", "--dim", "8", "--ndcg-as", "comirec", "--out", str(run)])
     assert got.exit_code == 0, got.output
     result = json.loads((run / "metrics.json").read_text())
-    assert "ndcg@50 (comirec)" in result["test"] and result["config"]["protocol"] == "comirec"
+    assert {"ndcg@50 (comirec-paper)", "ndcg@50 (comirec-master)"} <= set(result["test"])
+    assert result["config"]["protocol"] == "comirec"
     found = per_user.load_run(str(run))
     assert found.protocol == "comirec" and found.counts.sum() == len(found.ranks) > len(found.users)
     out = tmp_path / "e.json"
@@ -323,7 +325,7 @@ def test_cli_train_evaluate_compare_under_the_protocol(tmp_path, good):
 
 def test_table_under_the_protocol_adds_comirec_ndcg_to_runs_made_without_it(tmp_path, good):
     """`table --ndcg-as comirec` over finished runs made without the flag reuses them and computes ComiRec's
-    NDCG from their per-user ranks: the same number a run made with the flag writes."""
+    two NDCGs from their per-user ranks: the same numbers a run made with the flag writes."""
     from bam_experiments import table
     from bam_runs import datasets
     data = datasets.load_dataset(str(good), "auto", log=lambda line: None)
@@ -331,14 +333,16 @@ def test_table_under_the_protocol_adds_comirec_ndcg_to_runs_made_without_it(tmp_
     table.run_table(base, data, ["ComiRec", "BaM"], 1, str(tmp_path / "t"), log=lambda line: None)
     text, rows, reused = table.run_table(base, data, ["ComiRec", "BaM"], 1, str(tmp_path / "t"),
                                          log=lambda line: None, comirec_ndcg=True)
-    assert reused == 2 and "nDCG@50 (comirec)" in text and "HitRate@50" in text and "Recall@10" not in text
+    assert reused == 2 and "nDCG@50 (comirec-paper)" in text and "nDCG@50 (comirec-master)" in text
+    assert "HitRate@50" in text and "Recall@10" not in text
     again = tmp_path / "again"
     CliRunner().invoke(__import__("cli").cli, ["train", "--data", str(good), "--protocol", "comirec",
                                                "--history-mask", "none", "--dim", "8", "--max-iters", "20",
                                                "--eval-every", "10", "--selection", "bam", "--ndcg-as", "comirec",
                                                "--out", str(again)])
-    with_flag = json.loads((again / "metrics.json").read_text())["test"]["ndcg@50 (comirec)"]
-    assert rows["BaM"]["ndcg@50 (comirec)"][0] == pytest.approx(with_flag, rel=1e-12)
+    with_flag = json.loads((again / "metrics.json").read_text())["test"]
+    for name in ("ndcg@50 (comirec-paper)", "ndcg@20 (comirec-master)"):
+        assert rows["BaM"][name][0] == pytest.approx(with_flag[name], rel=1e-12)
     # beyond accuracy: each run's top-5 lists, as `evaluate --top-n 5` gives them for its checkpoint
     table.run_table(base, data, ["BaM"], 1, str(tmp_path / "t"), log=lambda line: None, top_n=5)
     beyond = json.loads((tmp_path / "t" / "table.json").read_text())["beyond"]["BaM"]
@@ -378,7 +382,7 @@ def test_train_with_ndcg_as_comirec_over_a_run_made_without_it(tmp_path, good):
             "--dim", "8", "--out", str(tmp_path / "r")]
     assert CliRunner().invoke(cli.cli, args).exit_code == 0
     got = CliRunner().invoke(cli.cli, args + ["--ndcg-as", "comirec"])
-    assert got.exit_code == 0 and "finished already" in got.output and "ndcg@50 (comirec)" in got.output
+    assert got.exit_code == 0 and "finished already" in got.output and "ndcg@50 (comirec-paper)" in got.output
 
 
 def test_the_twin_refuses_to_train_under_the_protocol(synthetic_small):

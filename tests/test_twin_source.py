@@ -65,9 +65,11 @@ def test_twin_source_is_the_same_text(name, twin):
     assert numpy_side == torch_side
 
 
-# The protocols' torch side (bam_protocols) and their twins: the split, the targets and the metrics, word for word.
+# The protocols' torch side (bam_protocols) and their twins: the split and the targets, word for word; and the
+# metrics, whose one copy outside the twin is the torch-free bam_evidence/metrics.py (bam_protocols imports it).
 PROTOCOL_TWINS = [("bam_protocols/comirec.py", "bam_numpy/comirec.py",
-                   ["SPLIT_SEED", "SPLITS", "KS", "split_rows", "history_end", "target_lists", "user_metrics"])]
+                   ["SPLIT_SEED", "SPLITS", "split_rows", "history_end", "target_lists"]),
+                  ("bam_evidence/metrics.py", "bam_numpy/comirec.py", ["KS", "user_metrics"])]
 
 
 @pytest.mark.parametrize("torch_path, twin, name", [(a, b, n) for a, b, names in PROTOCOL_TWINS for n in names])
