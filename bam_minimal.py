@@ -20,11 +20,11 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn as nn
-import torch.nn.functional as F
 
 
 # -----------------------------------------------------------------------------
-# Config. Defaults are the official ones (github.com/jlunits2/BaM, src/main.py), except `selection`.
+# Config. Defaults are the official ones (github.com/jlunits2/BaM, src/main.py) except `selection` (official: hard)
+# and README's "Differences": `valid_users`, `valid_sample` (official: 1,000 random users), `history_mask` (`official`).
 @dataclass
 class Config:
     model: str = "comirec"        # comirec (ComiRec-SA) | mind (MIND / ComiRec-DR) | sasrec (one interest)
@@ -67,7 +67,10 @@ NON_NEGATIVE = ("tau", "tau_hard", "patience", "valid_users", "valid_sample", "r
                 "weight_decay", "seed")
 
 class InputError(ValueError):
-    """Bad input. The message is one line that names the file, the line and the fix."""
+    """Bad input. The message is one line that names the file, the line and the fix. Exit code 2."""
+
+class TrainingError(Exception):
+    """A training that failed, not bad input: the loss or the weights are not finite. One line, the fix; exit code 3."""
 
 
 # -----------------------------------------------------------------------------
@@ -245,7 +248,7 @@ def item_scores(query, target, negatives, item_emb, loss):
     if loss == "sampled":
         return pos, query @ item_emb[negatives].T                              # (B, K), (B, K, S)
     neg = query @ item_emb.T                                                   # (B, K, I + 1)
-    drop = F.one_hot(target, neg.shape[-1]).bool()[:, None]                   # (B, 1, I + 1)
+    drop = nn.functional.one_hot(target, neg.shape[-1]).bool()[:, None]       # (B, 1, I + 1)
     drop[..., 0] = True
     return pos, neg.masked_fill(drop, -math.inf)                               # (B, K), (B, K, I + 1)
 
@@ -285,8 +288,8 @@ def bam_loss(model, cfg, interests, attention, target, negatives, u, tau):
 @torch.no_grad()
 def evaluate(scorer, data, split, cfg, rows=None, k_top=0, block=None):
     """Rank the `split` target of each user in `rows` (default: every user) among all items: windows -> score ->
-    mask -> rank, a block of users at a time. -> (metrics, ranks (U,), top-k ids (U, k_top) or None).
-    metrics["nonfinite_users"]: the users with a NaN or infinite score (as scored, before the history mask)."""
+    mask -> rank, a block of users at a time (MIND: routing_noise, in Plumbing at the end). -> (metrics, ranks (U,),
+    top-k ids (U, k_top) or None). metrics["nonfinite_users"]: users with a NaN or inf score (before the mask)."""
     device = resolve_device(cfg)
     rows = np.arange(len(data.users)) if rows is None else np.asarray(rows)
     k = split_targets(data, split)[rows]                                       # (U,) target positions
@@ -305,22 +308,10 @@ def evaluate(scorer, data, split, cfg, rows=None, k_top=0, block=None):
 
 def model_scorer(model):
     """Scores of every item for a block of histories: an item's best score over the interests."""
-    item_emb = model.embeddings.weight                                         # (I + 1, d)
     def score(history, mask, routing):
         interests = model(history, mask, routing=routing)[0]                   # (b, N, d)
-        return (interests @ item_emb.T).amax(1)                               # (b, I + 1)
+        return (interests @ model.embeddings.weight.T).amax(1)                # (b, I + 1)
     return score
-
-def routing_noise(cfg, rows):
-    """MIND's evaluation routing logits (b, N, L), counter-based: SplitMix64 (Steele et al., OOPSLA '14) seeded with
-    cfg.seed at 2c + 1, 2c + 2 for c = (row, n, l), then Box-Muller: a row's numbers, whatever the block or process."""
-    size = cfg.n_interests * cfg.seq_len
-    c = 2 * (np.asarray(rows)[:, None] * size + np.arange(size)).astype(np.uint64)  # (b, N L) even positions
-    z = np.uint64(cfg.seed) + (c + np.uint64([[[1]], [[2]]])) * np.uint64(0x9E3779B97F4A7C15)  # (2, b, N L)
-    for shift, mult in ((30, 0xBF58476D1CE4E5B9), (27, 0x94D049BB133111EB), (31, 1)):  # the finaliser
-        z = (z ^ (z >> np.uint64(shift))) * np.uint64(mult)                   # (2, b, N L), wrapping uint64
-    u = (z >> np.uint64(11)) * 2.0 ** -53                                      # (2, b, N L) uniform in [0, 1)
-    return (np.sqrt(-2 * np.log1p(-u[0])) * np.cos(2 * np.pi * u[1])).reshape(-1, cfg.n_interests, cfg.seq_len)
 
 def mask_history(scores, full_history, window, mode):
     """In place. `exclude`: every item before the target gets -inf (padding 0 too, and in `none`).
@@ -366,12 +357,11 @@ def metrics_from_ranks(rank, ks=(10, 20)):
         out[f"ndcg@{k}"] = float(np.where(hit, 1.0 / np.log2(rank + 2), 0.0).mean())
     return out
 
-# Protocols: each split's users, the sampler, the evaluator. bam_protocols.comirec adds ComiRec's (REMI's too).
-PROTOCOLS = dict(loo=dict(users=lambda data, split: np.arange(len(data.users)), batch=train_batch, evaluate=evaluate))
-
 
 # -----------------------------------------------------------------------------
-# Training: iterations, validation, early stopping, best-checkpoint restore.
+# Training: iterations, validation, early stopping, best-checkpoint restore. A protocol is each split's users, the
+# sampler and the evaluator: leave-one-out's are this file's; bam_protocols.comirec registers ComiRec's (REMI's too).
+PROTOCOLS = dict(loo=dict(users=lambda data, split: np.arange(len(data.users)), batch=train_batch, evaluate=evaluate))
 @dataclass
 class TrainState:
     """The training loop's state; a run folder saves it by name in last.pt, and a resumed run goes on from it."""
@@ -384,9 +374,9 @@ class TrainState:
     losses: list = field(default_factory=list)    # the step losses since the last validation
 
 def train_step(model, opt, cfg, data, rng, gen, tau, device):
-    """One optimisation step on a fresh batch. Returns the loss as a Python float."""
-    batch = PROTOCOLS[cfg.protocol]["batch"](data, rng, cfg.batch_size, cfg.seq_len)
-    history, mask, target = (torch.as_tensor(a, device=device) for a in batch)  # (B, L), (B, L), (B,)
+    """One optimisation step on a fresh batch, leave-one-out's from train_batch (Data, above). -> the loss, a float."""
+    sample = train_batch if cfg.protocol == "loo" else PROTOCOLS[cfg.protocol]["batch"]  # -> (B, L), (B, L), (B,)
+    history, mask, target = (torch.as_tensor(a, device=device) for a in sample(data, rng, cfg.batch_size, cfg.seq_len))
     negatives = torch.randint(0, data.n_items + 1, (cfg.n_negatives,), device=device, generator=gen)  # (S,)
     u = torch.rand(len(target), device=device, generator=gen)                 # (B,) BaM's uniform draws
     interests, attention = model(history, mask, gen)                          # (B, N, d), (B, N, L)
@@ -419,7 +409,7 @@ def train(cfg, data, folder=None, log=print, on_step=lambda it: None):
         loss = train_step(model, opt, cfg, data, rng, gen, tau_at(cfg, st.it), device)
         st.it += 1
         if not math.isfinite(loss):
-            raise InputError(f"iteration {st.it}: the loss is {loss} (fix: --fresh with a lower --lr)")
+            raise TrainingError(f"iteration {st.it}: the loss is {loss} (fix: --fresh with a lower --lr)")
         st.losses.append(loss)
         on_step(st.it)
         if st.it % cfg.eval_every == 0 or st.it == cfg.max_iters:
@@ -457,7 +447,7 @@ def validate(model, data, cfg, rng, st, t0, log):
 def checked_scorer(model, it, before):
     """model_scorer of finite weights (checked before a validation or the test, so before any save)."""
     if bad := [k for k, v in model.state_dict().items() if not v.isfinite().all()]:
-        raise InputError(f"iteration {it}: {bad[0]} is not finite at {before}, not saved (fix: --fresh, lower --lr)")
+        raise TrainingError(f"iteration {it}: {bad[0]} is not finite at {before}, not saved (fix: --fresh, lower --lr)")
     return model_scorer(model.eval())
 
 def finish(model, cfg, data, st, t0, device):
@@ -475,7 +465,7 @@ def checkpoint(model, cfg, data, it):  # the model, and what rebuilding and eval
 
 
 # -----------------------------------------------------------------------------
-# Plumbing: the config check, the device, blocks of users, and torchrun's shares.
+# Plumbing: the config check, the device, blocks of users, torchrun's shares, MIND's evaluation noise (for twin parity).
 def check_config(cfg):
     """Refuse a config that cannot run, naming the first bad option."""
     bad = [f"{k}={getattr(cfg, k)} is not one of {', '.join(v)}" for k, v in CHOICES.items()
@@ -500,8 +490,7 @@ def resolve_device(cfg):
     return cfg.device if cfg.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
 
 def user_blocks(cfg, data, rows, k, block=None):
-    """-> (rows, target positions) of this process's share of `rows`, block by block. A block's scores
-    (b, N, I + 1) stay under a budget, and one long history cannot inflate a block: b * max k <= 2^21."""
+    """This process's share of (rows, k), in blocks whose scores (b, N, I + 1) fit a budget and b * max k <= 2^21."""
     budget = (1 << 28 if resolve_device(cfg) == "cuda" else 1 << 24) // (cfg.n_interests * (data.n_items + 1))
     block = block or max(16, min(8192, budget))
     rank, size = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
@@ -521,9 +510,20 @@ def gather_users(*parts):
         dist.all_gather_object(shares, [np.concatenate(p) for p in parts])
     return [np.concatenate(x) for x in zip(*shares)]
 
+def routing_noise(cfg, rows):
+    """MIND's evaluation routing logits (b, N, L), counter-based: SplitMix64 (Steele et al., OOPSLA '14) seeded with
+    cfg.seed at 2c + 1, 2c + 2 for c = (row, n, l), then Box-Muller: a row's numbers, whatever the block or process."""
+    size = cfg.n_interests * cfg.seq_len
+    c = 2 * (np.asarray(rows)[:, None] * size + np.arange(size)).astype(np.uint64)  # (b, N L) even positions
+    z = np.uint64(cfg.seed) + (c + np.uint64([[[1]], [[2]]])) * np.uint64(0x9E3779B97F4A7C15)  # (2, b, N L)
+    for shift, mult in ((30, 0xBF58476D1CE4E5B9), (27, 0x94D049BB133111EB), (31, 1)):  # the finaliser
+        z = (z ^ (z >> np.uint64(shift))) * np.uint64(mult)                   # (2, b, N L), wrapping uint64
+    u = (z >> np.uint64(11)) * 2.0 ** -53                                      # (2, b, N L) uniform in [0, 1)
+    return (np.sqrt(-2 * np.log1p(-u[0])) * np.cos(2 * np.pi * u[1])).reshape(-1, cfg.n_interests, cfg.seq_len)
+
 
 # -----------------------------------------------------------------------------
-# Standalone: python bam_minimal.py DATA [--field=value ...] [--out=DIR]
+# Standalone: python bam_minimal.py DATA [--field=value ...] [--out=DIR]; exit code 2: bad input, 3: training failed
 def parse_args(argv):
     """DATA [--field=value ...] [--out=DIR] -> (Config, data path, out dir). A bare --flag means true."""
     cfg, data = Config(), [a for a in argv if not a.startswith("--")]
@@ -554,7 +554,7 @@ if __name__ == "__main__":
         for name in ("checkpoint.pt", "metrics.json"):  # each renamed once whole: a crash leaves no half file
             os.replace(os.path.join(out, name.split(".")[0] + ".tmp"), os.path.join(out, name))
         print("test", result["test"])
-    except (InputError, OSError) as e:
-        sys.exit(print(f"error: {e}", file=sys.stderr) or 2)
+    except (InputError, OSError, TrainingError) as e:  # 3: the data and options were fine, the training was not
+        sys.exit(print(f"error: {e}", file=sys.stderr) or (3 if isinstance(e, TrainingError) else 2))
     except KeyboardInterrupt:
         sys.exit(130)

@@ -9,7 +9,8 @@ experiments around them. The commands live in bam_cli/ (one module per group); t
     python cli.py data synth --out synth.txt
     python cli.py COMMAND --help                     # every option
 
-Bad input stops with one line that names the file, the line and the fix, and exit code 2.
+Bad input stops with one line that names the file, the line and the fix, and exit code 2; a training that
+fails on good input (its loss or weights not finite) stops with one line and exit code 3.
 """
 from bam_cli.main import cli, main
 

@@ -2,7 +2,8 @@
 bam_cli: the command line, in one place; cli.py at the top is its entry point.
 
   options  the shared options (read from bam_minimal.py's source, without torch), lazy imports, and the
-           one rule that turns every kind of bad input into one line and exit code 2
+           one rule that turns every kind of bad input into one line and exit code 2 (and a training that
+           failed, bam_minimal.TrainingError, into one line and exit code 3)
   run      train, evaluate, table, balance
   evidence compare (paired statistics over users)
   data     data stats / remap / synth, prepare amazon2023

@@ -1,5 +1,5 @@
 """
-bam_cli/options.py: the command line's shared options and its one error rule, without torch, so that
+bam_cli/options.py: the command line's shared options and its error rule, without torch, so that
 `python cli.py --help`, every command's --help and the errors that need no model answer at once
 (importing torch alone takes about 2.4 s). Every module of bam_cli builds on it.
 
@@ -20,6 +20,7 @@ import sys
 import click
 
 import bam_data
+from bam_data import filters
 
 REFERENCE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bam_minimal.py")
 
@@ -77,18 +78,6 @@ def config_options(f):
 # Options that several commands share
 
 
-ndcg_as_option = click.option(
-    "--ndcg-as", type=click.Choice(["comirec"]), default=None,
-    help="comirec: also ComiRec's published NDCG (DCG by the target's position in time, IDCG over the hits), "
-         "beside the correct one and labelled `ndcg@N (comirec)`; --protocol comirec only")
-
-
-def check_ndcg_as(ndcg_as, protocol):
-    if ndcg_as == "comirec" and protocol != "comirec":
-        raise bam_data.InputError("--ndcg-as comirec: ComiRec's formula is for many targets per user (fix: "
-                                  "--protocol comirec, or leave --ndcg-as out)")
-
-
 def output_path(ctx, param, path):
     """Check an output's folder before any work is done, so that a typo does not cost a run."""
     if path is not None:
@@ -110,6 +99,12 @@ def existing(ctx, param, path):
 
 
 def data_options(f):
+    """--data, --format and --filter: what data a command reads, and how (bam_runs.datasets.load_dataset)."""
+    f = click.option("--filter", "data_filter", type=click.Choice(filters.FILTERS), default="none", show_default=True,
+                     help="comirec: ComiRec's preprocessing, applied once after reading: drop the items with fewer "
+                          "than 5 interactions, then the users left with fewer than 5 of the rest "
+                          "(docs/protocols.md); never implied by --protocol comirec; a checkpoint trained with it "
+                          "needs it again (its data fingerprint is of the filtered data)")(f)
     f = click.option("--format", "fmt", type=click.Choice(bam_data.FORMATS), default="auto", show_default=True,
                      help="data format (README, Data formats)")(f)
     return click.option("--data", type=str, default=None, callback=existing,
@@ -136,14 +131,25 @@ def note(line):
         click.echo(line, err=True)
 
 # -----------------------------------------------------------------------------
-# Errors: one line and exit code 2, never a traceback
+# Errors: one line, never a traceback; exit code 2 for bad input, 3 for a training that failed
 
 
-class BadInput(click.ClickException):
-    exit_code = 2
+class OneLine(click.ClickException):
+    """An error shown as one line, `error: ...`, and its exit code."""
 
     def show(self, file=None):
         click.echo(f"error: {self.message}", err=True)
+
+
+class BadInput(OneLine):
+    exit_code = 2
+
+
+class TrainingFailed(OneLine):
+    """Not bad input: the data and options were fine, but the training's loss or weights stopped being finite
+    (bam_minimal.TrainingError). The same one line, with its own exit code, so that a script (or `table`'s caller)
+    can tell a run that diverged from a command that was wrong."""
+    exit_code = 3
 
 
 def input_errors():
@@ -154,8 +160,15 @@ def input_errors():
     return (bam_data.InputError,) + ((reference.InputError,) if reference is not None else ())
 
 
+def training_errors():
+    """The reference's TrainingError once it is imported (a training needs torch, so it is by then)."""
+    reference = sys.modules.get("bam_minimal")
+    return (reference.TrainingError,) if reference is not None else ()
+
+
 class Group(click.Group):
-    """A click group that turns every kind of bad input into one line and exit code 2."""
+    """A click group that turns every kind of bad input into one line and exit code 2, and a training that failed
+    into one line and exit code 3."""
 
     def invoke(self, ctx):
         try:
@@ -176,4 +189,6 @@ class Group(click.Group):
         except Exception as e:
             if isinstance(e, input_errors()):
                 raise BadInput(str(e)) from None
+            if isinstance(e, training_errors()):
+                raise TrainingFailed(str(e)) from None
             raise

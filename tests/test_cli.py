@@ -19,10 +19,10 @@ def run(*args):
     return CliRunner().invoke(cli, [str(a) for a in args])
 
 
-def one_line_error(result, *needles, after_progress=False):
-    """Exit code 2 and one `error:` line with the needles; with `after_progress`, what a command
-    printed before it found the problem may come first."""
-    assert result.exit_code == 2, result.output
+def one_line_error(result, *needles, after_progress=False, code=2):
+    """Exit code 2 (bad input; 3: a training that failed) and one `error:` line with the needles; with
+    `after_progress`, what a command printed before it found the problem may come first."""
+    assert result.exit_code == code, result.output
     lines = [ln for ln in result.output.splitlines() if ln.strip()]
     assert lines and lines[-1].startswith("error: ") and (after_progress or len(lines) == 1), result.output
     assert sum(ln.startswith("error: ") for ln in lines) == 1

@@ -56,6 +56,13 @@ def test_the_reference_imports_only_torch_numpy_and_the_standard_library():
     assert roots - set(sys.stdlib_module_names) - {"torch", "numpy"} == set()
 
 
+def test_the_reference_stays_at_most_560_lines():
+    """bam_minimal.py is the file a person reads in one sitting (README, docs/architecture.md): what it gains,
+    it pays for in lines elsewhere, or the new code belongs in a package above it."""
+    lines = len((ROOT / "bam_minimal.py").read_text().splitlines())
+    assert lines <= 560, f"bam_minimal.py has {lines} lines, more than 560 (fix: make room, or move code out)"
+
+
 def test_modules_imported_by_name_stay_in_the_command_line():
     """Later("x") imports x on first use, out of import-linter's sight: only bam_cli may use it, and only on
     the layers below it."""

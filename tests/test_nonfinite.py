@@ -2,11 +2,13 @@
 A non-finite number never helps (issue 14): in both engines a NaN or +inf score of another item ranks
 above the target, a non-finite target is a miss, -inf (the mask) ranks below everything; evaluation
 counts the users whose scores were not all finite; training stops before it validates, tests or saves
-non-finite weights; MIND's evaluation noise is a counter-based stream keyed by (seed, row).
+non-finite weights, with a TrainingError, not bad input: one line and exit code 3, from `cli.py train` and from
+`python bam_minimal.py` alike; MIND's evaluation noise is a counter-based stream keyed by (seed, row).
 
     OMP_NUM_THREADS=1 python -m pytest tests/test_nonfinite.py
 """
 import math
+import os
 
 import numpy as np
 import pytest
@@ -19,6 +21,7 @@ from bam_numpy import training as bnt
 from bam_numpy.encoders import routing_noise as twin_routing_noise
 from bam_runs import run_folder
 from bam_crosscheck import twin
+from conftest import ROOT
 
 NAN, INF = math.nan, math.inf
 
@@ -156,8 +159,9 @@ def test_train_stops_on_nonfinite_weights(synthetic_small, tmp_path, monkeypatch
         if it == 100:
             with torch.no_grad():
                 built[0].embeddings.weight[5, 0] = NAN
-    with pytest.raises(bm.InputError, match=r"iteration 100\b.*embeddings.weight"):
+    with pytest.raises(bm.TrainingError, match=r"iteration 100\b.*embeddings.weight") as e:
         bm.train(cfg, data, run_folder.RunFolder(str(tmp_path), cfg, data), log=lambda s: None, on_step=plant)
+    assert not isinstance(e.value, bm.InputError)  # the data and the options were fine
     best = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert best["iter"] == 50 and all(v.isfinite().all() for v in best["model"].values())
     assert not (tmp_path / "metrics.json").exists()
@@ -176,6 +180,78 @@ def test_twin_train_stops_on_nonfinite_weights(synthetic_small, monkeypatch):
     monkeypatch.setattr(bnt, "adam_step", planted)
     with pytest.raises(bn.InputError, match=r"iteration 50\b.*embeddings.weight"):
         bnt.train(cfg, data, log=lambda s: None)
+
+
+# -----------------------------------------------------------------------------
+# A failed training is not bad input: one line and exit code 3 (bad input's is 2), never a traceback.
+
+
+def test_train_diverged_loss_exits_3_from_cli_train(tmp_path, good):
+    """bam_minimal.train's loss check: --lr 1e20 makes the loss non-finite within a few steps."""
+    from test_cli import TINY, one_line_error, run
+    result = run("train", "--data", good, "--out", tmp_path / "run", *TINY, "--lr", "1e20")
+    line = one_line_error(result, "iteration", "the loss is", "lower --lr", after_progress=True, code=3)
+    assert "nan" in line or "inf" in line
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_checked_scorer_nonfinite_weights_exit_3_from_cli_train(tmp_path, good, monkeypatch):
+    """bam_minimal.checked_scorer: weights that turn NaN while the loss stays finite stop the run at the next
+    validation, before it is saved, with the same one line and exit code 3."""
+    from test_cli import TINY, run
+    step, calls = bm.train_step, []
+
+    def planted(model, *args):  # after step 40, just before its validation: the loss was finite, the weights are not
+        loss = step(model, *args)
+        calls.append(1)
+        if len(calls) == 40:
+            with torch.no_grad():
+                model.embeddings.weight[5, 0] = NAN
+        return loss
+    monkeypatch.setattr(bm, "train_step", planted)
+    result = run("train", "--data", good, "--out", tmp_path / "run", *TINY)  # validations at 20 and 40
+    assert result.exit_code == 3, result.output
+    errors = [ln for ln in result.output.splitlines() if ln.startswith("error: ")]  # the progress lines interleave
+    assert len(errors) == 1 and "Traceback" not in result.output, result.output
+    assert all(needle in errors[0] for needle in ("iteration 40", "embeddings.weight", "not finite")), errors[0]
+    best = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert best["iter"] == 20 and all(v.isfinite().all() for v in best["model"].values())
+
+
+def test_training_errors_are_exit_3_and_input_errors_exit_2_in_the_group():
+    """bam_cli.options.Group: the reference's TrainingError is exit code 3, its InputError 2, each one line."""
+    import click
+    from click.testing import CliRunner
+
+    from bam_cli.options import Group
+
+    @click.group(cls=Group)
+    def root():
+        pass
+
+    @root.command()
+    @click.argument("kind")
+    def fail(kind):
+        raise (bm.TrainingError if kind == "training" else bm.InputError)(f"{kind}: what went wrong (fix: this)")
+    for kind, code in (("training", 3), ("input", 2)):
+        result = CliRunner().invoke(root, ["fail", kind])
+        assert result.exit_code == code, result.output
+        assert result.output == f"error: {kind}: what went wrong (fix: this)\n"
+
+
+def test_main_of_bam_minimal_diverged_exits_3(tmp_path, good):
+    """`python bam_minimal.py` alone: a diverged loss is one line on stderr and exit code 3; bad input stays 2."""
+    import subprocess
+    import sys
+    flags = ["--dim=16", "--seq_len=10", "--n_negatives=50", "--batch_size=32", "--max_iters=40", "--eval_every=20"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    for extra, code, needle in ((["--lr=1e20"], 3, "the loss is"), (["--lr=-1"], 2, "lr=-1.0 must be positive")):
+        out = subprocess.run([sys.executable, str(ROOT / "bam_minimal.py"), str(good), *flags, *extra,
+                              f"--out={tmp_path / 'run'}"], capture_output=True, text=True, timeout=300, env=env)
+        assert out.returncode == code, out.stderr
+        lines = out.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], out.stderr
+        assert "Traceback" not in out.stderr
 
 
 # -----------------------------------------------------------------------------

@@ -91,7 +91,7 @@ def test_nan_and_infinite_scores_never_rank_a_target_first():
 def test_training_stops_at_the_first_non_finite_loss(tmp_path, good):
     out = tmp_path / "run"
     result = run("train", "--data", good, "--out", out, *TINY, "--lr", "1e20")
-    line = one_line_error(result, "iteration", "lower --lr", after_progress=True)
+    line = one_line_error(result, "iteration", "lower --lr", after_progress=True, code=3)  # a failed run: not 2
     assert "nan" in line or "inf" in line
     assert not (out / "metrics.json").exists()
 
