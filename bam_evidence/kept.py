@@ -122,6 +122,24 @@ def top_n(table):
 # Reading it back
 
 
+def fits(users, counts, targets, ranks, n_items, header, runs_meta):
+    """Whether the arrays and the JSON records of an evidence file have the shapes and types load relies on."""
+    integer = all(a.dtype.kind in "iu" for a in (users, counts, targets, ranks))
+    if not (integer and users.ndim == counts.ndim == targets.ndim == 1 and len(users) == len(counts)
+            and isinstance(runs_meta, list) and ranks.ndim == 2 and ranks.shape == (len(runs_meta), len(targets))):
+        return False
+    if not ((counts >= 1).all() and counts.sum() == len(targets)
+            and (ranks >= 0).all() and (ranks <= n_items + 1).all()):
+        return False
+    strings = (str,)
+    return (isinstance(header, dict) and isinstance(header.get("columns"), list) and header["columns"]
+            and all(isinstance(c, strings) for c in header["columns"])
+            and isinstance(header.get("methods"), list) and all(isinstance(m, strings) for m in header["methods"])
+            and all(isinstance(m, dict) and isinstance(m.get("method"), strings) and isinstance(m.get("test"), dict)
+                    and isinstance(m.get("seed"), int) for m in runs_meta)
+            and {m["method"] for m in runs_meta} == set(header["methods"]))
+
+
 def load(path):
     """-> Evidence, every run's per-user metrics recomputed from its ranks; one InputError line for a file that
     is not one, is damaged, or whose runs' recorded test metrics are not what their ranks give."""
@@ -136,12 +154,8 @@ def load(path):
         identity = {k: str(arrays[k]) for k in IDENTITY}
     except (OSError, ValueError, EOFError, KeyError, TypeError, zipfile.BadZipFile) as e:
         raise InputError(f"{path}: not an evidence file of format {FORMAT} ({type(e).__name__}) {FIX}") from None
-    ok = (users.ndim == counts.ndim == targets.ndim == 1 and len(users) == len(counts) and (counts >= 1).all()
-          and counts.sum() == len(targets) and ranks.ndim == 2 and ranks.shape == (len(runs_meta), len(targets))
-          and ranks.dtype.kind in "iu" and (ranks >= 0).all() and (ranks <= n_items + 1).all()
-          and isinstance(header, dict) and all(isinstance(m, dict) for m in runs_meta))
-    if not ok:
-        raise InputError(f"{path}: an evidence file whose arrays do not fit together {FIX}")
+    if not fits(users, counts, targets, ranks, n_items, header, runs_meta):
+        raise InputError(f"{path}: an evidence file whose arrays or records do not fit together {FIX}")
     evidence = Evidence(path, header, runs_meta, protocol=identity["protocol"])
     names = header["columns"]
     for i, meta in enumerate(runs_meta):
@@ -150,8 +164,8 @@ def load(path):
         except ValueError as e:
             raise InputError(f"{path}: run {i} ({meta.get('method')}, seed {meta.get('seed')}): {e} {FIX}") from None
         for k, v in values.items():
-            recorded = meta.get("test", {}).get(k)
-            if recorded is None or abs(float(v.mean()) - recorded) > 1e-9:
+            recorded = meta["test"].get(k)
+            if not isinstance(recorded, (int, float)) or not abs(float(v.mean()) - recorded) <= 1e-9:
                 raise InputError(f"{path}: {meta.get('method')} seed {meta.get('seed')}: its ranks give {k} "
                                  f"{float(v.mean()):.6f}, its recorded test metric is {recorded} {FIX}")
         evidence.runs.setdefault(meta["method"], []).append(per_user.PerUser(

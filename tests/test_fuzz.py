@@ -457,6 +457,45 @@ def test_the_valid_per_user_files_load(tmp_path):
         assert set(got.metrics) == {k.replace("(comirec)", "(comirec-paper)") for k in valid if "@" in k}
 
 
+# -----------------------------------------------------------------------------
+# The kept evidence of a table (bam_evidence.kept): what `cli.py report` reads
+
+
+def valid_evidence():
+    """Two runs (BaM, REMI, one seed each) of 3 users with one target each; every recorded test metric is what
+    the run's ranks give, so the file loads as it is."""
+    ranks = np.array([[0, 12, 30], [3, 40, 2]], np.int32)                       # (R, T)
+    def test(r):
+        return {"recall@10": float(np.mean(r < 10)), "ndcg@10": float(np.mean(np.where(r < 10, 1 / np.log2(r + 2), 0)))}
+    runs = [dict(method=m, seed=2021, config=dict(seed=2021, protocol="loo"), test=test(ranks[i]), best_iter=1000,
+                 iters=2000, seconds=1.0, threads=1, code=None) for i, m in enumerate(("REMI", "BaM"))]
+    table = dict(name="x", dataset="x.txt", seeds=1, methods=["REMI", "BaM"], columns=["ndcg@10", "recall@10"],
+                 command="", top_n=0, beyond={}, config=None)
+    return dict(format=np.str_("bam-evidence-1"), users=np.array([1, 2, 5]), counts=np.array([1, 1, 1]),
+                targets=np.array([3, 4, 4]), ranks=ranks, n_items=np.int64(40), runs=np.str_(json.dumps(runs)),
+                table=np.str_(json.dumps(table)), protocol=np.str_("loo"), split=np.str_("test"),
+                history_mask=np.str_("exclude"), fingerprint=np.str_("v2:ab"))
+
+
+def test_the_valid_evidence_file_loads(tmp_path):
+    from bam_evidence import kept
+    got = kept.load(str(put(tmp_path, "e.npz", npz(valid_evidence()))))
+    assert set(got.runs) == {"REMI", "BaM"} and got.protocol == "loo"
+
+
+@given(npz_bytes(valid_evidence()))
+def test_evidence_files_load_or_stop_with_one_line(folder, data):
+    from bam_evidence import kept, metrics
+    path = put(folder, "evidence.npz", data)
+    got = reads_or_one_line(kept.load, str(path))
+    event("loaded" if got else "InputError")
+    if got is not None:  # every run's metrics are its ranks', and its recorded test metrics their means
+        for meta, runs in ((m, got.runs[m["method"]]) for m in got.runs_meta):
+            for run in runs:
+                again = metrics.recompute(list(run.metrics), run.ranks, run.counts, run.targets)
+                assert all(np.array_equal(v, again[k]) for k, v in run.metrics.items())
+
+
 @given(st.one_of(mutated(b"# item category\n1 topic0\n2 topic1\n3 topic0\n10 x-y\n"), st.binary(max_size=200)))
 def test_categories_files_read_or_stop_with_one_line(folder, data):
     from bam_data.categories import category_codes, read_categories
