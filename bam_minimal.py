@@ -24,7 +24,7 @@ import torch.nn as nn
 
 # -----------------------------------------------------------------------------
 # Config. Defaults are the official ones (github.com/jlunits2/BaM, src/main.py) except `selection` (official: hard)
-# and README's "Differences": `valid_users`, `valid_sample` (official: 1,000 random users), `history_mask` (`official`).
+# and docs/differences.md: `valid_users`, `valid_sample` (official: 1,000 random users), `history_mask` (`official`).
 @dataclass
 class Config:
     model: str = "comirec"        # comirec (ComiRec-SA) | mind (MIND / ComiRec-DR) | sasrec (one interest)

@@ -106,7 +106,7 @@ def data_options(f):
                           "(docs/protocols.md); never implied by --protocol comirec; a checkpoint trained with it "
                           "needs it again (its data fingerprint is of the filtered data)")(f)
     f = click.option("--format", "fmt", type=click.Choice(bam_data.FORMATS), default="auto", show_default=True,
-                     help="data format (README, Data formats)")(f)
+                     help="data format (docs/formats.md)")(f)
     return click.option("--data", type=str, default=None, callback=existing,
                         help="interaction file; default: the built-in synthetic dataset")(f)
 

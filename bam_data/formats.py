@@ -90,7 +90,7 @@ def check_text_file(path):
     if not head.removeprefix(BOM).strip():
         raise InputError(f"{path}: the file is empty (fix: pass a file with interactions)")
     if b"\0" in head:
-        raise InputError(f"{path}:1: binary data, not text (fix: pass a text file; see README, Data formats)")
+        raise InputError(f"{path}:1: binary data, not text (fix: pass a text file; see docs/formats.md)")
     return head
 
 
@@ -123,7 +123,7 @@ def read(path, fmt="auto"):
         seqs, info = dict(**{"per-user": read_per_user}, recbole=read_recbole, amazon=read_amazon)[fmt](path)
     if not seqs:  # a header alone, or lines of whitespace that is not ASCII: nothing for any command
         raise InputError(f"{path}: no interactions in the file (read as {fmt}) (fix: pass a file with interactions; "
-                         "see README, Data formats)")
+                         "see docs/formats.md)")
     info["format"] = fmt
     return seqs, info
 

@@ -8,7 +8,7 @@ can be passed wherever a Dataset is expected: both have the same fields. Files a
 bam_data.formats.read, the one reader of every format, as cli.py reads them.
 
     from bam_numpy.data import load_data, train_batch
-    data = load_data("data.txt")                   # any format cli.py reads (README, Data formats)
+    data = load_data("data.txt")                   # any format cli.py reads (docs/formats.md)
     history, mask, target = train_batch(data, np.random.default_rng(0), 128, 50)
 """
 import numpy as np
