@@ -9,6 +9,7 @@ bam_cli: the command line, in one place; cli.py at the top is its entry point.
   data     data stats / remap / synth, prepare amazon2023
   twin     export, crosscheck, golden (the NumPy twin)
   course   course make / check / grade
+  tune     tune (Optuna studies of a method: bam_tune, docs/tune.md)
 
 A command's body parses and prints; the work is a function of the package that does the job, so that
 tests call it directly.

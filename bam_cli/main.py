@@ -8,7 +8,7 @@ import os
 
 import click
 
-from bam_cli import course, data, evidence, read, run, twin
+from bam_cli import course, data, evidence, read, run, tune, twin
 from bam_cli.options import Group
 
 
@@ -19,7 +19,8 @@ def cli():
     keep_freed_memory()
 
 
-for c in run.COMMANDS + evidence.COMMANDS + data.COMMANDS + twin.COMMANDS + course.COMMANDS + read.COMMANDS:
+for c in (run.COMMANDS + evidence.COMMANDS + data.COMMANDS + twin.COMMANDS + course.COMMANDS + read.COMMANDS
+          + tune.COMMANDS):
     cli.add_command(c)
 
 

@@ -1,0 +1,43 @@
+"""
+bam_tune/figure.py: `tune --grid`'s figure: the validation metric against each knob, the mean over the seeds with
+its 95% t-interval (each seed's value averaged over the other knobs' points first), one line per study (the
+method, and hard selection beside it with --against hard). Written atomically (bam_experiments.plots.save).
+"""
+import numpy as np
+from optuna.trial import TrialState
+
+from bam_evidence import stats
+from bam_experiments import plots
+
+
+def points(study, knob):
+    """[(value, mean, low, high)] of the study's finished trials along `knob`."""
+    by = {}
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        by.setdefault(t.params[knob], {}).setdefault(t.params.get("seed"), []).append(t.value)
+    out = []
+    for value in sorted(by, key=lambda v: (str(type(v)), v)):
+        per_seed = np.array([np.mean(v) for v in by[value].values()])   # (S,)
+        mean, low, high = stats.t_interval(per_seed)
+        out.append((value, mean, low, high))
+    return out
+
+
+def draw(studies, knobs, path, metric="validation recall@10"):
+    """studies: {label: optuna study}; one panel per knob."""
+    fig, axes = plots.plt.subplots(1, len(knobs), figsize=(5.0 * len(knobs), 3.8), squeeze=False)
+    for ax, knob in zip(axes[0], knobs):
+        for i, (label, study) in enumerate(studies.items()):
+            got = points(study, knob)
+            if not got:
+                continue
+            xs = np.arange(len(got)) + (i - (len(studies) - 1) / 2) * 0.08   # side by side
+            means = np.array([g[1] for g in got])
+            err = np.array([[g[1] - g[2], g[3] - g[1]] if g[2] is not None else [0, 0] for g in got]).T
+            ax.errorbar(xs, means, yerr=err, marker="o", ms=4, capsize=3, label=label)
+            ax.set_xticks(np.arange(len(got)), [f"{g[0]:g}" if isinstance(g[0], float) else str(g[0]) for g in got])
+        ax.set(xlabel=knob, ylabel=metric, title=f"{metric} against {knob}")
+        ax.grid(alpha=0.3)
+        ax.legend(frameon=False, fontsize=8)
+    fig.suptitle("mean over seeds, 95% t-interval (each seed averaged over the other knobs)", fontsize=9)
+    return plots.save(fig, path)
