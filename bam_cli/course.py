@@ -2,8 +2,10 @@
 bam_cli/course.py: `python cli.py course ...`, the course kit's commands; cli.py adds them.
 
     python cli.py course make --out kit/ [--parts select_interest,target_rank] [--track torch|numpy]
+    python cli.py course make --out kit/ --format notebook        # kit/bam_student.ipynb instead of the .py
     python cli.py course check kit/bam_student.py                 # public vectors; exit 0 when all pass
     python cli.py course grade kit/bam_student.py --json results.json [--timeout 60] [--seed N]
+    python cli.py course grade kit/bam_student.ipynb              # a notebook: its code cells, graded as the .py
 
 The grader imports and runs the student's code, each part in a subprocess of its own, alone in a fresh
 folder with a harness (bam_course/harness.py): the reference and the grader are not importable
@@ -41,32 +43,45 @@ def course():
 @click.option("--parts", default=None, help="comma-separated parts to blank (default: all of the track)")
 @click.option("--track", type=click.Choice(spec.TRACKS), default="torch", show_default=True,
               help="numpy adds bam_numpy_student.py: the hand-written backward passes")
-def make(out, parts, track):
+@click.option("--format", "fmt", type=click.Choice(["py", "notebook"]), default="py", show_default=True,
+              help="notebook: bam_student.ipynb (the handout in Markdown cells, one cell per part, self-checks) in "
+                   "place of bam_student.py and HANDOUT.md")
+def make(out, parts, track, fmt):
     """Write bam_student.py (bam_minimal.py with the graded bodies cut out), HANDOUT.md,
-    public_vectors.npz and gradescope/run_autograder into --out."""
-    from bam_course import grader, handout, skeleton
+    public_vectors.npz and gradescope/run_autograder into --out (--format notebook: bam_student.ipynb)."""
+    from bam_course import grader, handout, notebook, skeleton
     from bam_data.files import atomic_text
     tracks = ["torch"] + (["numpy"] if track == "numpy" else [])
     chosen = [p for t in tracks for p in spec.select(parts, t) if p.track == t] if parts else \
         [p for t in tracks for p in spec.parts_of(t)]
     if parts and not [p for p in chosen if p.target]:
         raise CourseError(f"--parts {parts}: none of these parts is in the {track} track (fix: see --help)")
+    grader.check_variants(chosen)  # every known bug still derives from the reference (else: which edit, and why)
     os.makedirs(os.path.join(out, "gradescope"), exist_ok=True)
+    by_key = {p.key: grader.graded_part(p) for p in chosen if p.target}
     with open(os.path.join(ROOT, "bam_minimal.py")) as f:
-        atomic_text(os.path.join(out, "bam_student.py"), skeleton.torch_student(f.read(), chosen))
-    written = ["bam_student.py"]
+        source = f.read()
+    if fmt == "notebook":
+        nb = notebook.build(skeleton.blank(source, [p for p in chosen if p.track == "torch"], "bam_minimal.py")[0],
+                            chosen, handout.render(chosen, track, by_key, notebook=True), ROOT)
+        atomic_text(os.path.join(out, "bam_student.ipynb"), notebook.nbformat.writes(nb))
+        written = ["bam_student.ipynb"]
+    else:
+        atomic_text(os.path.join(out, "bam_student.py"), skeleton.torch_student(source, chosen))
+        written = ["bam_student.py"]
     if "numpy" in tracks and any(p.track == "numpy" for p in chosen):
         atomic_text(os.path.join(out, "bam_numpy_student.py"), skeleton.numpy_student(ROOT, chosen))
         written.append("bam_numpy_student.py")
     grader.public_vectors(os.path.join(out, "public_vectors.npz"), chosen)
-    by_key = {p.key: grader.graded_part(p) for p in chosen if p.target}
-    atomic_text(os.path.join(out, "HANDOUT.md"), handout.render(chosen, track, by_key))
+    if fmt == "py":
+        atomic_text(os.path.join(out, "HANDOUT.md"), handout.render(chosen, track, by_key))
     script = handout.RUN_AUTOGRADER.format(students=" ".join(written), first=written[0])
     for name, text in (("run_autograder", script), ("setup.sh", handout.SETUP)):
         path = os.path.join(out, "gradescope", name)
         atomic_text(path, text)
         os.chmod(path, 0o755)
-    click.echo(f"wrote {', '.join(written)}, HANDOUT.md, public_vectors.npz, gradescope/run_autograder and "
+    click.echo(f"wrote {', '.join(written)}{', HANDOUT.md' * (fmt == 'py')}, public_vectors.npz, "
+               "gradescope/run_autograder and "
                f"gradescope/setup.sh into {out} (parts {', '.join(str(p.number) for p in chosen)})")
 
 # -----------------------------------------------------------------------------
@@ -104,10 +119,11 @@ def check(file, vectors, parts, track, timeout, e2e_timeout):
     raise SystemExit(0 if all(t.score == t.max_score for t in tests) else 1)
 
 
-@course.command(help=f"""Grade FILES (bam_student.py, and bam_numpy_student.py for the NumPy track) on
-hidden cases: each part in its own subprocess under --timeout, a table of points with the first wrong
-output and a hint, and --json in Gradescope's format. Exit 0 when grading completed, whatever the
-score; 2 on bad input (a missing file, not Python). {ISOLATION}""")
+@course.command(help=f"""Grade FILES (bam_student.py or bam_student.ipynb, whose code cells are graded as
+that .py file, and bam_numpy_student.py for the NumPy track) on hidden cases: each part in its own
+subprocess under --timeout, a table of points with the first wrong output and a hint, and --json in
+Gradescope's format. Exit 0 when grading completed, whatever the score; 2 on bad input (a missing file,
+not Python). {ISOLATION}""")
 @click.argument("files", nargs=-1, required=True)
 @click.option("--json", "json_out", default=None, help="write Gradescope's results.json here")
 @click.option("--seed", type=int, default=None, help="the hidden cases' seed (default: a fresh one, printed)")

@@ -6,15 +6,14 @@ For each part: `cases(rng, public)` draws the inputs (the public self-check uses
 shapes; grading uses another seed and other shapes); the call itself is the harness's (harness.py:
 the reference's outputs in the grader, the student's in the student's process); `prepare(ref, args)`
 adds what the student's process gets from the reference (bam_loss: the recorded calls its stand-ins
-replay); `variants(ref, args)` computes the outputs of common bugs, so that a wrong answer that equals
-one of them gets the hint that explains that bug. All of it runs in the grader's process only.
+replay); `bugs` are the known-wrong variants, each the reference's function with a small recorded edit of
+its current source (common.Bug), so that a wrong answer that equals one of them gets the hint that explains
+that bug. All of it runs in the grader's process only.
 """
-import math
-
 import numpy as np
 import torch
 
-from bam_course.common import Case, Graded, histories, kaiming, size
+from bam_course.common import Bug, Case, Graded, histories, kaiming, size
 
 
 def T(x):
@@ -29,20 +28,7 @@ def T(x):
 
 
 COMIREC_PARAMS = ("embeddings.weight", "position_embedding", "linear1.0.weight", "linear2.weight")
-
-
-def comirec_variant(args, axis="L", mask_padding=True, pos_in_values=False, use_pos=True):
-    """ComiRec-SA's forward with one thing changed, in float32 torch."""
-    w = {k: torch.as_tensor(v) for k, v in args["weights"].items()}
-    history, mask = torch.as_tensor(args["history"]), torch.as_tensor(args["mask"])
-    h = w["embeddings.weight"][history] * mask[..., None]                      # (B, L, d)
-    x = h + w["position_embedding"] if use_pos else h                          # (B, L, d)
-    logits = torch.tanh(x @ w["linear1.0.weight"].T) @ w["linear2.weight"].T  # (B, L, N)
-    if mask_padding:
-        logits = logits.masked_fill(mask[..., None] == 0, -2.0 ** 32 + 1)
-    attention = logits.transpose(1, 2).softmax(-1) if axis == "L" else logits.softmax(-1).transpose(1, 2)
-    values = x if pos_in_values else h
-    return dict(interests=T(attention @ values), attention=T(attention))
+VALUES = ("interests", "attention")   # ComiRecSA's bugs are told by the values (the gradients follow them)
 
 
 class ComiRecSA(Graded):
@@ -79,26 +65,25 @@ class ComiRecSA(Graded):
                      gradients=[f"grad/{k}" for k in COMIREC_PARAMS])))
         return out
 
-    def variants(self, ref, args):
-        return [
-            (comirec_variant(args, axis="N"), "you took the softmax over the N interests; ComiRec-SA "
-             "normalises each interest's weights over the sequence: softmax over L of the (B, N, L) logits"),
-            (comirec_variant(args, mask_padding=False), "padded positions get attention; give them the logit "
-             "MASK (-2^32 + 1) before the softmax, so that their weight is exactly 0"),
-            (comirec_variant(args, pos_in_values=True), "the position embedding only enters the attention MLP; "
-             "the interests are attention @ h with h = embeddings(history) * mask, without it"),
-            (comirec_variant(args, use_pos=False), "you left out the position embedding: the MLP reads "
-             "h + position_embedding"),
-        ]
+    bugs = (
+        Bug("you took the softmax over the N interests; ComiRec-SA normalises each interest's weights over the "
+            "sequence: softmax over L of the (B, N, L) logits",
+            (("logits.transpose(1, 2).softmax(-1)", "logits.softmax(-1).transpose(1, 2)"),), VALUES),
+        Bug("padded positions get attention; give them the logit MASK (-2^32 + 1) before the softmax, so that "
+            "their weight is exactly 0", (("real = mask > 0", "real = mask > -1"),), VALUES),
+        Bug("the position embedding only enters the attention MLP; the interests are attention @ h with h = "
+            "embeddings(history) * mask, without it",
+            (("return attention @ h,", "return attention @ (h + self.position_embedding),"),), VALUES),
+        Bug("you left out the position embedding: the MLP reads h + position_embedding",
+            (("(h + self.position_embedding)[real]", "h[real]"),), VALUES),
+    )
 
 # -----------------------------------------------------------------------------
 # Part 2: select_interest
 
 
-def cdf_index(probs, u, strict=False, clamp=True):
-    cdf = probs.cumsum(-1)                                                     # (B, N)
-    index = ((cdf < u[:, None]) if strict else (cdf <= u[:, None])).sum(-1)   # (B,)
-    return index.clamp(max=probs.shape[-1] - 1) if clamp else index
+HARD = lambda a: a["selection"] == "hard"  # noqa: E731
+SAMPLED = lambda a: a["selection"] != "hard"  # noqa: E731
 
 
 class SelectInterest(Graded):
@@ -155,56 +140,35 @@ class SelectInterest(Graded):
         return Case(dict(logits=logits, selection="bam", tau=tau, u=u),
                     f"selection=bam, tau={tau:g}, u = cumsum(probs)[-1] < 1 (float32 rounding)", dict(bam=["index"]))
 
-    def variants(self, ref, args):
-        logits, tau, u = torch.as_tensor(args["logits"]), args["tau"], torch.as_tensor(args["u"])
-        probs = torch.softmax(tau * logits, -1)
-        if args["selection"] == "hard":
-            last = logits.shape[1] - 1 - logits.flip(1).argmax(1)
-            return [
-                (dict(index=T(last)), "on ties, hard selection takes the FIRST maximum (as torch.argmax does)"),
-                (dict(index=T(cdf_index(probs, u))), "selection=hard is the plain argmax of the logits "
-                 "(KDD24 Eq. 1); only bam and bam-l sample"),
-                (dict(probs=T(torch.softmax(logits, -1))), "probs: you left out tau; probs = softmax(tau * logits) "
-                 "for hard selection too"),
-            ]
-        return [
-            (dict(index=T(logits.argmax(1))), "you took the argmax; BaM samples by inverting the CDF of "
-             "softmax(tau * logits) at u: index = #{n : cumsum(probs)_n <= u}"),
-            (dict(index=T(cdf_index(probs, u, strict=True))), "at a u that falls exactly on a step of the CDF, "
-             "count the n with cumsum(probs)_n <= u (torch.searchsorted(..., right=True)); you counted < u"),
-            (dict(index=T(cdf_index(probs, u, clamp=False))), "float32 rounding can leave cumsum(probs)[-1] "
-             "below u, and the count is then N: clamp the index to N - 1"),
-            (dict(probs=T(torch.softmax(logits, -1)), index=T(cdf_index(torch.softmax(logits, -1), u))),
-             "you left out tau: probs = softmax(tau * logits)"),
-            (dict(probs=T(torch.softmax(logits / tau, -1)), index=T(cdf_index(torch.softmax(logits / tau, -1), u))),
-             "tau multiplies the logits here (a larger tau is closer to hard): softmax(tau * logits), not "
-             "softmax(logits / tau)"),
-            (dict(index=T(cdf_index(probs.flip(1), 1 - u))), "walk the CDF from interest 0 upwards: "
-             "index = #{n : cumsum(probs)_n <= u}"),
-        ]
+    bugs = (
+        Bug("on ties, hard selection takes the FIRST maximum (as torch.argmax does)",
+            (("return logits.argmax(-1), probs", "return logits.shape[-1] - 1 - logits.flip(-1).argmax(-1), probs"),),
+            ("index",), HARD),
+        Bug("selection=hard is the plain argmax of the logits (KDD24 Eq. 1); only bam and bam-l sample",
+            (('if selection == "hard":', 'if selection == "never":'),), ("index",), HARD),
+        Bug("probs: you left out tau; probs = softmax(tau * logits) for hard selection too",
+            (("softmax(tau * logits", "softmax(logits"),), ("probs",), HARD),
+        Bug("you took the argmax; BaM samples by inverting the CDF of softmax(tau * logits) at u: "
+            "index = #{n : cumsum(probs)_n <= u}", (('if selection == "hard":', "if True:"),), ("index",), SAMPLED),
+        Bug("at a u that falls exactly on a step of the CDF, count the n with cumsum(probs)_n <= u "
+            "(torch.searchsorted(..., right=True)); you counted < u",
+            (("cumsum(-1) <= u", "cumsum(-1) < u"),), ("index",), SAMPLED),
+        Bug("float32 rounding can leave cumsum(probs)[-1] below u, and the count is then N: clamp the index to "
+            "N - 1", (("index.clamp(max=logits.shape[-1] - 1)", "index"),), ("index",), SAMPLED),
+        Bug("you left out tau: probs = softmax(tau * logits)", (("softmax(tau * logits", "softmax(logits"),), (),
+            SAMPLED),
+        Bug("tau multiplies the logits here (a larger tau is closer to hard): softmax(tau * logits), not "
+            "softmax(logits / tau)", (("softmax(tau * logits", "softmax(logits / tau"),), (), SAMPLED),
+        Bug("walk the CDF from interest 0 upwards: index = #{n : cumsum(probs)_n <= u}",
+            (("probs.cumsum(-1) <= u[:, None]", "probs.flip(-1).cumsum(-1) <= 1 - u[:, None]"),), ("index",), SAMPLED),
+    )
 
 # -----------------------------------------------------------------------------
 # Part 3: softmax_loss
 
 
-def loss_variant(args, remi="right", include_pos=True, naive=False, sign=1.0):
-    """The loss with one thing changed, in float64; the naive log-sum-exp in float32, as the student's
-    runs, because in float64 exp(200) does not overflow and the bug would look right."""
-    dtype = torch.float32 if naive else torch.float64
-    pos = torch.as_tensor(args["pos"]).to(dtype).requires_grad_()
-    neg = torch.as_tensor(args["neg"]).to(dtype).requires_grad_()
-    beta, n = args["beta"], neg
-    if beta and remi != "ignored":
-        w = torch.log_softmax(beta * neg, -1)
-        w = w.detach() if remi == "detached" else w
-        n = neg + (math.log(neg.shape[-1]) if remi != "no log S" else 0.0) + w
-    all_ = torch.cat([pos[..., None], n], -1) if include_pos else n
-    lse = all_.exp().sum(-1).log() if naive else torch.logsumexp(all_, -1)
-    loss = sign * (lse - pos)
-    (loss * torch.as_tensor(args["d_loss"]).to(dtype)).sum().backward()
-    return {"loss": T(loss.float()), "grad/pos": T(pos.grad.float()), "grad/neg": T(neg.grad.float())}
-
-
+LSE = "torch.logsumexp(torch.cat([pos[..., None], neg], -1), -1)"
+REMI = lambda a: bool(a["beta"])  # noqa: E731
 OVERFLOW = "your loss overflows (inf or nan) on large scores: use torch.logsumexp, not log(sum(exp(...)))"
 
 
@@ -245,60 +209,26 @@ class SoftmaxLoss(Graded):
              f"REMI beta={beta:g}, pos ({B}, {K}), neg ({B}, {K}, {S})", "remi")
         return out
 
-    def variants(self, ref, args):
-        out = [
-            (loss_variant(args, include_pos=False), "the target belongs in the softmax: logsumexp over "
-             "[pos, negatives], then minus pos"),
-            (loss_variant(args, sign=-1.0), "sign: the loss is -log softmax(target) = logsumexp(...) - pos, "
-             "which is never negative"),
-            (loss_variant(args, naive=True), OVERFLOW),
-        ]
-        if args["beta"]:
-            out += [
-                (loss_variant(args, remi="ignored"), "with beta > 0 REMI reweights the negatives: "
-                 "neg + log S + log_softmax(beta * neg)"),
-                (loss_variant(args, remi="detached"), "REMI: the values are right but the gradients are not: "
-                 "the weights stay in the graph (no .detach())"),
-                (loss_variant(args, remi="no log S"), "REMI: the weights w = S softmax(beta * neg) have mean 1; "
-                 "you left out the log S"),
-            ]
-        return out
+    bugs = (
+        Bug("the target belongs in the softmax: logsumexp over [pos, negatives], then minus pos",
+            (("torch.cat([pos[..., None], neg], -1)", "neg"),)),
+        Bug("sign: the loss is -log softmax(target) = logsumexp(...) - pos, which is never negative",
+            ((f"{LSE} - pos", f"pos - {LSE}"),)),
+        Bug(OVERFLOW, ((LSE, "torch.cat([pos[..., None], neg], -1).exp().sum(-1).log()"),)),
+        Bug("with beta > 0 REMI reweights the negatives: neg + log S + log_softmax(beta * neg)",
+            (("if beta else neg", "if 0 else neg"),), (), REMI),
+        Bug("REMI: the values are right but the gradients are not: the weights stay in the graph (no .detach())",
+            (("log_softmax(beta * neg, -1)", "log_softmax(beta * neg, -1).detach()"),), (), REMI),
+        Bug("REMI: the weights w = S softmax(beta * neg) have mean 1; you left out the log S",
+            (("math.log(neg.shape[-1]) + ", ""),), (), REMI),
+    )
 
 # -----------------------------------------------------------------------------
 # Part 4: bam_loss
 
 
-def bam_variant(ref, args, force_hard=False, detach_probs=True, expected_mean=False,
-                batch_sum=False, multi=True, remi_lambda=True, remi_beta=True):
-    """BaM's loss with one thing changed, from the reference's select_interest, item_scores, softmax_loss
-    and routing_regulariser (public names that the slimmed file keeps)."""
-    c = args["cfg"]
-    emb = torch.as_tensor(args["embeddings"]).requires_grad_()                 # (I + 1, d)
-    interests = torch.as_tensor(args["interests"]).requires_grad_()           # (B, N, d)
-    attention = torch.as_tensor(args["attention"]).requires_grad_()           # (B, N, L)
-    target, negatives = torch.as_tensor(args["target"]), torch.as_tensor(args["negatives"])
-    logits = (interests @ emb[target].detach()[..., None])[..., 0]           # (B, N)
-    sel = "hard" if force_hard else c["selection"]
-    index, probs = ref.select_interest(logits, sel, args["tau"], torch.as_tensor(args["u"]))
-    beta = c["remi_beta"] if remi_beta else 0.0
-    if c["selection"] == "expected":
-        pos, neg = ref.item_scores(interests, target, negatives, emb, c["loss"])
-        p = probs.detach() if detach_probs else probs
-        per = p * ref.softmax_loss(pos, neg, beta)                            # (B, N)
-        loss = per.mean(-1) if expected_mean else per.sum(-1)                 # (B,)
-    else:
-        chosen = interests[torch.arange(len(index)), index]                   # (B, d)
-        pos, neg = ref.item_scores(chosen[:, None], target, negatives, emb, c["loss"])
-        loss = ref.softmax_loss(pos, neg, beta)[:, 0]                         # (B,)
-    if c["multi_loss"] and multi:
-        pos, neg = ref.item_scores(interests, target, negatives, emb, c["loss"])
-        loss = loss + ref.softmax_loss(pos.logsumexp(1), neg.logsumexp(1), beta)
-    loss = loss.sum() if batch_sum else loss.mean()
-    if c["remi_lambda"] and remi_lambda:
-        loss = loss + c["remi_lambda"] * ref.routing_regulariser(attention, c["dim"])
-    loss.backward()
-    return {"loss": T(loss), "grad/interests": T(interests.grad), "grad/embeddings": T(emb.grad),
-            "grad/attention": T(attention.grad if attention.grad is not None else torch.zeros_like(attention))}
+def cfg_is(**kw):
+    return lambda a: all(a["cfg"][k] == v for k, v in kw.items())
 
 
 class BamLoss(Graded):
@@ -374,45 +304,34 @@ class BamLoss(Graded):
             ref.select_interest, ref.softmax_loss = real["select_interest"], real["softmax_loss"]
         return dict(replay={k: v for k, v in calls.items() if v})
 
-    def variants(self, ref, args):
-        c = args["cfg"]
-        out = [(bam_variant(ref, args, batch_sum=True), "you summed the loss over the batch; average it (mean)")]
-        if c["selection"] == "bam":
-            out.append((bam_variant(ref, args, force_hard=True), "you took the argmax interest; pass "
-                        "cfg.selection, tau and u to select_interest, which samples it for bam"))
-        if c["selection"] == "expected":
-            out += [(bam_variant(ref, args, expected_mean=True), "selection=expected: you averaged the loss over "
-                     "the N interests; weight each interest's loss by its probability and sum over N"),
-                    (bam_variant(ref, args, detach_probs=False), "selection=expected: the probabilities are "
-                     "constants (probs.detach()), else the loss trains the selection")]
-        if c["multi_loss"]:
-            out.append((bam_variant(ref, args, multi=False), "multi_loss=True: add the [BD24] multi-interest loss, "
-                        "softmax_loss of the scores' logsumexp over the N interests"))
-        if c["remi_lambda"]:
-            out += [(bam_variant(ref, args, remi_lambda=False), "remi_lambda > 0: add "
-                     "remi_lambda * routing_regulariser(attention, cfg.dim)"),
-                    (bam_variant(ref, args, remi_beta=False), "pass cfg.remi_beta to softmax_loss")]
-        return out
+    bugs = (
+        Bug("you summed the loss over the batch; average it (mean)", (("loss = loss.mean()", "loss = loss.sum()"),)),
+        Bug("you took the argmax interest; pass cfg.selection, tau and u to select_interest, which samples it for "
+            "bam", (("select_interest(logits, cfg.selection,", 'select_interest(logits, "hard",'),), (),
+            cfg_is(selection="bam")),
+        Bug("selection=expected: you averaged the loss over the N interests; weight each interest's loss by its "
+            "probability and sum over N", (("cfg.remi_beta)).sum(-1)", "cfg.remi_beta)).mean(-1)"),), (),
+            cfg_is(selection="expected")),
+        Bug("selection=expected: the probabilities are constants (probs.detach()), else the loss trains the "
+            "selection", (("probs.detach() * softmax_loss", "probs * softmax_loss"),), (),
+            cfg_is(selection="expected")),
+        Bug("multi_loss=True: add the [BD24] multi-interest loss, softmax_loss of the scores' logsumexp over the N "
+            "interests", (("if cfg.multi_loss:", "if False:"),), (), cfg_is(multi_loss=True)),
+        Bug("remi_lambda > 0: add remi_lambda * routing_regulariser(attention, cfg.dim)",
+            (("if cfg.remi_lambda else loss", "if False else loss"),), (), lambda a: bool(a["cfg"]["remi_lambda"])),
+        Bug("pass cfg.remi_beta to softmax_loss", (("cfg.remi_beta", "0.0", 3),), (),
+            lambda a: bool(a["cfg"]["remi_lambda"])),
+    )
 
 # -----------------------------------------------------------------------------
 # Part 5: mask_history
 
 
-def mask_variant(args, mode=None, window_only=False, keep_zero=False, official_value=0.0, official_full=False,
-                 mask_zero_official=False):
-    scores = torch.as_tensor(args["scores"]).clone()
-    full, window = torch.as_tensor(args["full_history"]), torch.as_tensor(args["window"])
-    mode = mode or args["mode"]
-    if mode == "official":
-        scores.scatter_(1, full if official_full else window, official_value)
-        if mask_zero_official:
-            scores[:, 0] = -math.inf
-        return dict(scores=T(scores))
-    if mode == "exclude":
-        scores.scatter_(1, window if window_only else full, -math.inf)
-    if not keep_zero:
-        scores[:, 0] = -math.inf
-    return dict(scores=T(scores))
+def mode_is(mode):
+    return lambda a: a["mode"] == mode
+
+
+KEEP_ZERO = ("scores[:, 0] = -math.inf", "scores = scores")
 
 
 class MaskHistory(Graded):
@@ -442,46 +361,26 @@ class MaskHistory(Graded):
                             f"history lengths {lengths.tolist()}", {mode: ["scores"]}))
         return out
 
-    def variants(self, ref, args):
-        mode = args["mode"]
-        if mode == "exclude":
-            return [(mask_variant(args, mode="none"), "history left unmasked: with mode=exclude every item of "
-                     "full_history (everything the user saw before the target) gets -inf"),
-                    (mask_variant(args, window_only=True), "exclude masks the FULL history before the target, "
-                     "not only the model's window of L items"),
-                    (mask_variant(args, keep_zero=True), "the padding item 0 is never ranked: its score is -inf")]
-        if mode == "official":
-            return [(mask_variant(args, official_value=-math.inf), "mode=official gives the window's items the "
-                     "score 0, not -inf (the official code's behaviour, kept for comparison)"),
-                    (mask_variant(args, official_full=True), "mode=official uses `window` (the model's L items), "
-                     "not the full history"),
-                    (mask_variant(args, mask_zero_official=True), "mode=official changes nothing but the window's "
-                     "items: item 0 keeps its score unless the window holds padding")]
-        return [(dict(scores=args["scores"]), "the padding item 0 is never ranked: set its score to -inf"),
-                (mask_variant(args, mode="exclude"), "mode=none leaves the history unmasked; only item 0 gets -inf")]
+    bugs = (
+        Bug("history left unmasked: with mode=exclude every item of full_history (everything the user saw before "
+            "the target) gets -inf", (('if mode == "exclude":', "if False:"),), (), mode_is("exclude")),
+        Bug("exclude masks the FULL history before the target, not only the model's window of L items",
+            (("scatter_(1, full_history, -math.inf)", "scatter_(1, window, -math.inf)"),), (), mode_is("exclude")),
+        Bug("the padding item 0 is never ranked: its score is -inf", (KEEP_ZERO,), (), mode_is("exclude")),
+        Bug("mode=official gives the window's items the score 0, not -inf (the official code's behaviour, kept for "
+            "comparison)", (("scatter_(1, window, 0.0)", "scatter_(1, window, -math.inf)"),), (), mode_is("official")),
+        Bug("mode=official uses `window` (the model's L items), not the full history",
+            (("scatter_(1, window, 0.0)", "scatter_(1, full_history, 0.0)"),), (), mode_is("official")),
+        Bug("mode=official changes nothing but the window's items: item 0 keeps its score unless the window holds "
+            "padding", (("return scores.scatter_(1, window, 0.0)", "scores.scatter_(1, window, 0.0)"),), (),
+            mode_is("official")),
+        Bug("the padding item 0 is never ranked: set its score to -inf", (KEEP_ZERO,), (), mode_is("none")),
+        Bug("mode=none leaves the history unmasked; only item 0 gets -inf",
+            (('if mode == "exclude":', 'if mode != "official":'),), (), mode_is("none")),
+    )
 
 # -----------------------------------------------------------------------------
 # Part 6: target_rank
-
-
-def rank_variant(scores, target, ties="lower", one_based=False, special=True, ascending=False, helps=False):
-    """target_rank with one thing changed, under the non-finite rule of the reference (a NaN or +inf score of
-    another item ranks above the target, a non-finite target is a miss, -inf ranks below everything), so
-    that a bug in one rule is not mistaken for a bug in the non-finite one. helps: the old rule, NaN and
-    +inf counted as -inf, which lets an overflowing item drop below the target."""
-    if helps:
-        scores = torch.nan_to_num(scores, nan=-math.inf, posinf=-math.inf, neginf=-math.inf)  # (b, n)
-    s = scores.gather(1, target[:, None])                                      # (b, 1)
-    ids = torch.arange(scores.shape[1])
-    above = (scores < s) if ascending else (scores > s)                        # NaN compares False
-    above |= torch.isnan(scores) | (scores == math.inf)                        # (b, n) they outrank the target
-    equal = scores == s
-    tie = dict(lower=equal & (ids < target[:, None]), higher=equal & (ids > target[:, None]),
-               none=torch.zeros_like(equal), all=equal & (ids != target[:, None]))[ties]
-    rank = ((above | tie) & (ids != target[:, None])).sum(1) + int(one_based)
-    if special:
-        rank = torch.where(torch.isfinite(s[:, 0]), rank, scores.shape[1])
-    return dict(rank=T(rank))
 
 
 NON_FINITE = ("a NaN or +inf score of another item ranks ABOVE the target (an item whose score overflowed must never "
@@ -529,38 +428,27 @@ class TargetRank(Graded):
                         {"non-finite": ["rank"]}))
         return out
 
-    def variants(self, ref, args):
-        s, t = torch.as_tensor(args["scores"]), torch.as_tensor(args["target"])
-        return [
-            (rank_variant(s, t, ties="higher"), "ties broken the other way: an equal score ranks above the target "
-             "when its id is LOWER (lower id first)"),
-            (rank_variant(s, t, ties="none"), "ties: equal scores with a lower id rank above the target; you "
-             "counted only strictly higher scores"),
-            (rank_variant(s, t, ties="all"), "ties: only equal scores with a LOWER id rank above the target; "
-             "you counted all of them"),
-            (rank_variant(s, t, one_based=True), "ranks are 0-based: the best item has rank 0"),
-            (rank_variant(s, t, ascending=True), "a higher score ranks first; you counted the items below the "
-             "target"),
-            (rank_variant(s, t, special=False), "a target whose own score is not finite (-inf: masked; NaN; "
-             "+inf) is a miss: its rank is the number of columns, whatever the other scores"),
-            (rank_variant(s, t, helps=True), "a NaN or +inf score of another item ranks ABOVE the target; you "
-             "counted it as -inf, so an item whose score overflowed helps the target climb"),
-        ]
+    bugs = (
+        Bug("ties broken the other way: an equal score ranks above the target when its id is LOWER (lower id first)",
+            (("(ids < target[tied, None])", "(ids > target[tied, None])"),)),
+        Bug("ties: equal scores with a lower id rank above the target; you counted only strictly higher scores",
+            (("if tied.any():", "if False:"),)),
+        Bug("ties: only equal scores with a LOWER id rank above the target; you counted all of them",
+            (("(ids < target[tied, None])", "(ids != target[tied, None])"),)),
+        Bug("ranks are 0-based: the best item has rank 0", (("rank, scores.shape[1])", "rank + 1, scores.shape[1])"),)),
+        Bug("a higher score ranks first; you counted the items below the target",
+            (("((total + spread) / 2)", "((spread - total) / 2)"),)),
+        Bug("a target whose own score is not finite (-inf: masked; NaN; +inf) is a miss: its rank is the number of "
+            "columns, whatever the other scores",   # compared, not subtracted: s - s is NaN for an infinite s
+            (("(scores - s).sign_() if", "((scores > s).float() - (scores < s).float()) if"),
+             ("torch.where(s[:, 0].isfinite(), rank, scores.shape[1])", "rank"))),
+        Bug("a NaN or +inf score of another item ranks ABOVE the target; you counted it as -inf, so an item whose "
+            "score overflowed helps the target climb",
+            (("nan_to_num_(nan=math.inf, posinf=math.inf,", "nan_to_num_(nan=-math.inf, posinf=-math.inf,"),)),
+    )
 
 # -----------------------------------------------------------------------------
 # Part 7: metrics_from_ranks
-
-
-def metric_variant(rank, ks, discount=lambda r: np.log2(r + 2), inclusive=False, over_hits=False):
-    rank = np.asarray(rank, np.float64)
-    out = {}
-    with np.errstate(divide="ignore", invalid="ignore"):
-        for k in ks:
-            hit = rank <= k if inclusive else rank < k
-            gain = np.where(hit, 1.0 / discount(rank), 0.0)
-            out[f"recall@{k}"] = float(hit.mean())
-            out[f"ndcg@{k}"] = float(gain[hit].mean() if over_hits and hit.any() else gain.mean())
-    return out
 
 
 class MetricsFromRanks(Graded):
@@ -582,16 +470,14 @@ class MetricsFromRanks(Graded):
                             f"ks={ks}", dict(recall=[f"recall@{k}" for k in ks], ndcg=[f"ndcg@{k}" for k in ks])))
         return out
 
-    def variants(self, ref, args):
-        r, ks = args["rank"], tuple(int(k) for k in args["ks"])
-        return [
-            (metric_variant(r, ks, discount=lambda x: np.log2(x + 1)), "nDCG: the ranks are 0-based, so a hit at "
-             "rank r is discounted by log2(r + 2); log2(rank + 1) divides by zero at rank 0"),
-            (metric_variant(r, ks, discount=lambda x: np.log(x + 2)), "nDCG uses log2, not the natural log"),
-            (metric_variant(r, ks, inclusive=True), "Recall@K counts ranks 0 .. K - 1: rank < K, not <= K"),
-            (metric_variant(r, ks, over_hits=True), "nDCG is averaged over every user (a miss counts 0), not over "
-             "the hits only"),
-        ]
+    bugs = (
+        Bug("nDCG: the ranks are 0-based, so a hit at rank r is discounted by log2(r + 2); log2(rank + 1) divides "
+            "by zero at rank 0", (("np.log2(rank + 2)", "np.log2(rank + 1)"),)),
+        Bug("nDCG uses log2, not the natural log", (("np.log2(rank + 2)", "np.log(rank + 2)"),)),
+        Bug("Recall@K counts ranks 0 .. K - 1: rank < K, not <= K", (("hit = rank < k", "hit = rank <= k"),)),
+        Bug("nDCG is averaged over every user (a miss counts 0), not over the hits only",
+            (("0.0).mean()", "0.0)[hit].mean() if hit.any() else 0.0"),)),
+    )
 
 
 def torch_parts():

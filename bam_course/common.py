@@ -6,14 +6,18 @@ and the comparison that names the first wrong output.
 A case is one call of the graded function. `checks` maps each subtest to the outputs it grades, so
 one call can feed several subtests (ComiRecSA's attention, interests and gradients).
 """
+import ast
 import json
 import math
+import textwrap
+import types
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from bam_course import harness
 from bam_course.harness import flatten, unflatten
+from bam_course.spec import BY_KEY, CourseError
 
 
 @dataclass
@@ -66,9 +70,19 @@ class Graded:
         recorded outputs that a stand-in replays)."""
         return {}
 
+    bugs = ()                   # the known-wrong variants, [Bug], in the order their hints are tried
+
     def variants(self, ref, args):
-        """[(outputs of a known bug, hint)], computed in the grader's process only."""
-        return []
+        """[(outputs of a known bug, hint)], computed in the grader's process only: each Bug's variant of
+        the reference's function, called by the harness's own call on this case."""
+        args = {k: v for k, v in args.items() if k != "replay"}   # the variant calls the reference's parts
+        out = []
+        for bug in self.bugs:
+            if bug.when is None or bug.when(args):
+                with np.errstate(all="ignore"):
+                    got = self.call(patched(ref, BY_KEY[self.key].target, bug.edits), args)
+                out.append(({k: v for k, v in got.items() if not bug.only or k in bug.only}, bug.hint))
+        return out
 
     def derive(self, args, outputs):
         """Extra outputs computed in the grader from the returned ones (finite-difference dot products)."""
@@ -84,6 +98,64 @@ class Graded:
     def fallback_hint(self, sub, got, want, failed):
         """The hint when no known bug matches. failed: the subtests this case failed."""
         return self.hints.get(sub, "")
+
+# -----------------------------------------------------------------------------
+# Known-wrong variants, derived from the reference's current source by recorded edits
+
+
+@dataclass(frozen=True)
+class Bug:
+    """A known bug: the reference's function with `edits` applied to the text of its current source. Each
+    edit (old, new) replaces the one occurrence of `old` in the function ((old, new, n): its n occurrences);
+    a count that differs fails loudly (CourseError), so a change to the reference cannot leave a stale copy."""
+    hint: str
+    edits: tuple
+    only: tuple = ()            # the outputs it is compared on (default: every output of the call)
+    when: object = None         # args -> bool: the cases it applies to (default: every case)
+
+
+def function_source(source, target, path):
+    """The text of `target` ("name" or "Class.method") in `source`, dedented, decorators included."""
+    from bam_course.skeleton import find
+    node = find(ast.parse(source), target, path)
+    first = min([node.lineno] + [d.lineno for d in node.decorator_list])
+    return textwrap.dedent("\n".join(source.splitlines()[first - 1:node.end_lineno])) + "\n"
+
+
+def derive(source, target, edits, path):
+    """The variant's source: `target`'s text in `source` with `edits` applied, each found exactly as often
+    as recorded, else CourseError."""
+    text = function_source(source, target, path)
+    for old, new, *n in edits:
+        if text.count(old) != (n[0] if n else 1):
+            raise CourseError(f"{path}: {target} holds {text.count(old)} copies of {old!r} where a known-wrong variant "
+                              f"expects {n[0] if n else 1} (fix: the reference changed; update the edit in bam_course)")
+        text = text.replace(old, new)
+    return text
+
+
+_PATCHED = {}
+
+
+def patched(ref, target, edits):
+    """A copy of module `ref` whose `target` is the variant (compiled once per source text and edits); the
+    variant's other names are the reference's own."""
+    with open(ref.__file__) as f:
+        source = f.read()
+    key = (ref.__name__, source, target, edits)
+    if key not in _PATCHED:
+        text = derive(source, target, edits, ref.__file__)
+        mod = types.ModuleType(f"{ref.__name__}_variant")
+        mod.__dict__.update({k: v for k, v in vars(ref).items() if not k.startswith("__")})
+        defined = {}
+        exec(compile(text, f"<a known-wrong variant of {target}>", "exec"), mod.__dict__, defined)
+        cls, _, name = target.rpartition(".")
+        if cls:  # a method: a subclass of the reference's class with the variant in its place
+            setattr(mod, cls, type(cls, (getattr(ref, cls),), {name: defined[name]}))
+        else:
+            setattr(mod, name, defined[name])
+        _PATCHED[key] = mod
+    return _PATCHED[key]
 
 # -----------------------------------------------------------------------------
 # Flat storage: {"a": {"b": x}} <-> {"a/b": x}, the harness's own (the student's process reads it too).

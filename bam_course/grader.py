@@ -67,8 +67,11 @@ def read_source(path):
         raise CourseError(f"{path}: no such file (fix: check the path)")
     if not os.path.isfile(path):
         raise CourseError(f"{path}: not a file (fix: pass the student's .py file)")
+    if path.endswith(".ipynb"):  # the notebook's code cells: the .py file that grade() grades
+        from bam_course import notebook
+        return notebook.extract(path)
     if not path.endswith(".py"):
-        raise CourseError(f"{path}: not a Python file (fix: pass a .py file, e.g. bam_student.py)")
+        raise CourseError(f"{path}: not a Python file (fix: pass a .py file, e.g. bam_student.py, or a notebook)")
     with open(path, "rb") as f:
         raw = f.read()
     try:
@@ -322,13 +325,27 @@ def graded_part(part):
     from bam_course.numpy_cases import numpy_parts
     return numpy_parts()[part.key]
 
+def check_variants(parts, read=None):
+    """Every known-wrong variant (Bug) of `parts` derives from the reference's current source, else CourseError
+    naming the edit that no longer applies. read: a source's path in the repository -> its text."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    read = read or (lambda rel: open(os.path.join(here, rel)).read())
+    for part in (p for p in parts if p.target):
+        for bug in graded_part(part).bugs:
+            common.derive(read(part.source), part.target, bug.edits, part.source)
+
 # -----------------------------------------------------------------------------
 # Grading a file
 
 
 def grade(path, parts=None, track=None, seed=None, timeout=TIMEOUT, e2e_timeout=E2E_TIMEOUT, vectors=None, log=None):
     """Grade `path`. vectors: a public_vectors.npz to check against instead of hidden cases.
-    Returns ([Test], info)."""
+    Returns ([Test], info). A notebook (.ipynb) is graded as the .py file of its code cells (notebook.extract)."""
+    if path.endswith(".ipynb"):
+        from bam_course import notebook
+        with tempfile.TemporaryDirectory(prefix="bam-notebook-") as folder:
+            tests, info = grade(notebook.write_py(path, folder), parts, track, seed, timeout, e2e_timeout, vectors, log)
+        return tests, dict(info, file=path)
     source = read_source(path)
     track = track or track_of(source)
     selected = [p for p in spec.select(parts, track) if p.track == track]  # several files: each its own parts

@@ -56,10 +56,22 @@ def part_section(part, hints):
     return lines
 
 
-def render(parts, track, graded):
-    """HANDOUT.md. graded: key -> the grading object of each function part (for its hints)."""
+NOTEBOOK_FILES = (
+    "Files: `bam_student.ipynb`, this notebook: the code cells under each part's heading are yours to write (they "
+    "are graded); the other code cells are the reference, unchanged (locked: leave them as they are), and all of "
+    "them together, in order, are the file the grader grades (`course grade bam_student.ipynb` extracts them; "
+    "the setup and self-check cells are not part of it). `public_vectors.npz` holds the public self-check. A code "
+    "cell you add is part of the file too, and runs whenever the file is imported: to try things out (a training "
+    "run: `train(Config(max_iters=2000), Dataset(read_official('data.txt')))`), tag the cell `otter_ignore`, "
+    "which leaves it out.")
+
+
+def render(parts, track, graded, notebook=False):
+    """HANDOUT.md (notebook: the same text for bam_student.ipynb's Markdown cells). graded: key -> the grading
+    object of each function part (for its hints)."""
     total = sum(p.max_points for p in parts)
     numpy = any(p.track == "numpy" for p in parts)
+    student = "bam_student.ipynb" if notebook else "bam_student.py"
     files = "`bam_student.py`" + (" and `bam_numpy_student.py`" if numpy else "")
     lines = [
         "# BaM from the inside: a course kit", "",
@@ -67,13 +79,15 @@ def render(parts, track, graded):
         "Recommendation*, KDD '24): ComiRec-SA's multi-interest encoder, the interest selection that BaM "
         "changes (the argmax against a draw from softmax(tau * logits)), the sampled-softmax loss, and the "
         "leave-one-out evaluation with its masking, tie rule and metrics."
-        + (" The NumPy track adds the hand-written backward pass." if numpy else ""), "",
+        + (" The NumPy track adds the hand-written backward pass." if numpy else ""), ""]
+    lines += [NOTEBOOK_FILES, ""] if notebook else [
         f"Files: {files} (the parts to fill in: search for `NotImplementedError`), `public_vectors.npz` "
         "(the public self-check), this handout. Everything else in `bam_student.py` is the reference, "
         "unchanged: once the parts are done it trains and evaluates end to end:", "",
         "```", "python bam_student.py data.txt --max_iters=2000     # one `user item` pair per line",
         "python cli.py data synth --out synth.txt           # the synthetic data, if you have no other", "```",
-        "",
+        ""]
+    lines += [
         f"Total: {total} points. Each part's docstring and comments give the equation and the shapes.", "",
         "## Parts", ""]
     for part in parts:
@@ -89,14 +103,14 @@ def render(parts, track, graded):
             "`python bam_numpy_student.py --synthetic --max_iters=2000` trains bam_numpy with your gradients.", ""]
     lines += [
         "## Self-check", "",
-        "```", "python cli.py course check bam_student.py          # the public vectors: what passes, what fails",
-        f"python cli.py course check bam_student.py --parts train   # the end-to-end part too (about {e2e.SECONDS} s)"]
+        "```", f"python cli.py course check {student}          # the public vectors: what passes, what fails",
+        f"python cli.py course check {student} --parts train   # the end-to-end part too (about {e2e.SECONDS} s)"]
     lines += ["python cli.py course check bam_numpy_student.py"] if numpy else []
     lines += [
         "```", "",
         "The public vectors come from one seed and fixed shapes. Passing them is necessary, not sufficient.", "",
         "## How grading works", "",
-        "```", "python cli.py course grade bam_student.py --json results.json", "```", "",
+        "```", f"python cli.py course grade {student} --json results.json", "```", "",
         "- Hidden cases: drawn at grading time from another seed and with other shapes than the public ones, "
         "and their expected outputs computed then by the reference implementation. Hard-coding the public "
         "outputs earns nothing.",

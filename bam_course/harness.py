@@ -34,7 +34,8 @@ import numpy as np  # noqa: E402
 
 FSIZE_LIMIT = 64 << 20   # bytes any file written here may reach (its log included): SIGXFSZ past it
 REPOSITORY = ("bam_minimal", "bam_numpy", "bam_data", "bam_evidence", "bam_runs", "bam_experiments", "bam_crosscheck",
-              "bam_bench", "bam_cli", "bam_course", "bam_protocols", "bam_read", "cli", "bench")  # not importable here
+              "bam_bench", "bam_cli", "bam_course", "bam_protocols", "bam_read", "bam_tune", "cli",
+              "bench")  # not importable here
 MATCH = dict(rtol=1e-4, atol=1e-5)   # how close a stand-in's input must be to the recorded one
 
 

@@ -12,7 +12,7 @@ forward pass entry by entry takes many minutes, so numerical gradients run past 
 """
 import numpy as np
 
-from bam_course.common import Case, Graded, histories, kaiming, size
+from bam_course.common import Bug, Case, Graded, histories, kaiming, size
 
 H = 1e-6          # finite-difference step (float64)
 FD_TOL = (1e-5, 1e-6)
@@ -31,23 +31,6 @@ class Backward(Graded):
 
 # -----------------------------------------------------------------------------
 # Part 9: softmax_loss_backward
-
-
-def softmax_backward_variant(args, d_pos_minus_one=True, use_d_loss=True, remi_graph=True):
-    pos, neg, beta, d_loss = args["pos"], args["neg"], args["beta"], args["d_loss"]
-    d = d_loss if use_d_loss else np.ones_like(d_loss)
-    w = neg + np.log(neg.shape[-1]) + np.log(softmax(beta * neg)) if beta else neg
-    p = softmax(np.concatenate([pos[..., None], w], -1))
-    d_pos = d * (p[..., 0] - 1 if d_pos_minus_one else p[..., 0])
-    g = d[..., None] * p[..., 1:]
-    if beta and remi_graph:
-        g = (1 + beta) * g - beta * softmax(beta * neg) * g.sum(-1, keepdims=True)
-    return dict(d_pos=d_pos, d_neg=g)
-
-
-def softmax(x):
-    e = np.exp(x - x.max(-1, keepdims=True))
-    return e / e.sum(-1, keepdims=True)
 
 
 class SoftmaxLossBackward(Backward):
@@ -88,45 +71,18 @@ class SoftmaxLossBackward(Backward):
                                        - f(pos - H * v["pos"], neg - H * v["neg"]))
                                       / (2 * H)) for i, v in args["dirs"].items()}
 
-    def variants(self, ref, args):
-        out = [(softmax_backward_variant(args, d_pos_minus_one=False), "d pos: the loss is logsumexp(...) - pos, "
-                "so d loss / d pos = p_0 - 1 (softmax minus one-hot); you left out the - 1"),
-               (softmax_backward_variant(args, use_d_loss=False), "multiply by the upstream gradient d_loss "
-                "(the chain rule)")]
-        if args["beta"]:
-            out.append((softmax_backward_variant(args, remi_graph=False), "REMI: the weights depend on neg "
-                        "(softmax(beta * neg)), so d neg_k = (1 + beta) g_k - beta q_k sum_j g_j, not g_k"))
-        return out
+    bugs = (
+        Bug("d pos: the loss is logsumexp(...) - pos, so d loss / d pos = p_0 - 1 (softmax minus one-hot); you left "
+            "out the - 1", (("(p[..., 0] - 1)", "p[..., 0]"),)),
+        Bug("multiply by the upstream gradient d_loss (the chain rule)",
+            (("d_loss * (p[..., 0] - 1)", "(p[..., 0] - 1)"), ("d_loss[..., None] * p[..., 1:]", "p[..., 1:]"))),
+        Bug("REMI: the weights depend on neg (softmax(beta * neg)), so d neg_k = (1 + beta) g_k - beta q_k sum_j g_j, "
+            "not g_k", (("g = (1 + beta) * g - beta * q * g.sum(-1, keepdims=True)", "g = g"),), (),
+            lambda a: bool(a["beta"])),
+    )
 
 # -----------------------------------------------------------------------------
 # Part 10: comirec_backward
-
-
-def comirec_grads(params, cache, d_interests, d_attention, center=True, tanh=True, mlp_path=True, use_d_attention=True,
-                  position=True):
-    """ComiRec-SA's backward with one thing changed (written here for the hints, from the equations)."""
-    W1, W2, E = params["linear1.0.weight"], params["linear2.weight"], params["embeddings.weight"]
-    A, h, b, pos = cache["attention"], cache["h"], cache["b"], cache["l"]
-    dA = d_interests @ h.transpose(0, 2, 1)                                    # (B, N, L)
-    if d_attention is not None and use_d_attention:
-        dA = dA + d_attention
-    dh = A.transpose(0, 2, 1) @ d_interests                                   # (B, L, d)
-    d_logits = A * (dA - (A * dA).sum(-1, keepdims=True)) if center else A * dA   # (B, N, L)
-    d_real = d_logits[b, :, pos]                                              # (R, N)
-    d_z = d_real @ W2                                                         # (R, 4d)
-    if tanh:
-        d_z = d_z * (1 - cache["a1"] ** 2)
-    dx = d_z @ W1                                                             # (R, d)
-    if mlp_path:
-        dh[b, pos] += dx
-    d_pos = np.zeros_like(params["position_embedding"])                       # (1, L, d)
-    if position:
-        np.add.at(d_pos[0], pos, dx)
-    dE = np.zeros_like(E)                                                     # (I + 1, d)
-    real = cache["mask"] > 0
-    np.add.at(dE, cache["history"][real], dh[real])
-    return {"embeddings.weight": dE, "position_embedding": d_pos, "linear1.0.weight": d_z.T @ cache["x"],
-            "linear2.weight": d_real.T @ cache["a1"]}
 
 
 NAMES = ("embeddings.weight", "position_embedding", "linear1.0.weight", "linear2.weight")
@@ -193,24 +149,18 @@ class ComirecBackward(Backward):
             out[f"fd/{k}"] = np.float64((f(plus) - f(minus)) / (2 * H))
         return out
 
-    def variants(self, ref, args):
-        from bam_numpy.encoders import comirec_forward
-        params = args["params"]
-        _, _, cache = comirec_forward(params, args["history"], args["mask"])
-        d_att = args.get("d_attention")
-
-        def v(**kw):
-            return {f"grad/{k}": g for k, g in comirec_grads(params, cache, args["d_interests"], d_att, **kw).items()}
-        out = [(v(center=False), "softmax backward: d logits = A * (dA - sum_l A dA); you left out the "
-                "- sum_l A dA term (the softmax's normalisation)"),
-               (v(tanh=False), "linear1 ends with tanh: multiply by tanh' = 1 - a1^2 before going through W1"),
-               (v(mlp_path=False), "h feeds the attention MLP too: add dx = dz1 W1 to dh at the real positions"),
-               (v(position=False), "the position embedding gets the MLP's input gradient dx, summed over the "
-                "batch at each position")]
-        if d_att is not None:
-            out.append((v(use_d_attention=False), "add d_attention (the loss's gradient of the attention, REMI's "
-                        "regulariser) to dA"))
-        return out
+    bugs = (
+        Bug("softmax backward: d logits = A * (dA - sum_l A dA); you left out the - sum_l A dA term (the softmax's "
+            "normalisation)", (("A * (dA - (A * dA).sum(-1, keepdims=True))", "A * dA"),)),
+        Bug("linear1 ends with tanh: multiply by tanh' = 1 - a1^2 before going through W1",
+            (("(d_real @ W2) * (1 - a1 * a1)", "(d_real @ W2)"),)),
+        Bug("h feeds the attention MLP too: add dx = dz1 W1 to dh at the real positions",
+            (("dh[b, pos] += dx", "dh = dh"),)),
+        Bug("the position embedding gets the MLP's input gradient dx, summed over the batch at each position",
+            (("np.add.at(d_pos[0], pos, dx)", "d_pos = d_pos"),)),
+        Bug("add d_attention (the loss's gradient of the attention, REMI's regulariser) to dA",
+            (("if d_attention is not None:", "if False:"),), (), lambda a: a.get("d_attention") is not None),
+    )
 
 
 def numpy_parts(ref=None):

@@ -168,7 +168,7 @@ def definitions(root, module, names, seen=None):
 
 
 REPOSITORY = ("bam_minimal", "bam_numpy", "bam_data", "bam_evidence", "bam_runs", "bam_experiments", "bam_crosscheck",
-              "bam_bench", "bam_cli", "bam_course", "bam_protocols", "bam_read", "cli", "bench")
+              "bam_bench", "bam_cli", "bam_course", "bam_protocols", "bam_read", "bam_tune", "cli", "bench")
 
 
 def helpers(root, part):
