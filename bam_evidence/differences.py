@@ -100,7 +100,7 @@ def seeds_text(n, current):
 
 
 LEGEND = (
-    "Each row is a difference B - A over {seeds} seed(s) and {users:,} test users. *Primary*: the mean "
+    "Each row is a difference B - A over {seeds} seeds and {users:,} test users. *Primary*: the mean "
     "difference over seeds and users and its 95% interval from the two-way random-effects model, which counts "
     "both the training's variance (another seed, another model) and the users' (another sample of users); "
     "*p*: its test. *Holm*: the p-value adjusted over this table's {m} tests (every pair x metric), and the "

@@ -99,7 +99,7 @@ def pack(table_dir, out, name, command=""):
     arrays = dict(format=np.str_(FORMAT), users=first.users, counts=first.counts, targets=first.targets,
                   ranks=np.stack(ranks), n_items=np.int64(first.n_items),
                   runs=np.str_(json.dumps(runs_meta, sort_keys=True)),
-                  table=np.str_(json.dumps(header, sort_keys=True)),
+                  table=np.str_(json.dumps(header)),   # in its order: the methods' and columns' order is the table's
                   **{k: np.str_(getattr(first, k)) for k in IDENTITY})
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)

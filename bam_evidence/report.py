@@ -32,6 +32,11 @@ def label(metric):
     return differences.label(metric)
 
 
+def dataset(evidence):
+    """The data's name for a reader: its file's name without folders or extension (LastFM, Beauty, ml-100k)."""
+    return os.path.basename(str(evidence.table.get("dataset") or evidence.table["name"])).split(".")[0]
+
+
 # -----------------------------------------------------------------------------
 # One table
 
@@ -166,7 +171,7 @@ def summary_block(all_rows, all_evidence):
             need_text = ("more users" if all(n is None for n in need) else
                          f"{min(n for n in need if n is not None)} to {max(n for n in need if n is not None)}"
                          + (" (some: more users)" if None in need else ""))
-            lines.append(f"| {ev.table['dataset']} | {PROTOCOL_NAMES[ev.protocol]} | {mine[0]['seeds']} | "
+            lines.append(f"| {dataset(ev)} | {PROTOCOL_NAMES[ev.protocol]} | {mine[0]['seeds']} | "
                          f"{pair[1]} - {pair[0]} | {words} | {min(rel):+.1%} to {max(rel):+.1%} | "
                          f"{min(det):.1%} to {max(det):.1%} | {need_text} |")
     return "\n".join(lines) + "\n"
@@ -187,7 +192,7 @@ def readme_block(all_rows, all_evidence):
             for r in mine:
                 counts[r["verdict"]] = counts.get(r["verdict"], 0) + 1
             verdict[a] = ", ".join(f"{v} ({n}/{len(mine)})" for v, n in sorted(counts.items())) or "n/a"
-        lines.append(f"| {ev.table['dataset']} | {PROTOCOL_NAMES[ev.protocol]} | {len(ev.runs['BaM'])} | "
+        lines.append(f"| {dataset(ev)} | {PROTOCOL_NAMES[ev.protocol]} | {len(ev.runs['BaM'])} | "
                      f"{cell['ComiRec']} | {cell['BaM']} | {cell['REMI']} | {verdict['ComiRec']} | "
                      f"{verdict['REMI']} |")
     return "\n".join(lines) + "\n"
@@ -209,7 +214,7 @@ def paper_block(all_rows, all_evidence):
         for size in gaps.values():
             n = verdicts.seeds_needed(row["components"], row["users"], row["family"], size * abs(row["mean_a"]))
             cells.append("more users" if n is None else str(n))
-        lines.append(f"| {ev.table['dataset']}, {PROTOCOL_NAMES[ev.protocol]} | {row['users']:,} | "
+        lines.append(f"| {dataset(ev)}, {PROTOCOL_NAMES[ev.protocol]} | {row['users']:,} | "
                      + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -226,7 +231,8 @@ def blocks(folder=EVIDENCE, n_resamples=9999):
     if evidence:
         out.update(summary=summary_block(rows, evidence), readme=readme_block(rows, evidence),
                    paper=paper_block(rows, evidence))
-    return out, rows
+    # a blank line before the closing comment: Markdown ends a table there, not at the comment
+    return {k: v.rstrip("\n") + "\n\n" for k, v in out.items()}, rows
 
 
 def render(text, generated):

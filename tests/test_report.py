@@ -87,7 +87,7 @@ def test_pack_load_and_write_then_catch_a_hand_edit(tmp_path):
     assert report.write(str(tmp_path), n_resamples=999) == []
     assert report.write(str(tmp_path), check=True, n_resamples=999) == []
     text = (tmp_path / "docs" / "results.md").read_text()
-    assert "| BaM - REMI | nDCG@10 |" in text and "BaM ahead" in text and "| fake.txt | leave-one-out | 3 |" in text
+    assert "| BaM - REMI | nDCG@10 |" in text and "BaM ahead" in text and "| fake | leave-one-out | 3 |" in text
     # a number edited by hand inside a block is caught
     mean = f"{evidence.runs['BaM'][0].metrics['recall@20'].mean():.4f}"
     edited = text.replace("| BaM | ", "| BaM | 9", 1)
