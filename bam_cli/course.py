@@ -52,8 +52,7 @@ def make(out, parts, track, fmt):
     from bam_course import grader, handout, notebook, skeleton
     from bam_data.files import atomic_text
     tracks = ["torch"] + (["numpy"] if track == "numpy" else [])
-    chosen = [p for t in tracks for p in spec.select(parts, t) if p.track == t] if parts else \
-        [p for t in tracks for p in spec.parts_of(t)]
+    chosen = [p for t in tracks for p in spec.select(parts, t)]
     if parts and not [p for p in chosen if p.target]:
         raise CourseError(f"--parts {parts}: none of these parts is in the {track} track (fix: see --help)")
     grader.check_variants(chosen)  # every known bug still derives from the reference (else: which edit, and why)

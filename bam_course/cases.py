@@ -1,33 +1,18 @@
 """
-bam_course/cases.py: the graded functions of the PyTorch track (Parts 1-7): their test cases,
-how to call them, and the known-wrong variants that the hints recognise.
-
-For each part: `cases(rng, public)` draws the inputs (the public self-check uses seed 0 and its own
-shapes; grading uses another seed and other shapes); the call itself is the harness's (harness.py:
-the reference's outputs in the grader, the student's in the student's process); `prepare(ref, args)`
-adds what the student's process gets from the reference (bam_loss: the recorded calls its stand-ins
-replay); `bugs` are the known-wrong variants, each the reference's function with a small recorded edit of
-its current source (common.Bug), so that a wrong answer that equals one of them gets the hint that explains
-that bug. All of it runs in the grader's process only.
+bam_course/cases.py: the graded functions of the PyTorch track (Parts 1-7): their cases (public: seed 0 and
+fixed shapes; hidden: other seeds and shapes), hints, and known-wrong variants (common.Bug). The calls are
+the harness's. Runs in the grader's process only; docs/course.md has the details.
 """
 import numpy as np
 import torch
 
-from bam_course.common import Bug, Case, Graded, histories, kaiming, size
-
-
-def T(x):
-    """A torch result as numpy (for the .npz); a Python number as a 0-d array."""
-    if isinstance(x, torch.Tensor):
-        return x.detach().cpu().numpy()
-    return np.asarray(x)
-
+from bam_course.common import PARAMS, Bug, Case, Graded, comirec_inputs, given, kaiming, size
+from bam_course.harness import tensor_out as T
 
 # -----------------------------------------------------------------------------
 # Part 1: ComiRecSA.forward
 
 
-COMIREC_PARAMS = ("embeddings.weight", "position_embedding", "linear1.0.weight", "linear2.weight")
 VALUES = ("interests", "attention")   # ComiRecSA's bugs are told by the values (the gradients follow them)
 
 
@@ -53,16 +38,14 @@ class ComiRecSA(Graded):
             d, N, n_items = size(rng, public, 8, 5, 12), size(rng, public, 3, 2, 5), size(rng, public, 30, 40, 80)
             if not public and N == 3:
                 N = 4
-            history, mask = histories(rng, B, L, n_items)
-            weights = {"embeddings.weight": kaiming(rng, n_items + 1, d), "position_embedding": kaiming(rng, 1, L, d),
-                       "linear1.0.weight": kaiming(rng, 4 * d, d), "linear2.weight": kaiming(rng, N, 4 * d)}
+            history, mask, weights = comirec_inputs(rng, B, L, d, N, n_items)
             out.append(Case(
                 dict(weights=weights, history=history, mask=mask, dim=d, n_interests=N, seq_len=L, n_items=n_items,
                      d_interests=rng.standard_normal((B, N, d)).astype(np.float32),
                      d_attention=rng.standard_normal((B, N, L)).astype(np.float32)),
                 f"B={B}, L={L}, d={d}, N={N}, I={n_items}, history lengths {mask.sum(1).astype(int).tolist()}",
                 dict(attention=["attention"], interests=["interests"],
-                     gradients=[f"grad/{k}" for k in COMIREC_PARAMS])))
+                     gradients=[f"grad/{k}" for k in PARAMS])))
         return out
 
     bugs = (
@@ -82,8 +65,7 @@ class ComiRecSA(Graded):
 # Part 2: select_interest
 
 
-HARD = lambda a: a["selection"] == "hard"  # noqa: E731
-SAMPLED = lambda a: a["selection"] != "hard"  # noqa: E731
+HARD, SAMPLED = given("selection", "hard"), given("selection", "bam", "bam-l")
 
 
 class SelectInterest(Graded):
@@ -113,32 +95,22 @@ class SelectInterest(Graded):
             logits = (rng.standard_normal((B, N)) * 2).astype(np.float32)
             out.append(Case(dict(logits=logits, selection=sel, tau=tau, u=rng.random(B).astype(np.float32)),
                             f"selection={sel}, tau={tau:g}, B={B}, N={N}, u ~ U[0, 1)", dict(bam=["index", "probs"])))
-        out.append(self.boundary_case(rng, B))
-        out.append(self.rounding_case(rng, B, N, taus[0]))
-        return out
-
-    def boundary_case(self, rng, B):
-        """Equal logits over N = 4: probs are exactly 1/4 and u sits exactly on the CDF's steps."""
-        u = rng.choice(np.array([0.0, 0.25, 0.5, 0.75], np.float32), B)
-        u[:2] = 0.5, 0.75                     # argmax (0) and a strict count (1, 2) both miss these
-        return Case(dict(logits=np.full((B, 4), float(rng.standard_normal()), np.float32), selection="bam",
-                         tau=1.0, u=u.astype(np.float32)),
-                    f"selection=bam, N=4 equal logits (probs exactly 0.25), u on the CDF's steps {u.tolist()}",
-                    dict(bam=["index"]))
-
-    def rounding_case(self, rng, B, N, tau):
-        """Rows whose float32 CDF ends below 1, with u at that last value: only the clamp keeps the index
-        in range."""
-        rows = []
-        while len(rows) < B:
+        u = rng.choice(np.array([0.0, 0.25, 0.5, 0.75], np.float32), B)  # equal logits over N = 4: probs 1/4,
+        u[:2] = 0.5, 0.75                     # u on the CDF's steps; argmax (0) and a strict count (1, 2) miss these
+        out.append(Case(dict(logits=np.full((B, 4), float(rng.standard_normal()), np.float32), selection="bam",
+                             tau=1.0, u=u), f"selection=bam, N=4 equal logits (probs exactly 0.25), u on the CDF's "
+                        f"steps {u.tolist()}", dict(bam=["index"])))
+        rows = []                             # float32 CDFs that end below 1, u at that last value: only the clamp
+        while len(rows) < B:                  # keeps the index in range
             x = (rng.standard_normal(N) * 2).astype(np.float32)
-            last = torch.softmax(tau * torch.as_tensor(x), -1).cumsum(-1)[-1].item()
+            last = torch.softmax(taus[0] * torch.as_tensor(x), -1).cumsum(-1)[-1].item()
             if last < 1.0:
                 rows.append((x, last))
-        logits = np.stack([r[0] for r in rows])
-        u = np.array([r[1] for r in rows], np.float32)
-        return Case(dict(logits=logits, selection="bam", tau=tau, u=u),
-                    f"selection=bam, tau={tau:g}, u = cumsum(probs)[-1] < 1 (float32 rounding)", dict(bam=["index"]))
+        out.append(Case(dict(logits=np.stack([r[0] for r in rows]), selection="bam", tau=taus[0],
+                             u=np.array([r[1] for r in rows], np.float32)),
+                        f"selection=bam, tau={taus[0]:g}, u = cumsum(probs)[-1] < 1 (float32 rounding)",
+                        dict(bam=["index"])))
+        return out
 
     bugs = (
         Bug("on ties, hard selection takes the FIRST maximum (as torch.argmax does)",
@@ -146,8 +118,8 @@ class SelectInterest(Graded):
             ("index",), HARD),
         Bug("selection=hard is the plain argmax of the logits (KDD24 Eq. 1); only bam and bam-l sample",
             (('if selection == "hard":', 'if selection == "never":'),), ("index",), HARD),
-        Bug("probs: you left out tau; probs = softmax(tau * logits) for hard selection too",
-            (("softmax(tau * logits", "softmax(logits"),), ("probs",), HARD),
+        Bug("you left out tau: probs = softmax(tau * logits), for every selection",
+            (("softmax(tau * logits", "softmax(logits"),)),
         Bug("you took the argmax; BaM samples by inverting the CDF of softmax(tau * logits) at u: "
             "index = #{n : cumsum(probs)_n <= u}", (('if selection == "hard":', "if True:"),), ("index",), SAMPLED),
         Bug("at a u that falls exactly on a step of the CDF, count the n with cumsum(probs)_n <= u "
@@ -155,8 +127,6 @@ class SelectInterest(Graded):
             (("cumsum(-1) <= u", "cumsum(-1) < u"),), ("index",), SAMPLED),
         Bug("float32 rounding can leave cumsum(probs)[-1] below u, and the count is then N: clamp the index to "
             "N - 1", (("index.clamp(max=logits.shape[-1] - 1)", "index"),), ("index",), SAMPLED),
-        Bug("you left out tau: probs = softmax(tau * logits)", (("softmax(tau * logits", "softmax(logits"),), (),
-            SAMPLED),
         Bug("tau multiplies the logits here (a larger tau is closer to hard): softmax(tau * logits), not "
             "softmax(logits / tau)", (("softmax(tau * logits", "softmax(logits / tau"),), (), SAMPLED),
         Bug("walk the CDF from interest 0 upwards: index = #{n : cumsum(probs)_n <= u}",
@@ -168,7 +138,6 @@ class SelectInterest(Graded):
 
 
 LSE = "torch.logsumexp(torch.cat([pos[..., None], neg], -1), -1)"
-REMI = lambda a: bool(a["beta"])  # noqa: E731
 OVERFLOW = "your loss overflows (inf or nan) on large scores: use torch.logsumexp, not log(sum(exp(...)))"
 
 
@@ -216,19 +185,19 @@ class SoftmaxLoss(Graded):
             ((f"{LSE} - pos", f"pos - {LSE}"),)),
         Bug(OVERFLOW, ((LSE, "torch.cat([pos[..., None], neg], -1).exp().sum(-1).log()"),)),
         Bug("with beta > 0 REMI reweights the negatives: neg + log S + log_softmax(beta * neg)",
-            (("if beta else neg", "if 0 else neg"),), (), REMI),
+            (("if beta else neg", "if 0 else neg"),), (), given("beta")),
         Bug("REMI: the values are right but the gradients are not: the weights stay in the graph (no .detach())",
-            (("log_softmax(beta * neg, -1)", "log_softmax(beta * neg, -1).detach()"),), (), REMI),
+            (("log_softmax(beta * neg, -1)", "log_softmax(beta * neg, -1).detach()"),), (), given("beta")),
         Bug("REMI: the weights w = S softmax(beta * neg) have mean 1; you left out the log S",
-            (("math.log(neg.shape[-1]) + ", ""),), (), REMI),
+            (("math.log(neg.shape[-1]) + ", ""),), (), given("beta")),
     )
 
 # -----------------------------------------------------------------------------
 # Part 4: bam_loss
 
 
-def cfg_is(**kw):
-    return lambda a: all(a["cfg"][k] == v for k, v in kw.items())
+BAM, EXPECTED = given("cfg.selection", "bam"), given("cfg.selection", "expected")
+REMI_LAMBDA = given("cfg.remi_lambda")   # the case with REMI's beta and lambda
 
 
 class BamLoss(Graded):
@@ -307,31 +276,24 @@ class BamLoss(Graded):
     bugs = (
         Bug("you summed the loss over the batch; average it (mean)", (("loss = loss.mean()", "loss = loss.sum()"),)),
         Bug("you took the argmax interest; pass cfg.selection, tau and u to select_interest, which samples it for "
-            "bam", (("select_interest(logits, cfg.selection,", 'select_interest(logits, "hard",'),), (),
-            cfg_is(selection="bam")),
+            "bam", (("select_interest(logits, cfg.selection,", 'select_interest(logits, "hard",'),), (), BAM),
         Bug("selection=expected: you averaged the loss over the N interests; weight each interest's loss by its "
-            "probability and sum over N", (("cfg.remi_beta)).sum(-1)", "cfg.remi_beta)).mean(-1)"),), (),
-            cfg_is(selection="expected")),
+            "probability and sum over N", (("cfg.remi_beta)).sum(-1)", "cfg.remi_beta)).mean(-1)"),), (), EXPECTED),
         Bug("selection=expected: the probabilities are constants (probs.detach()), else the loss trains the "
-            "selection", (("probs.detach() * softmax_loss", "probs * softmax_loss"),), (),
-            cfg_is(selection="expected")),
+            "selection", (("probs.detach() * softmax_loss", "probs * softmax_loss"),), (), EXPECTED),
         Bug("multi_loss=True: add the [BD24] multi-interest loss, softmax_loss of the scores' logsumexp over the N "
-            "interests", (("if cfg.multi_loss:", "if False:"),), (), cfg_is(multi_loss=True)),
+            "interests", (("if cfg.multi_loss:", "if False:"),), (), given("cfg.multi_loss", True)),
         Bug("remi_lambda > 0: add remi_lambda * routing_regulariser(attention, cfg.dim)",
-            (("if cfg.remi_lambda else loss", "if False else loss"),), (), lambda a: bool(a["cfg"]["remi_lambda"])),
-        Bug("pass cfg.remi_beta to softmax_loss", (("cfg.remi_beta", "0.0", 3),), (),
-            lambda a: bool(a["cfg"]["remi_lambda"])),
+            (("if cfg.remi_lambda else loss", "if False else loss"),), (), REMI_LAMBDA),
+        Bug("pass cfg.remi_beta to softmax_loss", (("cfg.remi_beta", "0.0", 3),), (), REMI_LAMBDA),
     )
 
 # -----------------------------------------------------------------------------
 # Part 5: mask_history
 
 
-def mode_is(mode):
-    return lambda a: a["mode"] == mode
-
-
-KEEP_ZERO = ("scores[:, 0] = -math.inf", "scores = scores")
+EXCLUDE, OFFICIAL, NONE = (given("mode", m) for m in ("exclude", "official", "none"))
+UNMASKED = given("mode", "exclude", "none")   # the modes that give item 0 -inf
 
 
 class MaskHistory(Graded):
@@ -363,29 +325,24 @@ class MaskHistory(Graded):
 
     bugs = (
         Bug("history left unmasked: with mode=exclude every item of full_history (everything the user saw before "
-            "the target) gets -inf", (('if mode == "exclude":', "if False:"),), (), mode_is("exclude")),
+            "the target) gets -inf", (('if mode == "exclude":', "if False:"),), (), EXCLUDE),
         Bug("exclude masks the FULL history before the target, not only the model's window of L items",
-            (("scatter_(1, full_history, -math.inf)", "scatter_(1, window, -math.inf)"),), (), mode_is("exclude")),
-        Bug("the padding item 0 is never ranked: its score is -inf", (KEEP_ZERO,), (), mode_is("exclude")),
+            (("scatter_(1, full_history, -math.inf)", "scatter_(1, window, -math.inf)"),), (), EXCLUDE),
+        Bug("the padding item 0 is never ranked: set its score to -inf",
+            (("scores[:, 0] = -math.inf", "scores = scores"),), (), UNMASKED),
         Bug("mode=official gives the window's items the score 0, not -inf (the official code's behaviour, kept for "
-            "comparison)", (("scatter_(1, window, 0.0)", "scatter_(1, window, -math.inf)"),), (), mode_is("official")),
+            "comparison)", (("scatter_(1, window, 0.0)", "scatter_(1, window, -math.inf)"),), (), OFFICIAL),
         Bug("mode=official uses `window` (the model's L items), not the full history",
-            (("scatter_(1, window, 0.0)", "scatter_(1, full_history, 0.0)"),), (), mode_is("official")),
+            (("scatter_(1, window, 0.0)", "scatter_(1, full_history, 0.0)"),), (), OFFICIAL),
         Bug("mode=official changes nothing but the window's items: item 0 keeps its score unless the window holds "
             "padding", (("return scores.scatter_(1, window, 0.0)", "scores.scatter_(1, window, 0.0)"),), (),
-            mode_is("official")),
-        Bug("the padding item 0 is never ranked: set its score to -inf", (KEEP_ZERO,), (), mode_is("none")),
+            OFFICIAL),
         Bug("mode=none leaves the history unmasked; only item 0 gets -inf",
-            (('if mode == "exclude":', 'if mode != "official":'),), (), mode_is("none")),
+            (('if mode == "exclude":', 'if mode != "official":'),), (), NONE),
     )
 
 # -----------------------------------------------------------------------------
 # Part 6: target_rank
-
-
-NON_FINITE = ("a NaN or +inf score of another item ranks ABOVE the target (an item whose score overflowed must never "
-              "help the target); a target whose own score is not finite (NaN, +inf or -inf) is a miss: its rank is "
-              "the number of columns; -inf is the masking value and ranks below every finite score")
 
 
 class TargetRank(Graded):
@@ -393,7 +350,10 @@ class TargetRank(Graded):
     hints = {"distinct": "rank = the number of items scored strictly higher than the target (0-based)",
              "ties": "an item with the SAME score ranks above the target when its id is lower: "
                      "rank = #{j : s_j > s_t} + #{j < t : s_j = s_t}",
-             "non-finite": NON_FINITE}
+             "non-finite": "a NaN or +inf score of another item ranks ABOVE the target (an item whose score "
+                           "overflowed must never help the target); a target whose own score is not finite (NaN, "
+                           "+inf or -inf) is a miss: its rank is the number of columns; -inf is the masking value "
+                           "and ranks below every finite score"}
 
     def cases(self, rng, public):
         b, n = size(rng, public, 6, 7, 12), size(rng, public, 20, 25, 60)
@@ -480,7 +440,5 @@ class MetricsFromRanks(Graded):
     )
 
 
-def torch_parts():
-    """key -> the grading object of every PyTorch part but the end-to-end one."""
-    return {p.key: p for p in (ComiRecSA(), SelectInterest(), SoftmaxLoss(), BamLoss(), MaskHistory(),
-                               TargetRank(), MetricsFromRanks())}
+GRADED = {p.key: p for p in (ComiRecSA(), SelectInterest(), SoftmaxLoss(), BamLoss(), MaskHistory(), TargetRank(),
+                             MetricsFromRanks())}

@@ -1,22 +1,16 @@
 """
-bam_course/common.py: the grader's side of a case, torch-free: a test case, its .npz storage
-(the flat layout is the harness's, loaded with allow_pickle=False), the interface of a graded part,
-and the comparison that names the first wrong output.
-
-A case is one call of the graded function. `checks` maps each subtest to the outputs it grades, so
-one call can feed several subtests (ComiRecSA's attention, interests and gradients).
+bam_course/common.py: the grader's side of a case, torch-free: a test case and its .npz storage, the
+interface of a graded part, the known-wrong variants (Bug) and the comparison that names the first wrong
+output. docs/course.md has the details.
 """
-import ast
 import json
 import math
-import textwrap
 import types
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from bam_course import harness
-from bam_course.harness import flatten, unflatten
 from bam_course.spec import BY_KEY, CourseError
 
 
@@ -24,10 +18,13 @@ from bam_course.spec import BY_KEY, CourseError
 class Case:
     args: dict                      # argument name -> array, number, string, or a dict of arrays
     note: str                       # the case in words, for the student: "selection=bam, tau=2.0, B=7"
-    checks: dict = field(default_factory=dict)   # subtest -> output names it grades
+    checks: dict = field(default_factory=dict)   # subtest -> output names it grades (one call, several subtests)
 
 # -----------------------------------------------------------------------------
 # Random inputs, and the interface of a graded part
+
+
+PARAMS = ("embeddings.weight", "position_embedding", "linear1.0.weight", "linear2.weight")   # ComiRec-SA's
 
 
 def size(rng, public, value, lo, hi):
@@ -40,41 +37,39 @@ def kaiming(rng, *shape):
     return (rng.standard_normal(shape) * math.sqrt(2.0 / fan_in)).astype(np.float32)
 
 
-def histories(rng, B, L, n_items, full_row=True):
-    """Right-padded histories (B, L) and their masks; one row is full, one has a single item."""
+def comirec_inputs(rng, B, L, d, N, n_items):
+    """Right-padded histories (B, L), one row full and one of a single item, their masks, and ComiRec-SA's
+    weights {PARAMS: float32}."""
     lengths = rng.integers(1, L + 1, B)
-    lengths[0], lengths[-1] = (L, 1) if full_row else (lengths[0], lengths[-1])
+    lengths[0], lengths[-1] = L, 1
     history = np.zeros((B, L), np.int64)
     for r, k in enumerate(lengths):
         history[r, :k] = rng.choice(np.arange(1, n_items + 1), k, replace=False)
-    return history, (history > 0).astype(np.float32)
+    shapes = ((n_items + 1, d), (1, L, d), (4 * d, d), (N, 4 * d))
+    return history, (history > 0).astype(np.float32), {k: kaiming(rng, *s) for k, s in zip(PARAMS, shapes)}
 
 
 class Graded:
-    """The interface every part implements (see the module docstring)."""
+    """What every function part defines: its cases, hints and known bugs; the rest has defaults."""
     key = ""
     rtol, atol = 1e-4, 1e-5
     hints = {}                  # subtest -> the hint when no known bug matches
     private = ()                # argument names that never leave the grader's process
+    bugs = ()                   # the known-wrong variants, [Bug], in the order their hints are tried
 
     def cases(self, rng, public):
         raise NotImplementedError
 
     def call(self, mod, args):
-        """The outputs of module `mod`'s function on one case: the harness's call, the same code in the
-        grader (mod = the reference) and in the student's process (mod = the student's file)."""
+        """The outputs of `mod`'s function (the reference's, a variant's, the student's): the harness's call."""
         return harness.CALLS[self.key](mod, args)
 
     def prepare(self, ref, args):
-        """Extra arguments for the student's process, computed with the reference in the grader (the
-        recorded outputs that a stand-in replays)."""
+        """Extra arguments for the student's process, computed with the reference (what a stand-in replays)."""
         return {}
 
-    bugs = ()                   # the known-wrong variants, [Bug], in the order their hints are tried
-
     def variants(self, ref, args):
-        """[(outputs of a known bug, hint)], computed in the grader's process only: each Bug's variant of
-        the reference's function, called by the harness's own call on this case."""
+        """[(outputs of a known bug, hint)] on this case, in the grader's process only."""
         args = {k: v for k, v in args.items() if k != "replay"}   # the variant calls the reference's parts
         out = []
         for bug in self.bugs:
@@ -85,11 +80,11 @@ class Graded:
         return out
 
     def derive(self, args, outputs):
-        """Extra outputs computed in the grader from the returned ones (finite-difference dot products)."""
+        """Outputs computed in the grader from the returned ones (finite-difference dot products)."""
         return {}
 
     def expected_extra(self, ref, args):
-        """Extra expected outputs that are not the reference's return value (finite differences)."""
+        """Expected outputs that are not the reference's return value (finite differences)."""
         return {}
 
     def tol(self, key):
@@ -105,27 +100,28 @@ class Graded:
 
 @dataclass(frozen=True)
 class Bug:
-    """A known bug: the reference's function with `edits` applied to the text of its current source. Each
-    edit (old, new) replaces the one occurrence of `old` in the function ((old, new, n): its n occurrences);
-    a count that differs fails loudly (CourseError), so a change to the reference cannot leave a stale copy."""
+    """The reference's function with `edits` applied to its current source: (old, new) replaces the one
+    occurrence of `old`, (old, new, n) its n occurrences; any other count is a CourseError."""
     hint: str
     edits: tuple
     only: tuple = ()            # the outputs it is compared on (default: every output of the call)
     when: object = None         # args -> bool: the cases it applies to (default: every case)
 
 
-def function_source(source, target, path):
-    """The text of `target` ("name" or "Class.method") in `source`, dedented, decorators included."""
-    from bam_course.skeleton import find
-    node = find(ast.parse(source), target, path)
-    first = min([node.lineno] + [d.lineno for d in node.decorator_list])
-    return textwrap.dedent("\n".join(source.splitlines()[first - 1:node.end_lineno])) + "\n"
+def given(name, *values):
+    """A Bug's `when`: the cases whose argument `name` ("cfg.x": cfg's) is one of `values`; none: set and not 0."""
+    def test(args):
+        for key in name.split("."):
+            args = args.get(key)
+        return args in values if values else args is not None and (np.ndim(args) > 0 or bool(args))
+    return test
 
 
 def derive(source, target, edits, path):
-    """The variant's source: `target`'s text in `source` with `edits` applied, each found exactly as often
-    as recorded, else CourseError."""
-    text = function_source(source, target, path)
+    """The variant's source: `target`'s text in `source` (dedented, decorators included) with `edits` applied,
+    each found exactly as often as recorded, else CourseError."""
+    from bam_course.skeleton import segment
+    text = segment(source, target, path)
     for old, new, *n in edits:
         if text.count(old) != (n[0] if n else 1):
             raise CourseError(f"{path}: {target} holds {text.count(old)} copies of {old!r} where a known-wrong variant "
@@ -138,55 +134,43 @@ _PATCHED = {}
 
 
 def patched(ref, target, edits):
-    """A copy of module `ref` whose `target` is the variant (compiled once per source text and edits); the
-    variant's other names are the reference's own."""
+    """A copy of module `ref` whose `target` is the variant (a method: in a subclass of the reference's class),
+    compiled once per source text and edits; everything else it calls is the reference's."""
     with open(ref.__file__) as f:
         source = f.read()
     key = (ref.__name__, source, target, edits)
     if key not in _PATCHED:
-        text = derive(source, target, edits, ref.__file__)
         mod = types.ModuleType(f"{ref.__name__}_variant")
         mod.__dict__.update({k: v for k, v in vars(ref).items() if not k.startswith("__")})
         defined = {}
-        exec(compile(text, f"<a known-wrong variant of {target}>", "exec"), mod.__dict__, defined)
+        exec(compile(derive(source, target, edits, ref.__file__), f"<a known-wrong variant of {target}>", "exec"),
+             mod.__dict__, defined)
         cls, _, name = target.rpartition(".")
-        if cls:  # a method: a subclass of the reference's class with the variant in its place
-            setattr(mod, cls, type(cls, (getattr(ref, cls),), {name: defined[name]}))
-        else:
-            setattr(mod, name, defined[name])
+        setattr(mod, cls or name, type(cls, (getattr(ref, cls),), {name: defined[name]}) if cls else defined[name])
         _PATCHED[key] = mod
     return _PATCHED[key]
 
 # -----------------------------------------------------------------------------
-# Flat storage: {"a": {"b": x}} <-> {"a/b": x}, the harness's own (the student's process reads it too).
+# Storage: <prefix><i>/args/..., <prefix><i>/expected/..., <prefix><i>/meta (JSON), the harness's layout
 
 
-def save_cases(path, cases, expected=None):
-    """cases (and their expected outputs) -> one .npz: i/args/..., i/expected/..., i/meta (JSON)."""
+def case_arrays(cases, expected=None, prefix=""):
     flat = {}
     for i, case in enumerate(cases):
-        flat.update(flatten(case.args, f"{i}/args/"))
-        flat[f"{i}/meta"] = np.asarray(json.dumps(dict(note=case.note, checks=case.checks)))
+        flat.update(harness.flatten(case.args, f"{prefix}{i}/args/"))
+        flat[f"{prefix}{i}/meta"] = np.asarray(json.dumps(dict(note=case.note, checks=case.checks)))
         if expected is not None:
-            flat.update(flatten(expected[i], f"{i}/expected/"))
-    np.savez(path, **flat)
+            flat.update(harness.flatten(expected[i], f"{prefix}{i}/expected/"))
+    return flat
 
 
 def load_cases(path, prefix=""):
-    """-> (cases, expected outputs or None). Only arrays: np.load(allow_pickle=False)."""
-    with np.load(path, allow_pickle=False) as z:
-        flat = {k[len(prefix):]: z[k] for k in z.files if k.startswith(prefix)}
-    groups = {}
-    for key, v in flat.items():
-        i, rest = key.split("/", 1)
-        groups.setdefault(int(i), {})[rest] = v
+    """-> (cases, expected outputs or None)."""
     cases, expected = [], []
-    for i in sorted(groups):
-        g = groups[i]
-        meta = json.loads(str(g["meta"]))
-        args = unflatten({k[5:]: v for k, v in g.items() if k.startswith("args/")})
-        cases.append(Case(args, meta["note"], meta["checks"]))
-        expected.append({k[9:]: v for k, v in g.items() if k.startswith("expected/")})
+    for group in harness.read_cases(path, prefix):
+        meta = json.loads(str(group["meta"]))
+        cases.append(Case(harness.subtree(group, "args"), meta["note"], meta["checks"]))
+        expected.append({k[9:]: v for k, v in group.items() if k.startswith("expected/")})
     return cases, (expected if any(expected) else None)
 
 # -----------------------------------------------------------------------------
@@ -198,9 +182,8 @@ def show(a):
     a = np.asarray(a)
     if a.dtype.kind == "f" and a.ndim == 0:
         return f"{float(a):.8g}"
-    if a.dtype.kind == "f":
-        return np.array2string(a, precision=8, floatmode="maxprec", threshold=8, edgeitems=3, separator=", ")
-    return np.array2string(a, threshold=8, edgeitems=3, separator=", ")
+    precision = dict(precision=8, floatmode="maxprec") if a.dtype.kind == "f" else {}
+    return np.array2string(a, threshold=8, edgeitems=3, separator=", ", **precision)
 
 
 def error_of(got, want, rtol, atol):
@@ -222,24 +205,20 @@ def first_wrong(name, got, want, rtol, atol):
     if got.shape != want.shape:
         return f"{name}: shape {tuple(got.shape)}, expected {tuple(want.shape)}"
     exact = want.dtype.kind in "iu"
-    if exact:
-        if got.dtype.kind not in "iu":
-            return f"{name}: dtype {got.dtype}, expected an integer tensor ({want.dtype})"
-        bad = got != want
-    elif got.dtype.kind not in "fiub":
+    if exact and got.dtype.kind not in "iu":
+        return f"{name}: dtype {got.dtype}, expected an integer tensor ({want.dtype})"
+    if got.dtype.kind not in "fiub":
         return f"{name}: dtype {got.dtype}, expected numbers"
-    else:
-        g, w = got.astype(np.float64), want.astype(np.float64)
-        bad = ~np.isclose(g, w, rtol=rtol, atol=atol, equal_nan=True)
+    bad = (got != want) if exact else ~np.isclose(got.astype(np.float64), want.astype(np.float64), rtol=rtol,
+                                                  atol=atol, equal_nan=True)
     if not bad.any():
         return None
-    if want.ndim == 0:
-        return f"{name} = {show(got)}, expected {show(want)}" + ("" if exact else error_of(got, want, rtol, atol))
     at = tuple(int(i) for i in np.argwhere(bad)[0])
-    where = ", ".join(map(str, at))
-    return (f"{name}[{where}] = {show(got[at])}, expected {show(want[at])} "
-            f"({int(bad.sum())} of {bad.size} entries wrong"
-            + ("" if exact else error_of(got[at], want[at], rtol, atol)) + ")")
+    error = "" if exact else error_of(got[at], want[at], rtol, atol)
+    if want.ndim == 0:
+        return f"{name} = {show(got)}, expected {show(want)}{error}"
+    return (f"{name}[{', '.join(map(str, at))}] = {show(got[at])}, expected {show(want[at])} "
+            f"({int(bad.sum())} of {bad.size} entries wrong{error})")
 
 
 def matches(got, want, rtol, atol):

@@ -1,20 +1,8 @@
 """
-bam_course/e2e.py: Part 8, end to end. The student's whole file (its Config, Dataset, models,
-losses, train loop and evaluation) trains `hard` and `bam` on the built-in synthetic data with
-planted topics, in the student's process, and hands back only the two models' weights. The data is
-generated here (bam_data.synth) and goes in as arrays. The grader, in its own process, loads the
-weights into the REFERENCE model class and measures them with the reference's own ruler
-(bam_minimal.evaluate, the most-popular baseline, bam_experiments.balance.topic_recovery), so nothing the
-student's process reports is taken on trust but the weights, which are checked (names, shapes,
-finite values).
-
-What BaM changes is measured too: the balance of a model is the mean, over the test users, of the
-normalised entropy (0: one interest takes everything, 1: all N share equally) of
-P(interest n | target) = softmax(tau * M_u^T e_target), [KDD24] Eq. (3), the distribution BaM draws
-from and hard selection takes the argmax of. BaM's must exceed hard's by BALANCE_MARGIN. A file whose
-BaM training takes the argmax trains the hard model twice (the same seed, the same draws): its margin
-is exactly 0. Calibrated on the reference over seeds 0-11 (docs/course.md has the numbers per seed).
-The whole part takes SECONDS on one CPU thread (both models, measured).
+bam_course/e2e.py: Part 8, end to end. The student's whole file trains `hard` and `bam` on planted-topic
+synthetic data, in the student's process, and hands back only the weights; the grader loads them into the
+reference's model class and measures them with the reference's own ruler: Recall@20 against most popular,
+topic purity, and the balance of the interests (calibrated in docs/course.md, "Part 8, end to end").
 """
 import functools
 import json

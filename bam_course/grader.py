@@ -1,28 +1,14 @@
 """
-bam_course/grader.py: grade a student's file, part by part, each in its own subprocess.
+bam_course/grader.py: grade a student's file, part by part, each in a subprocess of its own (the harness, in
+a fresh folder where the reference and the grader are not importable), on hidden cases or the public vectors.
 
-    from bam_course import grader
     tests, info = grader.grade("kit/bam_student.py", parts="select_interest,target_rank", seed=1)
-    grader.print_table(tests, info); grader.write_json(tests, info, "results.json")
+    grader.print_table(tests, info); grader.write_json(tests, [info], "results.json")
 
-Hidden cases (grade): drawn at grade time from `seed` (random unless given) with other shapes than
-the public ones, and their expected outputs computed here by the reference at the repository root,
-so hard-coding the public outputs earns nothing. Public cases (check): read from the kit's
-public_vectors.npz. A failure names the first wrong output and, when the wrong answer is the answer
-of a known bug, the hint for that bug.
-
-Where the student's code runs: each part in its own subprocess, `python -I -S harness.py` in a fresh
-temporary folder that holds only a copy of the student's file, the harness (harness.py, no graded
-algorithm), the part's inputs and its outputs; with a scrubbed environment and a sys.path of the
-standard library and the folders of numpy and torch only, checked to hold none of the repository's
-modules. So the answer key (bam_minimal, bam_numpy) and the grader (bam_course) are not importable
-there; the expected outputs stay in this process; inputs go in, and outputs come back, as arrays
-(.npz read with allow_pickle=False). A part that raises, hangs, dies or returns something that is not
-numbers gets 0 for its subtests, with the reason, and grading goes on. There is no sandbox beyond
-that (a time limit, a cap on what it writes, its process group killed afterwards): a student's file
-can read any file the grader can, the reference's source included. docs/course.md says what that leaves.
+docs/course.md, "How grading works", has the rules and what the isolation leaves open.
 """
 import ast
+import contextlib
 import importlib
 import importlib.machinery
 import importlib.util
@@ -43,7 +29,7 @@ import numpy as np
 from bam_course import common, e2e, harness, spec
 from bam_course.spec import CourseError
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # the repository
 TIMEOUT = 60          # seconds per function part
 E2E_TIMEOUT = 300     # seconds for the end-to-end part (e2e.SECONDS on one core)
 TAIL_BYTES = 4000     # how much of the end of a part's log a failure quotes
@@ -74,12 +60,10 @@ def read_source(path):
         raise CourseError(f"{path}: not a Python file (fix: pass a .py file, e.g. bam_student.py, or a notebook)")
     with open(path, "rb") as f:
         raw = f.read()
-    try:
-        if b"\0" in raw:
-            raise UnicodeDecodeError("utf-8", raw, 0, 1, "NUL byte")
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise CourseError(f"{path}: binary data, not Python source (fix: pass the student's .py file)") from None
+    if b"\0" not in raw:
+        with contextlib.suppress(UnicodeDecodeError):
+            return raw.decode("utf-8")
+    raise CourseError(f"{path}: binary data, not Python source (fix: pass the student's .py file)")
 
 
 def track_of(source):
@@ -89,13 +73,6 @@ def track_of(source):
     except SyntaxError:
         return "torch"
     return "numpy" if any(p.key in names for p in spec.parts_of("numpy")) else "torch"
-
-
-def banned_modules(track):
-    """The modules a student's file may not name: the answer key and the grader. None of them is importable
-    while the file is graded; naming one is refused outright, with a clearer reason. The NumPy track's
-    file names bam_numpy in its main() (which trains bam_numpy with the student's functions, outside grading)."""
-    return ("bam_minimal", "bam_course") + (("bam_numpy",) if track == "torch" else ())
 
 
 def imports_of(tree):
@@ -111,16 +88,14 @@ def imports_of(tree):
     return out
 
 
-def borrowed(source, track, path):
-    """Cheap checks for a file that takes the answer key instead of implementing it.
-    -> (a reason that zeroes every part, or None; {part key: the reason that zeroes that part})."""
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return None, {}
+def borrowed(tree, track, path):
+    """Cheap checks, with a clearer reason, for a file that takes the answer key (none of it is importable while
+    the file is graded). -> (a reason that zeroes every part, or None; {part key: the reason that zeroes it})."""
     name = os.path.basename(path)
+    # the NumPy track's file may name bam_numpy: its main() trains bam_numpy with the student's functions
+    banned = ("bam_minimal", "bam_course") + (("bam_numpy",) if track == "torch" else ())
     for module, line in imports_of(tree):
-        hit = [b for b in banned_modules(track) if module == b or module.startswith(b + ".")]
+        hit = [b for b in banned if module == b or module.startswith(b + ".")]
         if hit:
             return (f"line {line} of {name} uses {hit[0]}, the reference implementation (the answer key) or the "
                     f"grader; a file that imports it is not graded (fix: remove that import and write the parts "
@@ -182,9 +157,10 @@ def run_part(part, path, cases, timeout, workdir):
         shutil.copyfile(os.path.join(os.path.dirname(os.path.abspath(__file__)), "harness.py"),
                         os.path.join(folder, HARNESS))
         cases_path, out_path = os.path.join(folder, "cases.npz"), os.path.join(folder, "out.npz")
-        common.save_cases(cases_path, cases)
+        np.savez(cases_path, **common.case_arrays(cases))
+        own = spec.parts_of(part.track) if part.key == "train" else [part]  # whose code must be the student's
         cmd = [sys.executable, "-I", "-S", os.path.join(folder, HARNESS), part.key, student, cases_path, out_path,
-               site_paths(), ",".join(targets(part))]
+               site_paths(), ",".join(p.target for p in own if p.target)]
         timed_out = False
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(cmd, cwd=folder, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -193,7 +169,8 @@ def run_part(part, path, cases, timeout, workdir):
                 rc = proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 timed_out = True
-            kill_group(proc.pid)  # its own session: the part and anything it left running (a fork, a daemon)
+            with contextlib.suppress(ProcessLookupError):  # its own session: the part and what it left running (a
+                os.killpg(proc.pid, signal.SIGKILL)        # fork); one that called setsid() escapes: docs/course.md
             rc = proc.wait()
         if timed_out:
             return None, (f"timed out after {timeout:g} s (an endless loop, or far too slow); the other parts "
@@ -209,21 +186,6 @@ def run_part(part, path, cases, timeout, workdir):
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     return read_outputs(flat, len(cases), rc)
-
-
-def targets(part):
-    """The graded names whose code must be the student's own: the part's, or every one for the whole file."""
-    parts = spec.parts_of(part.track) if part.key == "train" else [part]
-    return [p.target for p in parts if p.target]
-
-
-def kill_group(pgid):
-    """SIGKILL the process group; it is gone already when nothing of it is left. A process that called
-    setsid() left the group and survives this: see docs/course.md, Gradescope."""
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def read_outputs(flat, n, rc):
@@ -249,11 +211,6 @@ def tail(log_path, n=3):
     return (": " + " | ".join(lines[-n:]))[:500] if lines else ""
 
 
-def for_student(graded, cases):
-    """The cases without the arguments that stay in the grader (finite-difference directions)."""
-    return [replace(c, args={k: v for k, v in c.args.items() if k not in graded.private}) for c in cases]
-
-
 def prepared(graded, ref, case):
     """The case with what the reference computes for the student's process (a stand-in's recorded
     outputs, the NumPy forward pass's cache)."""
@@ -276,34 +233,27 @@ def find_hint(part, ref, case, got, keys, failing):
 
 
 def judge(part, graded, ref, cases, expected, outputs):
-    """-> [Test] for one function part."""
-    results = {sub: [] for sub in part.points}  # subtest -> failure messages
-    counts = {sub: 0 for sub in part.points}
+    """-> [Test] for one function part: each subtest all or nothing over its cases."""
+    fails = {sub: [] for sub in part.points}  # subtest -> failure messages
     for case, want, got in zip(cases, expected, outputs):
-        if "#error" not in got:
-            got = dict(got)
-            got.update(graded.derive(case.args, got))
-        wrong = {}  # subtest -> [(output, message)] of this case
-        for sub, keys in case.checks.items():
-            counts[sub] += 1
-            if "#error" in got:
-                results[sub].append(f"{case.note}: {got['#error']}")
-                continue
-            bad = [(k, common.first_wrong(k, got.get(k), want[k], *graded.tol(k))) for k in keys]
-            wrong[sub] = [(k, w) for k, w in bad if w]
-        failed = {sub for sub, w in wrong.items() if w}
-        for sub in case.checks:
-            if wrong.get(sub):
-                keys, first = case.checks[sub], wrong[sub][0][1]
-                hint = (find_hint(graded, ref, case, got, keys, [k for k, _ in wrong[sub]])
-                        or graded.fallback_hint(sub, got, want, failed))
-                results[sub].append(f"{case.note}: {first}" + (f"\nhint: {hint}" if hint else ""))
+        if "#error" in got:
+            for sub in case.checks:
+                fails[sub].append(f"{case.note}: {got['#error']}")
+            continue
+        got = {**got, **graded.derive(case.args, got)}
+        wrong = {sub: [(k, w) for k in keys if (w := common.first_wrong(k, got.get(k), want[k], *graded.tol(k)))]
+                 for sub, keys in case.checks.items()}  # subtest -> [(output, message)] of this case
+        failed = [sub for sub in case.checks if wrong[sub]]
+        for sub in failed:
+            hint = (find_hint(graded, ref, case, got, case.checks[sub], [k for k, _ in wrong[sub]])
+                    or graded.fallback_hint(sub, got, want, set(failed)))
+            fails[sub].append(f"{case.note}: {wrong[sub][0][1]}" + (f"\nhint: {hint}" if hint else ""))
     tests = []
     for sub, points in part.points.items():
-        fails = results[sub]
-        output = (f"passed ({counts[sub]} case{'s' * (counts[sub] != 1)})" if not fails else
-                  f"failed {len(fails)} of {counts[sub]} case{'s' * (counts[sub] != 1)}; the first:\n{fails[0]}")
-        tests.append(Test(f"{part.key}: {sub}", 0.0 if fails else float(points), float(points), output))
+        n = sum(sub in c.checks for c in cases)
+        ran = f"{n} case{'s' * (n != 1)}"
+        output = f"failed {len(fails[sub])} of {ran}; the first:\n{fails[sub][0]}" if fails[sub] else f"passed ({ran})"
+        tests.append(Test(f"{part.key}: {sub}", 0.0 if fails[sub] else float(points), float(points), output))
     return tests
 
 
@@ -318,18 +268,15 @@ def reference(part):
 
 
 def graded_part(part):
-    """The grading object of a part: its cases, hints and known-wrong variants."""
-    if part.track == "torch":
-        from bam_course.cases import torch_parts
-        return torch_parts()[part.key]
-    from bam_course.numpy_cases import numpy_parts
-    return numpy_parts()[part.key]
+    """The grading object of a function part: its cases, hints and known-wrong variants."""
+    module = "bam_course.cases" if part.track == "torch" else "bam_course.numpy_cases"
+    return importlib.import_module(module).GRADED[part.key]
+
 
 def check_variants(parts, read=None):
     """Every known-wrong variant (Bug) of `parts` derives from the reference's current source, else CourseError
     naming the edit that no longer applies. read: a source's path in the repository -> its text."""
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    read = read or (lambda rel: open(os.path.join(here, rel)).read())
+    read = read or (lambda rel: open(os.path.join(ROOT, rel)).read())
     for part in (p for p in parts if p.target):
         for bug in graded_part(part).bugs:
             common.derive(read(part.source), part.target, bug.edits, part.source)
@@ -348,17 +295,16 @@ def grade(path, parts=None, track=None, seed=None, timeout=TIMEOUT, e2e_timeout=
         return tests, dict(info, file=path)
     source = read_source(path)
     track = track or track_of(source)
-    selected = [p for p in spec.select(parts, track) if p.track == track]  # several files: each its own parts
+    selected = spec.select(parts, track)  # several files: each grades the parts of its own track
     hidden = vectors is None
     seed = (secrets.randbelow(10 ** 6) + 1 if seed is None else seed) if hidden else 0
     info = dict(file=path, track=track, seed=seed, cases="hidden" if hidden else f"public ({vectors})",
                 timeout=timeout, e2e_timeout=e2e_timeout)
     try:
         compile(source, path, "exec")
+        refused, per_part = borrowed(ast.parse(source), track, path)
     except SyntaxError as e:
-        reason = f"SyntaxError: {e.msg} (line {e.lineno} of {os.path.basename(path)}); nothing can run until it parses"
-        return [t for p in selected for t in zero(p, reason)], info
-    refused, per_part = borrowed(source, track, path)
+        refused = f"SyntaxError: {e.msg} (line {e.lineno} of {os.path.basename(path)}); nothing can run until it parses"
     if refused:
         return [t for p in selected for t in zero(p, refused)], info
     tests = []
@@ -395,7 +341,8 @@ def grade_part(part, path, seed, timeout, e2e_timeout, vectors, workdir):
         rng = np.random.default_rng([seed, part.number])
         cases = [prepared(graded, ref, c) for c in graded.cases(rng, public=False)]
         expected = [expected_outputs(graded, ref, c) for c in cases]
-    outputs, reason = run_part(part, path, for_student(graded, cases), timeout, workdir)
+    seen = [replace(c, args={k: v for k, v in c.args.items() if k not in graded.private}) for c in cases]
+    outputs, reason = run_part(part, path, seen, timeout, workdir)  # private arguments stay in the grader
     if reason:
         return zero(part, reason)
     return judge(part, graded, ref, cases, expected, outputs)
@@ -412,21 +359,12 @@ def public_vectors(path, parts):
     """Write the public cases of the function parts in `parts`, with the reference's outputs, as one .npz:
     <part>/<case>/args/..., <part>/<case>/expected/..., <part>/<case>/meta."""
     flat = {}
-    with tempfile.TemporaryDirectory(prefix="bam-vectors-") as tmp:
-        for part in parts:
-            if not part.target:
-                continue
-            ref = reference(part)
-            graded = graded_part(part)
-            rng = np.random.default_rng([0, part.number])
-            cases = [prepared(graded, ref, c) for c in graded.cases(rng, public=True)]
-            one = os.path.join(tmp, f"{part.key}.npz")
-            common.save_cases(one, cases, [expected_outputs(graded, ref, c) for c in cases])
-            with np.load(one, allow_pickle=False) as z:
-                flat.update({f"{part.key}/{k}": z[k] for k in z.files})
+    for part in (p for p in parts if p.target):
+        ref, graded = reference(part), graded_part(part)
+        cases = [prepared(graded, ref, c) for c in graded.cases(np.random.default_rng([0, part.number]), public=True)]
+        flat.update(common.case_arrays(cases, [expected_outputs(graded, ref, c) for c in cases], f"{part.key}/"))
     np.savez(path, **flat)
     return path
-
 
 # -----------------------------------------------------------------------------
 # Reports

@@ -1,9 +1,6 @@
 """
-bam_course/handout.py: the kit's HANDOUT.md and its Gradescope scripts, written from the
-parts in spec.py and the hints of the graders, so the handout says what the grader does.
-
-    from bam_course import handout
-    text = handout.render(parts, track)
+bam_course/handout.py: the kit's HANDOUT.md (or the notebook's Markdown) and its Gradescope scripts, written
+from the parts in spec.py and the graders' hints, so the handout says what the grader does.
 """
 from bam_course import e2e
 
@@ -67,8 +64,7 @@ NOTEBOOK_FILES = (
 
 
 def render(parts, track, graded, notebook=False):
-    """HANDOUT.md (notebook: the same text for bam_student.ipynb's Markdown cells). graded: key -> the grading
-    object of each function part (for its hints)."""
+    """HANDOUT.md (notebook: the text of bam_student.ipynb's Markdown cells). graded: key -> a part's Graded."""
     total = sum(p.max_points for p in parts)
     numpy = any(p.track == "numpy" for p in parts)
     student = "bam_student.ipynb" if notebook else "bam_student.py"
@@ -114,9 +110,6 @@ def render(parts, track, graded, notebook=False):
         "- Hidden cases: drawn at grading time from another seed and with other shapes than the public ones, "
         "and their expected outputs computed then by the reference implementation. Hard-coding the public "
         "outputs earns nothing.",
-        "- Each part is graded on its own: while one function is graded, the other graded functions of your "
-        "file are replaced by the reference's, so a bug costs only the points of the function that has it. "
-        "The end-to-end part is the exception: it runs your whole file.",
         "- Each subtest is all or nothing over its cases. A failure names the first wrong output (the entry, "
         "your value, the expected one) and a hint; when your wrong output equals that of a common bug (the "
         "argmax instead of the draw, ties broken the other way, ...) the hint names that bug.",
@@ -132,13 +125,9 @@ def render(parts, track, graded, notebook=False):
 
 
 RUN_AUTOGRADER = """#!/usr/bin/env bash
-# Gradescope's entry point: grade the submission with the bam course grader, write results.json.
-# The autograder zip holds this repository at /autograder/source (setup.sh installs its requirements).
-# The grader imports and runs the student's code, each part alone in a fresh folder (the reference
-# and the grader are not importable there), in a subprocess with a time limit and a cap on what it
-# writes, killing each part's process group once the part is over.
-# A process that calls setsid() leaves that group and survives; docs/course.md (Gradescope) says how
-# to run the parts as a separate user whose processes are killed before results.json is written.
+# Gradescope's entry point: grade the submission with the bam course grader (this repository, at
+# /autograder/source), write results.json. docs/course.md, "Gradescope", says what it isolates and what
+# not (a process that calls setsid() survives the group kill).
 set -u
 cd /autograder/source
 out=/autograder/results/results.json

@@ -1,23 +1,12 @@
 """
-bam_course/harness.py: the only code of the kit that runs in the student's process. Standalone
-(stdlib, numpy, and torch for the PyTorch parts): the grader copies it into a fresh, empty temporary
-folder beside a copy of the student's file and runs
+bam_course/harness.py: the only code of the kit that runs in the student's process, standalone (stdlib,
+numpy, torch). The grader copies it into a fresh, empty folder beside a copy of the student's file and runs
 
     python -I -S harness.py PART STUDENT.py CASES.npz OUT.npz SITE_PATHS TARGETS
 
-there, with a scrubbed environment. `-I -S` keep the repository, the current folder, PYTHONPATH and
-every .pth file off sys.path; SITE_PATHS adds only the folders that hold numpy and torch, which the
-grader has checked hold none of the repository's modules. So neither the reference (bam_minimal,
-bam_numpy) nor the grader (bam_course) is imported, patched in or importable here: the student's code
-meets its inputs as arrays, and nothing else of the kit.
-
-The harness holds no graded algorithm. Each part's `call_*` builds the inputs, calls the student's
-function and returns its outputs as arrays; the grader runs the same `call_*` on the reference, in
-its own process, for the expected outputs. Where a part calls another part (bam_loss calls
-select_interest and softmax_loss), the other part is a stand-in that replays the outputs the
-reference computed on these inputs in the grader (`replay` in the case), with their recorded
-derivatives for autograd; called with other inputs, the stand-in raises and says which argument
-differs. The expected outputs never enter this process.
+with a scrubbed environment: neither the reference nor the grader is importable here. It holds no graded
+algorithm: each part's `call_*` (the grader runs the same on the reference) and the stand-ins that replay the
+reference's recorded outputs where a part calls another. docs/course.md, "No answer key in the student's process".
 """
 import importlib.util
 import json
@@ -43,7 +32,7 @@ class StandInError(ValueError):
     """A stand-in for another part was called with inputs that the reference's call never used."""
 
 # -----------------------------------------------------------------------------
-# Flat .npz storage: {"a": {"b": x}} <-> {"a/b": x}; numbers and strings as 0-d arrays (common.py uses it)
+# Flat .npz storage: {"a": {"b": x}} <-> {"a/b": x}; numbers and strings as 0-d arrays (common.py's too)
 
 
 def flatten(tree, prefix=""):
@@ -59,13 +48,6 @@ def flatten(tree, prefix=""):
     return out
 
 
-def scalar(a):
-    """A 0-d array back to the Python number or string it was; other arrays as they are."""
-    if a.ndim:
-        return a
-    return str(a) if a.dtype.kind == "U" else a.item()
-
-
 def unflatten(flat):
     tree = {}
     for key, v in flat.items():
@@ -73,20 +55,23 @@ def unflatten(flat):
         node = tree
         for p in path:
             node = node.setdefault(p, {})
-        node[last] = scalar(v)
+        node[last] = v if v.ndim else str(v) if v.dtype.kind == "U" else v.item()  # 0-d: the number or string
     return tree
 
 
-def read_args(path):
-    """The cases file -> the arguments of each case, in order (np.load with allow_pickle=False)."""
-    with np.load(path, allow_pickle=False) as z:
-        flat = {k: z[k] for k in z.files}
+def read_cases(path, prefix=""):
+    """A cases file -> one {"args/...": array, "meta": ..., ...} per case, in order (allow_pickle=False)."""
     groups = {}
-    for key, v in flat.items():
-        i, rest = key.split("/", 1)
-        if rest.startswith("args/"):
-            groups.setdefault(int(i), {})[rest[5:]] = v
-    return [unflatten(groups.get(i, {})) for i in range(1 + max(int(k.split("/")[0]) for k in flat))]
+    with np.load(path, allow_pickle=False) as z:
+        for key in (k for k in z.files if k.startswith(prefix)):
+            i, rest = key[len(prefix):].split("/", 1)
+            groups.setdefault(int(i), {})[rest] = z[key]
+    return [groups[i] for i in sorted(groups)]
+
+
+def subtree(group, name):
+    """The entries of `group` under name/, as the tree they were."""
+    return unflatten({k[len(name) + 1:]: v for k, v in group.items() if k.startswith(name + "/")})
 
 
 def tensor_out(x):
@@ -134,18 +119,12 @@ def call_softmax_loss(mod, args):
     return out
 
 
-def embeddings_only(weights):
-    """What bam_loss reads of the model: `embeddings` (row 0 is padding), nothing of the encoder."""
-    import torch
-    model = torch.nn.Module()
-    model.embeddings = torch.nn.Embedding.from_pretrained(torch.as_tensor(weights), freeze=False, padding_idx=0)
-    return model
-
-
 def call_bam_loss(mod, args):
     import torch
     cfg = mod.Config(model="comirec", device="cpu", **args["cfg"])
-    model = embeddings_only(args["embeddings"])
+    model = torch.nn.Module()  # what bam_loss reads of the model: `embeddings` (row 0 is padding), no encoder
+    model.embeddings = torch.nn.Embedding.from_pretrained(torch.as_tensor(args["embeddings"]), freeze=False,
+                                                          padding_idx=0)
     interests = torch.as_tensor(args["interests"]).requires_grad_()
     attention = torch.as_tensor(args["attention"]).requires_grad_()
     saved = {name: getattr(mod, name) for name in args.get("replay", {}) if hasattr(mod, name)}
@@ -158,12 +137,9 @@ def call_bam_loss(mod, args):
     finally:
         for name, value in saved.items():
             setattr(mod, name, value)
-    weight = model.embeddings.weight
-
-    def zero(x, g):  # no gradient reached it: 0
-        return tensor_out(g if g is not None else torch.zeros_like(x))
-    return {"loss": tensor_out(loss), "grad/interests": zero(interests, interests.grad),
-            "grad/embeddings": zero(weight, weight.grad), "grad/attention": zero(attention, attention.grad)}
+    leaves = dict(interests=interests, embeddings=model.embeddings.weight, attention=attention)
+    return dict(loss=tensor_out(loss), **{f"grad/{k}": tensor_out(torch.zeros_like(x) if x.grad is None else x.grad)
+                                          for k, x in leaves.items()})  # no gradient reached it: 0
 
 
 def call_mask_history(mod, args):
@@ -223,22 +199,25 @@ def close(a, b):
     return a.shape == b.shape and bool(np.isclose(a, b, equal_nan=True, **MATCH).all())
 
 
+def replayed(value, backward, *inputs):
+    """A recorded `value` as a function of `inputs` for autograd: backward(g) -> their recorded gradients."""
+    import torch
+
+    class Replay(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, value, *inputs):
+            return value.clone()
+
+        @staticmethod
+        def backward(ctx, g):
+            return None, *backward(g)
+    return Replay.apply(value, *inputs)
+
+
 def replay_select_interest(calls):
     """select_interest for bam_loss's part: the recorded (index, probs) of the call with these inputs;
     probs carry the recorded Jacobian d probs / d logits, so a gradient through them is the reference's."""
     import torch
-
-    class Probs(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, logits, probs, jac):
-            ctx.save_for_backward(jac)
-            return probs.clone()
-
-        @staticmethod
-        def backward(ctx, g):
-            (jac,) = ctx.saved_tensors                                         # (B, N, N): d probs_n / d logits_m
-            return torch.einsum("bn,bnm->bm", g, jac.to(g.dtype)), None, None
-
     calls = list(calls.values())
 
     def stand_in(logits, selection, tau, u):
@@ -251,8 +230,9 @@ def replay_select_interest(calls):
                 (not close(tensor_out(logits), c["logits"]), "the logits are not interest_logits(model, "
                  "cfg.selection, interests, item_emb[target].detach())")) if bad]
             if not why:
-                return (torch.as_tensor(c["index"]),
-                        Probs.apply(logits, torch.as_tensor(c["probs"]).to(logits.dtype), torch.as_tensor(c["jac"])))
+                jac = torch.as_tensor(c["jac"])                                  # (B, N, N): d probs_n / d logits_m
+                return torch.as_tensor(c["index"]), replayed(torch.as_tensor(c["probs"]).to(logits.dtype), lambda g: (
+                    torch.einsum("bn,bnm->bm", g, jac.to(g.dtype)),), logits)
         raise StandInError(f"select_interest (the grader's stand-in, which replays the reference's outputs) was "
                            f"called with {why[0]}")
     return stand_in
@@ -264,18 +244,6 @@ def replay_softmax_loss(calls):
     shape of the call works ((B, 1) or (B,), one call or one per interest), as long as its rows are
     rows the reference scored."""
     import torch
-
-    class Loss(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, pos, neg, loss, d_pos, d_neg):
-            ctx.save_for_backward(d_pos, d_neg)
-            return loss.clone()
-
-        @staticmethod
-        def backward(ctx, g):
-            d_pos, d_neg = ctx.saved_tensors
-            return g * d_pos, g[..., None] * d_neg, None, None, None
-
     calls = list(calls.values())
 
     def stand_in(pos, neg, beta=0.0):
@@ -304,7 +272,8 @@ def replay_softmax_loss(calls):
         def pick(key, shape):
             rows = np.stack([calls[ci][key][j] for ci, j in zip(which, found)])
             return torch.as_tensor(rows.reshape(shape)).to(pos.dtype)
-        return Loss.apply(pos, neg, pick("loss", pos.shape), pick("d_pos", pos.shape), pick("d_neg", neg.shape))
+        d_pos, d_neg = pick("d_pos", pos.shape), pick("d_neg", neg.shape)
+        return replayed(pick("loss", pos.shape), lambda g: (g * d_pos, g[..., None] * d_neg), pos, neg)
     return stand_in
 
 
@@ -326,14 +295,6 @@ def describe(e, path):
     if isinstance(e, ModuleNotFoundError) and (e.name or "").split(".")[0] in REPOSITORY:
         text += " (your file runs alone while it is graded: the reference and the kit are not importable)"
     return f"{type(e).__name__}: {text}{where}"
-
-
-def load_student(path):
-    spec = importlib.util.spec_from_file_location("student_under_grading", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def plain(name, value):
@@ -367,8 +328,10 @@ def run(key, path, cases_path, out_path, targets):
     leaked = [n for n in REPOSITORY if importlib.util.find_spec(n) is not None]
     if leaked:  # the grader checks the paths it passes; this is the second check, before the student's code runs
         return fatal(out_path, f"grader error: {leaked[0]} is importable in the student's process")
+    spec = importlib.util.spec_from_file_location("student_under_grading", path)
+    mod = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
     try:
-        mod = load_student(path)
+        spec.loader.exec_module(mod)
     except BaseException as e:  # SystemExit and KeyboardInterrupt too: the file's own code runs here
         return fatal(out_path, f"importing your file failed: {describe(e, path)}")
     foreign = outsider(mod, [t for t in targets.split(",") if t], path)
@@ -376,12 +339,10 @@ def run(key, path, cases_path, out_path, targets):
         return fatal(out_path, f"{foreign} is defined outside your file (imported or borrowed?); it scores 0 "
                                "(fix: write it in your file)")
     flat = {}
-    for i, args in enumerate(read_args(cases_path)):
+    for i, args in enumerate(subtree(g, "args") for g in read_cases(cases_path)):
         try:
-            for name, value in CALLS[key](mod, args).items():
-                flat[f"{i}/{name}"] = plain(name, value)
+            flat.update({f"{i}/{name}": plain(name, value) for name, value in CALLS[key](mod, args).items()})
         except BaseException as e:
-            flat = {k: v for k, v in flat.items() if not k.startswith(f"{i}/")}
             flat[f"{i}/#error"] = np.asarray(describe(e, path))
     np.savez(out_path, **flat)
 

@@ -1,24 +1,11 @@
 """
-bam_course/notebook.py: the PyTorch track's assignment as one Jupyter notebook, and the notebook back to the
-student's .py file, which the grader grades as it grades any bam_student.py.
-
-    from bam_course import notebook
-    nb = notebook.build(skeleton_text, parts, handout_markdown, repository)   # course make --format notebook
-    text = notebook.extract("bam_student.ipynb")                               # course check / grade
-
-Cells, in order: the handout's text (Markdown); a setup cell; then bam_student.py cut at its graded
-definitions: the reference's code in locked cells, one answer cell per part (the definition whose body the
-student writes: the function, or the ComiRecSA class for its forward), each after its part's Markdown and
-before a self-check cell, `grader.check("<part>")`, which runs the kit's public vectors on the saved notebook
-(as `course check` does). Otter-grader's conventions: locked cells carry `editable: false, deletable: false`
-(Jupyter's own keys, which otter's `lock` sets), the setup and self-check cells the tag `otter_ignore` (not
-part of what is graded), every cell an id. The kit's own role of each cell is in its metadata, under "bam_course".
-`if __name__ == "__main__":` is a raw cell: a kernel's __name__ is "__main__", and it would run main there.
+bam_course/notebook.py: the PyTorch track's assignment as one Jupyter notebook (`build`), and the notebook
+back to the .py file that the grader grades (`extract`). Cells follow otter-grader's conventions; each
+cell's role is in its metadata under "bam_course". docs/course.md, "The notebook format".
 """
 import ast
 import os
 import re
-import tempfile
 
 import nbformat
 
@@ -112,11 +99,6 @@ def build(text, parts, markdown, repository, name="bam_student.ipynb"):
     return nb
 
 
-def magic(line):
-    """An IPython magic or shell escape (%time, !pip) is commented out: it is not Python."""
-    return "# " + line if line.lstrip().startswith(("%", "!")) else line
-
-
 def extract(path):
     """The student's file in the notebook at `path`: every code cell, and the raw main guard, in order, but the
     setup and self-check cells (role setup / check, or otter's tag otter_ignore). CourseError: not a notebook."""
@@ -131,7 +113,9 @@ def extract(path):
     if not kept:
         raise CourseError(f"{path}: no code cells (fix: pass the notebook that `course make --format notebook` "
                           "wrote, with your code in it)")
-    return SEPARATOR.join("\n".join(magic(x) for x in c.source.splitlines()) for c in kept) + "\n"
+    magic = ("%", "!")  # an IPython magic or shell escape (%time, !pip) is not Python: commented out
+    return SEPARATOR.join("\n".join("# " * x.lstrip().startswith(magic) + x for x in c.source.splitlines())
+                          for c in kept) + "\n"
 
 
 class Notebook:
@@ -147,9 +131,8 @@ class Notebook:
         grader.print_table(tests, info)
 
 
-def write_py(path, folder=None):
+def write_py(path, folder):
     """extract(path) written to <folder>/<notebook's name>.py -> that path (the grader grades it)."""
-    folder = folder or tempfile.mkdtemp(prefix="bam-notebook-")
     out = os.path.join(folder, os.path.splitext(os.path.basename(path))[0] + ".py")
     with open(out, "w") as f:
         f.write(extract(path))

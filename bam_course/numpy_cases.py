@@ -1,21 +1,13 @@
 """
-bam_course/numpy_cases.py: the graded functions of the NumPy track (Parts 9-10), the
-hand-written backward passes of ComiRec-SA + BaM, without torch.
-
-Two subtests each: `golden` compares the gradients with bam_numpy's own (float64); `finite
-differences` compares, along random directions v, the dot product <gradient, v> with the central
-difference (f(x + h v) - f(x - h v)) / 2h of the reference FORWARD pass, so it checks the mathematics
-and not agreement with another implementation. The directions v stay in the grader's process (they
-are `private`): the student's process never sees them. Each part has one large hidden case (about 10^5
-entries to differentiate), where the real backward pass takes well under a second and differencing the
-forward pass entry by entry takes many minutes, so numerical gradients run past the time limit.
+bam_course/numpy_cases.py: the graded functions of the NumPy track (Parts 9-10, the hand-written backward
+passes): `golden` against bam_numpy's gradients, `finite differences` against central differences of the
+reference's forward pass along directions v that never leave the grader. docs/course.md has the details.
 """
 import numpy as np
 
-from bam_course.common import Bug, Case, Graded, histories, kaiming, size
+from bam_course.common import PARAMS, Bug, Case, Graded, comirec_inputs, given, size
 
 H = 1e-6          # finite-difference step (float64)
-FD_TOL = (1e-5, 1e-6)
 
 
 def normal(rng, *shape):
@@ -23,11 +15,29 @@ def normal(rng, *shape):
 
 
 class Backward(Graded):
+    """fd/<name> is <the student's gradients, dirs[name]> against the central difference of `objective` (the
+    reference's forward pass, weighted by the upstream gradients) along dirs[name] = {input: v}."""
     rtol, atol = 1e-7, 1e-10
     private = ("dirs",)
+    grads = {}                  # input -> the output that holds its gradient
 
     def tol(self, key):
-        return FD_TOL if key.startswith("fd/") else (self.rtol, self.atol)
+        return (1e-5, 1e-6) if key.startswith("fd/") else (self.rtol, self.atol)
+
+    def derive(self, args, outputs):
+        out = {}
+        for name, v in args["dirs"].items():
+            got = {k: outputs.get(self.grads[k]) for k in v}
+            if all(g is not None and np.shape(g) == v[k].shape for k, g in got.items()):
+                out[f"fd/{name}"] = np.float64(sum((g * v[k]).sum() for k, g in got.items()))
+        return out                  # a missing or misshapen gradient: the golden subtest says why
+
+    def expected_extra(self, ref, args):
+        x = self.inputs(args)
+
+        def f(step, v):
+            return self.objective(args, {k: x[k] + step * v[k] if k in v else x[k] for k in x})
+        return {f"fd/{name}": np.float64((f(H, v) - f(-H, v)) / (2 * H)) for name, v in args["dirs"].items()}
 
 # -----------------------------------------------------------------------------
 # Part 9: softmax_loss_backward
@@ -35,10 +45,18 @@ class Backward(Graded):
 
 class SoftmaxLossBackward(Backward):
     key = "softmax_loss_backward"
+    grads = dict(pos="d_pos", neg="d_neg")
     hints = {"golden": "with p = softmax([pos, neg]) over the last axis: d pos = d_loss (p_0 - 1) and "
                        "d neg = d_loss p_1.. ; with beta > 0 the REMI weights depend on neg too",
              "finite differences": "your gradient disagrees with the numerical derivative of softmax_loss: check "
                                    "each term against the equation in the docstring"}
+
+    def inputs(self, args):
+        return dict(pos=args["pos"], neg=args["neg"])
+
+    def objective(self, args, x):
+        from bam_numpy.loss import softmax_loss
+        return (args["d_loss"] * softmax_loss(x["pos"], x["neg"], args["beta"])).sum()
 
     def cases(self, rng, public):
         B, K, S = size(rng, public, 4, 5, 8), size(rng, public, 2, 3, 4), size(rng, public, 10, 12, 25)
@@ -54,23 +72,6 @@ class SoftmaxLossBackward(Backward):
                             {"golden": ["d_pos", "d_neg"], "finite differences": ["fd/0", "fd/1", "fd/2"]}))
         return out
 
-    def derive(self, args, outputs):
-        if "d_pos" not in outputs or "d_neg" not in outputs:
-            return {}
-        try:
-            return {f"fd/{i}": np.float64((outputs["d_pos"] * v["pos"]).sum() + (outputs["d_neg"] * v["neg"]).sum())
-                    for i, v in args["dirs"].items()}
-        except ValueError:  # wrong shapes: the golden subtest says so
-            return {}
-
-    def expected_extra(self, ref, args):
-        from bam_numpy.loss import softmax_loss
-        f = lambda p, n: (args["d_loss"] * softmax_loss(p, n, args["beta"])).sum()  # noqa: E731
-        pos, neg = args["pos"], args["neg"]
-        return {f"fd/{i}": np.float64((f(pos + H * v["pos"], neg + H * v["neg"])
-                                       - f(pos - H * v["pos"], neg - H * v["neg"]))
-                                      / (2 * H)) for i, v in args["dirs"].items()}
-
     bugs = (
         Bug("d pos: the loss is logsumexp(...) - pos, so d loss / d pos = p_0 - 1 (softmax minus one-hot); you left "
             "out the - 1", (("(p[..., 0] - 1)", "p[..., 0]"),)),
@@ -78,18 +79,16 @@ class SoftmaxLossBackward(Backward):
             (("d_loss * (p[..., 0] - 1)", "(p[..., 0] - 1)"), ("d_loss[..., None] * p[..., 1:]", "p[..., 1:]"))),
         Bug("REMI: the weights depend on neg (softmax(beta * neg)), so d neg_k = (1 + beta) g_k - beta q_k sum_j g_j, "
             "not g_k", (("g = (1 + beta) * g - beta * q * g.sum(-1, keepdims=True)", "g = g"),), (),
-            lambda a: bool(a["beta"])),
+            given("beta")),
     )
 
 # -----------------------------------------------------------------------------
 # Part 10: comirec_backward
 
 
-NAMES = ("embeddings.weight", "position_embedding", "linear1.0.weight", "linear2.weight")
-
-
 class ComirecBackward(Backward):
     key = "comirec_backward"
+    grads = {k: f"grad/{k}" for k in PARAMS}
     hints = {"golden": "chain rule from the outputs back: dA = d_interests h^T (+ d_attention), dh = A^T "
                        "d_interests, the softmax's backward over L, tanh' = 1 - a1^2, then dx = dz1 W1 goes to both "
                        "h and the position embedding, and dE collects dh at the real positions",
@@ -105,19 +104,16 @@ class ComirecBackward(Backward):
             d, N, n_items = size(rng, public, 4, 5, 7), size(rng, public, 2, 3, 4), size(rng, public, 12, 15, 25)
             if fixed:
                 B, L, d, N, n_items = fixed
-            history, mask = histories(rng, B, L, n_items)
-            params = {"embeddings.weight": kaiming(rng, n_items + 1, d), "position_embedding": kaiming(rng, 1, L, d),
-                      "linear1.0.weight": kaiming(rng, 4 * d, d), "linear2.weight": kaiming(rng, N, 4 * d)}
+            history, mask, params = comirec_inputs(rng, B, L, d, N, n_items)
             params = {k: v.astype(np.float64) for k, v in params.items()}
-            args = dict(params=params, history=history, mask=mask.astype(np.float64),
-                        d_interests=normal(rng, B, N, d),
-                        dirs={k: normal(rng, *v.shape) for k, v in params.items()})
+            args = dict(params=params, history=history, mask=mask.astype(np.float64), d_interests=normal(rng, B, N, d),
+                        dirs={k: {k: normal(rng, *v.shape)} for k, v in params.items()})
             if with_da:
                 args["d_attention"] = normal(rng, B, N, L)
-            out.append(Case(args, f"B={B}, L={L}, d={d}, N={N}, I={n_items}, d_attention "
-                                  f"{'given' if with_da else 'None'}, "
-                                  f"history lengths {mask.sum(1).astype(int).tolist()}",
-                            {"golden": [f"grad/{k}" for k in NAMES], "finite differences": [f"fd/{k}" for k in NAMES]}))
+            note = f"B={B}, L={L}, d={d}, N={N}, I={n_items}, d_attention {'given' if with_da else 'None'}, history " \
+                f"lengths {mask.sum(1).astype(int).tolist()}"
+            out.append(Case(args, note, {"golden": [f"grad/{k}" for k in PARAMS],
+                                         "finite differences": [f"fd/{k}" for k in PARAMS]}))
         return out
 
     def prepare(self, ref, args):
@@ -126,28 +122,14 @@ class ComirecBackward(Backward):
                                           args["mask"])
         return dict(cache=cache)
 
-    def derive(self, args, outputs):
-        out = {}
-        for k in NAMES:
-            g = outputs.get(f"grad/{k}")
-            if g is not None and np.shape(g) == args["dirs"][k].shape:
-                out[f"fd/{k}"] = np.float64((g * args["dirs"][k]).sum())
-        return out
+    def inputs(self, args):
+        return args["params"]
 
-    def expected_extra(self, ref, args):
+    def objective(self, args, params):
         from bam_numpy.encoders import comirec_forward
+        interests, attention, _ = comirec_forward(params, args["history"], args["mask"])
         d_att = args.get("d_attention")
-
-        def f(params):
-            interests, attention, _ = comirec_forward(params, args["history"], args["mask"])
-            return (interests * args["d_interests"]).sum() + ((attention * d_att).sum() if d_att is not None else 0.0)
-        out = {}
-        for k in NAMES:
-            plus, minus = dict(args["params"]), dict(args["params"])
-            plus[k] = args["params"][k] + H * args["dirs"][k]
-            minus[k] = args["params"][k] - H * args["dirs"][k]
-            out[f"fd/{k}"] = np.float64((f(plus) - f(minus)) / (2 * H))
-        return out
+        return (interests * args["d_interests"]).sum() + ((attention * d_att).sum() if d_att is not None else 0.0)
 
     bugs = (
         Bug("softmax backward: d logits = A * (dA - sum_l A dA); you left out the - sum_l A dA term (the softmax's "
@@ -159,9 +141,8 @@ class ComirecBackward(Backward):
         Bug("the position embedding gets the MLP's input gradient dx, summed over the batch at each position",
             (("np.add.at(d_pos[0], pos, dx)", "d_pos = d_pos"),)),
         Bug("add d_attention (the loss's gradient of the attention, REMI's regulariser) to dA",
-            (("if d_attention is not None:", "if False:"),), (), lambda a: a.get("d_attention") is not None),
+            (("if d_attention is not None:", "if False:"),), (), given("d_attention")),
     )
 
 
-def numpy_parts(ref=None):
-    return {p.key: p for p in (SoftmaxLossBackward(), ComirecBackward())}
+GRADED = {p.key: p for p in (SoftmaxLossBackward(), ComirecBackward())}

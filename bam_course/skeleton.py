@@ -1,20 +1,14 @@
 """
-bam_course/skeleton.py: the student files, cut out of the reference source with `ast`.
-
-    from bam_course import skeleton
-    text = skeleton.torch_student(open("bam_minimal.py").read(), parts)    # bam_student.py
-    text = skeleton.numpy_student(root, parts)                              # bam_numpy_student.py
-
-Each graded body (a function, or ComiRecSA's forward) is replaced by comments that give the part,
-the equation and what to return, and `raise NotImplementedError("Part k: ...")`. The signature and
-the docstring stay; the cut uses the nodes' line ranges on the source text, so every comment
-outside the graded bodies survives, and the skeleton follows whatever the reference is today.
+bam_course/skeleton.py: the student files, cut out of the reference source with `ast`: each graded body is
+replaced by comments (the part, the equation, what to return) and `raise NotImplementedError`; signatures,
+docstrings and every line outside the bodies stay. docs/course.md, "What `course make` writes".
 """
 import ast
 import os
 import sys
 import textwrap
 
+from bam_course.harness import REPOSITORY
 from bam_course.spec import CourseError
 
 # -----------------------------------------------------------------------------
@@ -31,6 +25,13 @@ def find(tree, target, path):
             raise CourseError(f"{path}: no {target} to blank (fix: update bam_course/spec.py)")
         scope = found[0].body
     return found[0]
+
+
+def segment(source, target, path):
+    """The text of `target` in `source`, dedented, decorators included."""
+    node = find(ast.parse(source), target, path)
+    first = min([node.lineno] + [d.lineno for d in node.decorator_list])
+    return textwrap.dedent("\n".join(source.splitlines()[first - 1:node.end_lineno])) + "\n"
 
 
 def body_lines(node, lines):
@@ -53,15 +54,10 @@ def comment(indent, label, text, width=112):
     return [f"{indent}# {label if i == 0 else pad}{line}" for i, line in enumerate(wrapped)]
 
 
-def replacement(node, part, lines):
-    """The lines that take the body's place: docstring (when there was none), what to do, the raise."""
+def replacement(node, part):
+    """The lines that take the body's place: the part, the equation, what to do, the raise."""
     indent = " " * node.body[0].col_offset
-    out = []
-    if ast.get_docstring(node) is None:  # the equation becomes the docstring
-        doc = textwrap.wrap(f"{part.title[0].upper() + part.title[1:]}: {part.equation}.", 108 - len(indent))
-        out += [f'{indent}"""{doc[0]}'] + [f"{indent}{line}" for line in doc[1:]]
-        out[-1] += '"""'
-    out += [f"{indent}# Part {part.number} ({part.max_points} points): {part.title}."]
+    out = [f"{indent}# Part {part.number} ({part.max_points} points): {part.title}."]
     out += comment(indent, "Implements: ", part.equation)
     out += comment(indent, "TODO: ", part.todo)
     out.append(f'{indent}raise NotImplementedError("Part {part.number}: {part.key}: {part.title}")')
@@ -78,7 +74,7 @@ def blank(source, parts, path):
             continue
         node = find(tree, part.target, path)
         first, last = body_lines(node, lines)
-        cuts.append((first, last, replacement(node, part, lines), part.key))
+        cuts.append((first, last, replacement(node, part), part.key))
     removed = {}
     for first, last, new, key in sorted(cuts, reverse=True):  # bottom up, so line numbers hold
         removed[key] = "\n".join(lines[first - 1:last])
@@ -112,13 +108,10 @@ def bindings(tree, module):
     """Module-level name -> the import line that brings it into another file."""
     out = {}
     for node in tree.body:
-        if isinstance(node, ast.Import):
+        if isinstance(node, (ast.Import, ast.ImportFrom)) and not getattr(node, "level", 0):
+            prefix = f"from {node.module} " if isinstance(node, ast.ImportFrom) else ""
             for a in node.names:
-                out[a.asname or a.name] = f"import {a.name}" + (f" as {a.asname}" if a.asname else "")
-        elif isinstance(node, ast.ImportFrom) and node.level == 0:
-            for a in node.names:
-                alias = f" as {a.asname}" if a.asname else ""
-                out[a.asname or a.name] = f"from {node.module} import {a.name}{alias}"
+                out[a.asname or a.name] = f"{prefix}import {a.name}" + (f" as {a.asname}" if a.asname else "")
         elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
             out[node.name] = f"from {module} import {node.name}"
         elif isinstance(node, ast.Assign):
@@ -132,52 +125,41 @@ def loaded_names(node):
     return {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
 
 
-def definitions(root, module, names, seen=None):
-    """The module-level definitions of `module` that `names` refer to, with everything they use in turn
-    (definitions first), as source text, and the import lines of what comes from outside this repository.
-    A name imported from another repository module is followed into it."""
-    seen = set() if seen is None else seen
-    path = os.path.join(root, module.replace(".", "/") + ".py")
-    with open(path) as f:
+def definitions(root, module, names, seen, blocks, outside):
+    """Append to `blocks` the module-level definitions of `module` that `names` refer to, with everything they
+    use in turn (definitions first; a name imported from another module of this repository is followed into
+    it), and to `outside` the import lines of what comes from outside this repository."""
+    with open(os.path.join(root, module.replace(".", "/") + ".py")) as f:
         source = f.read()
-    tree = ast.parse(source)
+    tree, lines = ast.parse(source), source.splitlines()
     known = bindings(tree, module)
-    lines = source.splitlines()
-    blocks, outside = [], set()
     for name in sorted(names):
-        if (module, name) in seen or name not in known:
+        if name not in known or (module, name) in seen:  # seen grows as the loop goes
             continue
         seen.add((module, name))
         line = known[name]
-        if line.startswith("import ") or not line.startswith(f"from {module} import "):
+        if not line.startswith(f"from {module} import "):
             origin = line[5:].split(" import ")[0] if line.startswith("from ") else ""
             if origin.split(".")[0] in REPOSITORY:  # another module of this repository: its definition
-                sub_blocks, sub_outside = definitions(root, origin, {line.split(" import ")[1].split(" as ")[0]}, seen)
-                blocks += sub_blocks
-                outside |= sub_outside
+                definitions(root, origin, {line.split(" import ")[1].split(" as ")[0]}, seen, blocks, outside)
             else:
                 outside.add(line)
             continue
         node = next(n for n in tree.body if getattr(n, "name", None) == name or (
             isinstance(n, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in n.targets)))
-        sub_blocks, sub_outside = definitions(root, module, loaded_names(node) - {name}, seen)
+        definitions(root, module, loaded_names(node) - {name}, seen, blocks, outside)
         first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
-        blocks += sub_blocks + ["\n".join(lines[first - 1:node.end_lineno])]
-        outside |= sub_outside
-    return blocks, outside
-
-
-REPOSITORY = ("bam_minimal", "bam_numpy", "bam_data", "bam_evidence", "bam_runs", "bam_experiments", "bam_crosscheck",
-              "bam_bench", "bam_cli", "bam_course", "bam_protocols", "bam_read", "bam_tune", "cli", "bench")
+        blocks.append("\n".join(lines[first - 1:node.end_lineno]))
 
 
 def helpers(root, part):
     """The helpers the reference's body uses (softmax, embedding_grad, ...), written out in full: the
     student's file is graded alone, with no module of this repository importable. -> (import lines, blocks)."""
     with open(os.path.join(root, part.source)) as f:
-        tree = ast.parse(f.read())
-    node = find(tree, part.target, part.source)
-    return definitions(root, module_name(part.source), loaded_names(node) - {node.name})[::-1]
+        node = find(ast.parse(f.read()), part.target, part.source)
+    blocks, outside = [], set()
+    definitions(root, module_name(part.source), loaded_names(node) - {node.name}, set(), blocks, outside)
+    return outside, blocks
 
 
 def import_block(lines):
@@ -202,15 +184,11 @@ def numpy_student(root, parts):
     imports, blocks, patches, shared = {"import sys"}, [], [], []
     for part in parts:
         with open(os.path.join(root, part.source)) as f:
-            source = f.read()
-        tree = ast.parse(source)
-        node = find(tree, part.target, part.source)
+            text, _ = blank(segment(f.read(), part.target, part.source), [part], part.source)
         module = module_name(part.source)
         outside, needed = helpers(root, part)
         imports |= outside
         shared += [b for b in needed if b not in shared]
-        one = "\n".join(source.splitlines()[node.lineno - 1 - len(node.decorator_list):node.end_lineno])
-        text, _ = blank(textwrap.dedent(one), [part], part.source)
         blocks.append(f"# {'-' * 77}\n# Part {part.number}: {part.title} (reference: {part.source})\n\n\n{text}")
         patches.append(f"    import {module}\n    {module}.{part.key} = {part.key}")
     numbers = ", ".join(str(p.number) for p in parts)

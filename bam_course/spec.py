@@ -1,10 +1,7 @@
 """
-bam_course/spec.py: the parts of the course, in order: what each one grades, its points, the
-equation it implements and what the student writes. Torch-free; skeleton, grader and handout read it.
-
-A part grades one function (or, for ComiRecSA, one method) of a reference file. Its points are split
-into subtests, each graded on its own (Gradescope shows one row per subtest); a subtest's name
-starts with the part's key, the name the student's file defines.
+bam_course/spec.py: the parts of the course, in order: what each grades (a function, or ComiRecSA's forward),
+its points per subtest (one Gradescope row each, named "<key>: <subtest>"), its equation and what the
+student writes. Torch-free.
 """
 from dataclasses import dataclass, field
 
@@ -12,8 +9,7 @@ from bam_data import InputError
 
 
 class CourseError(InputError):
-    """Bad input to the course commands: a one-line message. A kind of the data layer's InputError, so
-    that the command line's one rule (bam_cli/options.py, Group) gives it exit code 2 like any bad input."""
+    """Bad input to the course commands, in one line: exit code 2, like any InputError (bam_cli/options.py)."""
 
 
 @dataclass(frozen=True)
@@ -109,11 +105,9 @@ def parts_of(track):
 
 
 def select(keys, track):
-    """The parts named in `keys` (comma-separated or a list), or every part of `track`."""
-    if not keys:
-        return parts_of(track)
-    names = [k.strip() for k in (keys.split(",") if isinstance(keys, str) else keys) if k.strip()]
+    """The parts of `track` named in `keys` (comma-separated), or every part of `track`."""
+    names = [k.strip() for k in (keys or "").split(",") if k.strip()]
     unknown = [k for k in names if k not in BY_KEY]
     if unknown:
         raise CourseError(f"--parts: unknown part {unknown[0]} (fix: choose from {', '.join(BY_KEY)})")
-    return [BY_KEY[k] for k in names]
+    return [BY_KEY[k] for k in names if BY_KEY[k].track == track] if names else parts_of(track)
