@@ -144,7 +144,7 @@ def compare_seeds(a, b, json_out, resamples, seed):
                    f"{differences.interval(r['seeds_low'], r['seeds_high']):>22}"
                    f"{differences.interval(u.get('ci_low'), u.get('ci_high')):>22}"
                    f"{'n/a' if r['detectable_rel'] is None else format(r['detectable_rel'], '.1%'):>12}"
-                   f"{differences.seeds_text(r['seeds_for_target'], r['seeds']):>14}")
+                   f"{differences.seeds_text(r['seeds_for_target'], r['seeds'], r['seeds_why']):>14}")
     click.echo("primary: seeds and users together (two-way random effects); Holm over the "
                f"{rows[0]['family']} metrics; seeds only holds the users fixed, users only the trained models; "
                "detectable: the smallest difference (share of A) these seeds and users detect with 80% power; "

@@ -62,6 +62,9 @@ def family(pairs, metrics, n_resamples=9999, seed=0):
     for (a, b), (runs_a, runs_b) in pairs.items():
         if len(runs_a) != len(runs_b) or not runs_a:
             raise ValueError(f"{a} and {b}: {len(runs_a)} against {len(runs_b)} seeds")
+        seeds_a, seeds_b = ([getattr(r, "seed", None) for r in runs] for runs in (runs_a, runs_b))
+        if seeds_a != seeds_b:  # paired by position: the i-th run of each side must be the same seed
+            raise ValueError(f"{a} and {b}: seeds {seeds_a} against {seeds_b}, not paired")
         check(list(runs_a) + list(runs_b))
         for metric in metrics:
             rows.append(dict(row(runs_a, runs_b, metric, n_resamples, seed), a=a, b=b))
@@ -93,9 +96,9 @@ def interval(low, high):
     return "n/a" if low is None else f"[{low:+.4f}, {high:+.4f}]"
 
 
-def seeds_text(n, current):
+def seeds_text(n, current, why=None):
     if n is None:
-        return "more users"
+        return {"users": "more users", "seeds": f"> {verdicts.MAX_SEEDS:,}"}.get(why, "n/a")
     return f"{n}" if n > current else f"{n} (have {current})"
 
 
@@ -109,8 +112,8 @@ LEGEND = (
     "differences) holds the users fixed; *users only* (the bootstrap over users of each user's mean over the "
     "seeds, with the paired t-test and randomization test) holds the trained models fixed. *Detectable*: the "
     "smallest difference these seeds and users detect with 80% power at 0.05 / {m}, as a share of A's mean; "
-    "*seeds for 5%*: the seeds that would detect a 5% difference with these users (\"more users\": no number "
-    "of seeds would). bam_evidence/verdicts.py has the formulas.")
+    "*seeds for 5%*: the seeds that would detect a 5% difference with these users (\"more users\": the users' part "
+    "alone is wider than 5%, so no number of seeds would). docs/statistics.md has the formulas.")
 
 
 def markdown(rows, n_resamples=9999):
@@ -132,5 +135,5 @@ def markdown(rows, n_resamples=9999):
             f"{interval(r['corrected_low'], r['corrected_high'])} | {interval(r['seeds_low'], r['seeds_high'])} | "
             f"{interval(u.get('ci_low'), u.get('ci_high'))} | {p_text(u.get('p_ttest'))} | "
             f"{p_text(u.get('p_randomization'), u.get('p_randomization_floor'))} | {detect} | "
-            f"{seeds_text(r['seeds_for_target'], r['seeds'])} |")
+            f"{seeds_text(r['seeds_for_target'], r['seeds'], r['seeds_why'])} |")
     return "\n".join(lines) + "\n"

@@ -168,8 +168,12 @@ def load(path):
             if not isinstance(recorded, (int, float)) or not abs(float(v.mean()) - recorded) <= 1e-9:
                 raise InputError(f"{path}: {meta.get('method')} seed {meta.get('seed')}: its ranks give {k} "
                                  f"{float(v.mean()):.6f}, its recorded test metric is {recorded} {FIX}")
-        evidence.runs.setdefault(meta["method"], []).append(per_user.PerUser(
+        run = per_user.PerUser(
             path=f"{path}#{meta['method']}/seed-{meta['seed']}", users=users.astype(np.int64),
             targets=targets.astype(np.int64), ranks=ranks[i].astype(np.int64), metrics=values, n_items=n_items,
-            source=path, counts=counts.astype(np.int64), **identity))
+            source=path, counts=counts.astype(np.int64), **identity)
+        run.seed = meta["seed"]   # pairing is by seed: bam_evidence.differences checks the two sides agree
+        evidence.runs.setdefault(meta["method"], []).append(run)
+    for runs in evidence.runs.values():
+        runs.sort(key=lambda r: r.seed)
     return evidence

@@ -133,7 +133,7 @@ def table_block(evidence, rows):
              means_markdown(evidence, columns + published)]
     if rows:
         parts += [differences.markdown(rows), f"![the differences of {t['name']}](forest-{t['name']}.png)", "",
-                  "What the corrected intervals support:", "", verdict_lines(rows)]
+                  "What the verdicts (Holm) support:", "", verdict_lines(rows)]
     beyond = beyond_markdown(evidence)
     if beyond:
         parts.append(beyond)
@@ -153,10 +153,30 @@ def load_all(folder=EVIDENCE):
     return out
 
 
+def span(values, fmt):
+    """"a to b" over the values (formatted with `fmt`), "a" for one, "n/a" for none."""
+    if not values:
+        return "n/a"
+    low, high = format(min(values), fmt), format(max(values), fmt)
+    return low if low == high else f"{low} to {high}"
+
+
+def seeds_span(rows):
+    """The seeds a 5% difference needs over a pair's metrics: the range of those that some number of seeds
+    reaches, and how many metrics need more users (or more than 1,000 seeds) instead."""
+    need = [r["seeds_for_target"] for r in rows if r["seeds_for_target"] is not None]
+    why = [r["seeds_why"] for r in rows if r["seeds_for_target"] is None]
+    parts = [span(need, "d")] if need else []
+    parts += [f"{n} of {len(rows)}: {differences.seeds_text(None, 0, w)}" for w, n in
+              sorted((w, why.count(w)) for w in set(why))]
+    return "; ".join(parts) or "n/a"
+
+
 def summary_block(all_rows, all_evidence):
     """One row per kept table and pair: the verdicts over its metrics."""
     lines = ["| data | protocol | seeds | B - A | verdicts (Holm over the table's every pair x metric) | "
-             "B - A, share of A | smallest detectable | seeds for 5% |", "|---|---|---:|---|---|---:|---:|---:|"]
+             "B - A, share of A's mean | smallest detectable (share of A's mean; 80% power at 0.05 / m) | "
+             "seeds for a 5% difference |", "|---|---|---:|---|---|---:|---:|---:|"]
     for name, rows in all_rows.items():
         ev = all_evidence[name]
         for pair in dict.fromkeys((r["a"], r["b"]) for r in rows):
@@ -167,13 +187,9 @@ def summary_block(all_rows, all_evidence):
             words = "; ".join(f"{v}: {n} of {len(mine)}" for v, n in sorted(counts.items()))
             rel = [r["rel_diff"] for r in mine if r["rel_diff"] is not None]
             det = [r["detectable_rel"] for r in mine if r["detectable_rel"] is not None]
-            need = [r["seeds_for_target"] for r in mine]
-            need_text = ("more users" if all(n is None for n in need) else
-                         f"{min(n for n in need if n is not None)} to {max(n for n in need if n is not None)}"
-                         + (" (some: more users)" if None in need else ""))
             lines.append(f"| {dataset(ev)} | {PROTOCOL_NAMES[ev.protocol]} | {mine[0]['seeds']} | "
-                         f"{pair[1]} - {pair[0]} | {words} | {min(rel):+.1%} to {max(rel):+.1%} | "
-                         f"{min(det):.1%} to {max(det):.1%} | {need_text} |")
+                         f"{pair[1]} - {pair[0]} | {words} | {span(rel, '+.1%')} | {span(det, '.1%')} | "
+                         f"{seeds_span(mine)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -212,8 +228,10 @@ def paper_block(all_rows, all_evidence):
             continue
         cells = []
         for size in gaps.values():
-            n = verdicts.seeds_needed(row["components"], row["users"], row["family"], size * abs(row["mean_a"]))
-            cells.append("more users" if n is None else str(n))
+            target = size * abs(row["mean_a"])
+            n = verdicts.seeds_needed(row["components"], row["users"], row["family"], target)
+            why = "users" if verdicts.users_part(row["components"], row["users"], row["family"]) > target else "seeds"
+            cells.append(differences.seeds_text(n, 0, why))
         lines.append(f"| {dataset(ev)}, {PROTOCOL_NAMES[ev.protocol]} | {row['users']:,} | "
                      + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -21,24 +21,25 @@ The components are the ANOVA (method-of-moments) estimates, each truncated at ze
     m_user  = var(column means, ddof 1)         E = s2_user + s2_noise / S        df U - 1
     m_noise = residual mean square              E = s2_noise                      df (S - 1)(U - 1)
     s2_seed = max(0, m_seed - m_noise / U),  s2_user = max(0, m_user - m_noise / S),  s2_noise = m_noise
-and the interval is mean(d) +- t(df) sqrt(V), V the variance above, df by Satterthwaite's rule over the
-mean squares V is made of (V is a linear combination of m_seed, m_user, m_noise whichever components are
-truncated). With 5 seeds and training variance dominant, df is near 4 and the interval is as wide as the
-seeds' t-interval; with user variance dominant, df is near U - 1 and it is as narrow as the users'. Its
-coverage is checked by simulation in tests/test_verdicts.py.
+and the interval is mean(d) +- t(df) sqrt(V) with V = m_seed / S + m_user / U (Var(mean d) plus
+s2_noise / (S U): conservative by the noise's share) and df by Satterthwaite's rule over its two terms
+(variance_and_df says why not the unbiased V). With 5 seeds and training variance dominant, df is near 4 and
+the interval is as wide as the seeds' t-interval; with user variance dominant, df is near U - 1 and it is as
+narrow as the users'. Its coverage is checked by simulation in tests/test_verdicts.py.
 
 A table asks many questions (every pair x metric), so the primary p-values of one table are one family,
 corrected by Holm's step-down (statsmodels' multipletests). A row's verdict is "B ahead", "A ahead" or
 "not shown to differ": ahead only when its Holm-adjusted p is below 0.05. Its corrected interval is the
 primary interval at Holm's level for that row, 1 - 0.05 / (m - k + 1), k its place among the family's
-p-values sorted; an adjusted p below 0.05 is the same as that interval excluding zero, unless Holm
-stopped at a smaller p before it (then "not shown to differ" and the interval may just exclude zero).
+p-values sorted: an "ahead" row's excludes zero; one may exclude zero and still be "not shown to differ"
+where Holm stopped at a smaller or equal p before it. These intervals are not simultaneous.
 
 What the seeds and users can detect (`power`): from the estimated components, the smallest difference that
 a two-sided test at Bonferroni's level 0.05 / m (the strictest level Holm applies: conservative) detects
 with 80% power, (t(1 - alpha / 2, df) + t(0.8, df)) sqrt(V) (the usual t approximation of the power of a
 t-test), relative to A's mean; and the fewest seeds that would detect a 5% difference with these users
-(None: not with any number of seeds, the users' part alone is too wide; more users are needed).
+(None, with the reason: the users' part alone is wider than that, so more users are needed; or more than
+1,000 seeds).
 
     from bam_evidence import verdicts
     row = verdicts.two_way(d)                       # d (S, U): primary interval, p, components
@@ -82,28 +83,21 @@ def components(d):
     return dict(seed=max(0.0, m_seed - m_noise / u), user=max(0.0, m_user - m_noise / s), noise=m_noise)
 
 
-def variance_and_df(comp, s, u, df_seed=None, df_user=None):
-    """Var(mean d) with S seeds and U users for the components `comp`, and its Satterthwaite degrees of
-    freedom. V is written over the expected mean squares, each with its own df:
-      both components kept:  V = m_seed / S + m_user / U - m_noise / (S U)
-      seed truncated:        V = m_user / U                  user truncated: V = m_seed / S
-      both truncated:        V = m_noise / (S U)
-    (substitute the truncated estimates into s2_seed / S + s2_user / U + s2_noise / (S U) to see each)."""
-    df_seed, df_user, df_noise = df_seed or s - 1, df_user or u - 1, (s - 1) * (u - 1)
-    m_seed, m_user, m_noise = comp["seed"] + comp["noise"] / u, comp["user"] + comp["noise"] / s, comp["noise"]
-    terms = []                                                                # (coefficient * mean square, df)
-    if comp["seed"] > 0:
-        terms.append((m_seed / s, df_seed))
-    if comp["user"] > 0:
-        terms.append((m_user / u, df_user))
-    if comp["seed"] > 0 and comp["user"] > 0:
-        terms.append((-m_noise / (s * u), df_noise))
-    elif comp["seed"] == 0 and comp["user"] == 0:
-        terms.append((m_noise / (s * u), df_noise))
+def variance_and_df(comp, s, u):
+    """The variance of mean(d) that the interval uses with S seeds and U users, and its degrees of freedom:
+        V = m_seed / S + m_user / U,    E[m_seed] = s2_seed + s2_noise / U,   E[m_user] = s2_user + s2_noise / S
+    (each mean square rebuilt from the components `comp`), with Satterthwaite's df over its two terms. V is
+    Var(mean d) plus s2_noise / (S U): conservative by the noise's share, small whenever S U is large. The
+    unbiased V (minus m_noise / (S U)) with the components truncated at zero was tried first and rejected: when
+    the seed component truncates to zero, its df jumps from about S - 1 to U - 1 on the strength of one
+    (S - 1)-df mean square, and the test rejected a true null about 20 times too often at Holm's strictest
+    levels (a review's simulation: 6.4% of the tables where the seed component truncated, at 0.05 / 18)."""
+    m_seed, m_user = comp["seed"] + comp["noise"] / u, comp["user"] + comp["noise"] / s
+    terms = [(m_seed / s, s - 1), (m_user / u, u - 1)]                      # (coefficient * mean square, df)
     v = sum(t for t, _ in terms)
     denominator = sum(t * t / df for t, df in terms if df > 0)
     df = v * v / denominator if denominator > 0 else float("inf")
-    return max(v, 0.0), max(1.0, min(df, float(df_noise + df_seed + df_user)))
+    return max(v, 0.0), max(1.0, min(df, float(s - 1 + u - 1)))
 
 
 # -----------------------------------------------------------------------------
@@ -125,7 +119,8 @@ def two_way(d, confidence=1 - ALPHA):
     comp = components(d)
     v, df = variance_and_df(comp, s, u)
     out.update(components=comp, se=math.sqrt(v), df=df)
-    if v == 0:  # every seed and user moved alike: no spread, no test (as the paired t-test)
+    if np.ptp(d) == 0:  # every seed and user moved alike: no spread, no test (as the paired t-test); exact, since
+        # a constant d leaves v at rounding noise (1e-35), which would make any constant difference "significant"
         out.update(low=out["diff"], high=out["diff"], p=1.0 if out["diff"] == 0 else None,
                    note="no spread: every seed and user moved alike")
         return out
@@ -203,24 +198,31 @@ def detectable(comp, s, u, m, alpha=ALPHA, power=POWER):
 
 def seeds_needed(comp, u, m, size, max_seeds=MAX_SEEDS):
     """The fewest seeds (2 or more) with which `detectable` is at most `size` with these U users, or None when
-    no number of seeds up to max_seeds does it (the users' part alone is too wide: more users are needed)."""
+    no number up to max_seeds does it. A plain scan: `detectable` need not fall monotonically with S when U is
+    small (its df drifts towards U - 1 as the users' term takes over), so a bisection could skip the answer."""
     if size <= 0:
         return None
-    if detectable(comp, max_seeds, u, m) > size:
-        return None
-    low, high = 2, max_seeds                                                   # detectable falls as S grows
-    while low < high:
-        mid = (low + high) // 2
-        low, high = (low, mid) if detectable(comp, mid, u, m) <= size else (mid + 1, high)
-    return low
+    for n in range(2, max_seeds + 1):
+        if detectable(comp, n, u, m) <= size:
+            return n
+    return None
+
+
+def users_part(comp, u, m, alpha=ALPHA, power=POWER):
+    """What the users alone leave detectable, however many seeds: (z(1 - a/2) + z(power)) sqrt(s2_user / U)."""
+    level = alpha / max(1, m)
+    return (sp.norm.ppf(1 - level / 2) + sp.norm.ppf(power)) * math.sqrt(comp["user"] / u)
 
 
 def power(row, mean_a, m, target=TARGET):
-    """{"detectable", "detectable_rel", "seeds_for_target"}: what the table's seeds and users can detect
-    (absolute, and relative to A's mean), and the seeds that would detect a `target` (5%) relative difference."""
+    """{"detectable", "detectable_rel", "seeds_for_target", "seeds_why"}: what the table's seeds and users can
+    detect (absolute, and relative to A's mean), the seeds that would detect a `target` (5%) relative difference
+    with these users, and, when none up to MAX_SEEDS would, why: "users" (the users' part alone is wider than
+    the target: more users are needed, more seeds alone cannot do it) or "seeds" (more than MAX_SEEDS)."""
     comp = row.get("components")
     if comp is None or not mean_a:
-        return dict(detectable=None, detectable_rel=None, seeds_for_target=None)
+        return dict(detectable=None, detectable_rel=None, seeds_for_target=None, seeds_why="n/a")
     size = detectable(comp, row["seeds"], row["users"], m)
-    return dict(detectable=size, detectable_rel=size / abs(mean_a),
-                seeds_for_target=seeds_needed(comp, row["users"], m, target * abs(mean_a)))
+    need = seeds_needed(comp, row["users"], m, target * abs(mean_a))
+    why = None if need else "users" if users_part(comp, row["users"], m) > target * abs(mean_a) else "seeds"
+    return dict(detectable=size, detectable_rel=size / abs(mean_a), seeds_for_target=need, seeds_why=why)
