@@ -20,6 +20,7 @@ from bam_cli.options import Later, config_options, data_options, output_path
 from bam_data.categories import category_codes, read_categories
 from bam_evidence import metrics as formulas
 from bam_experiments import methods
+from bam_protocols import rules  # torch-free: the protocols' names
 
 bm = Later("bam_minimal")
 checkpoints, distributed = Later("bam_runs.checkpoints"), Later("bam_runs.distributed")
@@ -195,7 +196,7 @@ def evaluate(ckpt, data, fmt, data_filter, history_mask, protocol, ndcg_as, spli
         from bam_evidence import beyond
         codes = category_codes(mapping, dataset.n_items) if mapping is not None else None
         metrics.update(beyond.list_metrics(got.tops, dataset.n_items, codes))
-    echo_metrics(f"{split} ({'' if cfg.protocol == 'loo' else cfg.protocol + ', '}{cfg.history_mask})", metrics)
+    echo_metrics(f"{split} ({rules.label(cfg.protocol)}{cfg.history_mask})", metrics)
     per_user_out = per_user_out or (json_out and os.path.splitext(json_out)[0] + ".per_user.npz")
     if per_user_out and distributed.is_main():  # first: a JSON is never without the file beside it
         run_folder.save_per_user(per_user_out, dataset, split, cfg, ranks, run_folder.fingerprint(dataset), ckpt,

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 import bam_minimal as bm
-from bam_protocols import comirec
+from bam_protocols import rules
 
 
 # -----------------------------------------------------------------------------
@@ -53,7 +53,7 @@ def list_balance(model, cfg, data, split, tops, block=1024):
     in order), as metrics: interest_entropy@N (bits, the mean over users), single_interest_users@N and
     interest_gini@N (of the interests' total shares). An item is credited to its argmax interest."""
     rows = bm.PROTOCOLS[cfg.protocol]["users"](data, split)                   # (U,)
-    k = bm.split_targets(data, split) if cfg.protocol == "loo" else comirec.history_end(data.lengths)  # (all,)
+    k = rules.history_ends(cfg.protocol, data, split)                         # (all,)
     device = next(model.parameters()).device
     item_emb = model.embeddings.weight                                         # (I + 1, d)
     source = []

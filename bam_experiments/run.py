@@ -18,7 +18,7 @@ import numpy as np
 import bam_minimal as bm
 from bam_evidence import metrics as formulas
 from bam_experiments import balance, baselines, sasrec
-from bam_protocols import comirec
+from bam_protocols import comirec, rules
 from bam_runs import checkpoints, datasets, distributed, run_folder
 
 SYNTHETIC_PRESET = dict(max_iters=5000, eval_every=500)  # so that `cli.py train` ends in minutes
@@ -71,8 +71,7 @@ def train_run(cfg, data, out, fmt="auto", fresh=False, log=print, on_step=lambda
             on_start(f"{dataset.name}: {len(dataset.users)} users, {dataset.n_items} items, "
                      f"{dataset.n_interactions} interactions; {cfg.model} + {cfg.selection}, device {device}; "
                      f"writing {out}")
-        popular = baselines.popularity_scorer(dataset, device, comirec.train_counts(dataset)
-                                              if cfg.protocol == "comirec" else None)
+        popular = baselines.popularity_scorer(dataset, device, rules.popularity_counts(cfg.protocol, dataset))
         folder.extra["mostpop"] = bm.PROTOCOLS[cfg.protocol]["evaluate"](popular, dataset, "test", cfg)[0]
         return bm.train(cfg, dataset, folder, log=log, on_step=on_step)[1], False
 
@@ -80,7 +79,7 @@ def train_run(cfg, data, out, fmt="auto", fresh=False, log=print, on_step=lambda
 def check_ndcg_as(ndcg_as, protocol, lists=True, command="train"):
     """Refuse, before any work, published NDCGs that cannot be computed: every one is for ComiRec's protocol
     (many targets per user), and REMI's needs each user's top-N list, which only an evaluation has (`lists`)."""
-    if ndcg_as and protocol != "comirec":
+    if ndcg_as and not rules.many_targets(protocol):
         raise bm.InputError(f"--ndcg-as {','.join(ndcg_as)}: the published NDCGs are for many targets per user "
                             "(fix: --protocol comirec, or leave --ndcg-as out)")
     if "remi" in ndcg_as and not lists:
