@@ -46,7 +46,7 @@ def sides(path):
 
 
 def code_of(run):
-    """A run's recorded code label (bam_runs.run_folder.code_label's words), from its metrics.json."""
+    """A run's recorded code label (bam_evidence.kept.code_label), from its metrics.json."""
     import json
     import os
     try:
@@ -54,9 +54,8 @@ def code_of(run):
             code = json.load(f).get("code")
     except (OSError, ValueError, AttributeError):
         return "unknown"
-    if not isinstance(code, dict) or not code.get("commit"):
-        return "unknown"
-    return code["commit"][:7] + ("+changes" if code.get("dirty") else "")
+    from bam_evidence.kept import code_label
+    return code_label(code)
 
 
 def paired_by_seed(a, b):

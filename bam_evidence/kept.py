@@ -49,12 +49,14 @@ class Evidence:
 
     def codes(self):
         """The distinct code labels ("324e5d7", "324e5d7+changes", "unknown") of the runs."""
-        out = set()
-        for m in self.runs_meta:
-            code = m.get("code")
-            out.add(code["commit"][:7] + ("+changes" if code.get("dirty") else "")
-                    if isinstance(code, dict) and code.get("commit") else "unknown")
-        return sorted(out)
+        return sorted({code_label(m.get("code")) for m in self.runs_meta})
+
+
+def code_label(code):
+    """"324e5d7", "324e5d7+changes" or "unknown" for a run's recorded `code` (None: a run of an older bam)."""
+    if not isinstance(code, dict) or not code.get("commit"):
+        return "unknown"
+    return code["commit"][:7] + ("+changes" if code.get("dirty") else "")
 
 
 # -----------------------------------------------------------------------------

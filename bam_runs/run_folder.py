@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 import bam_minimal as bm
-from bam_evidence import metrics as formulas, per_user
+from bam_evidence import kept, metrics as formulas, per_user
 from bam_protocols import comirec
 from bam_data.files import atomic_json, atomic_write, clean_stale_temps
 from bam_runs import distributed
@@ -124,11 +124,7 @@ def code_version(repo=REPO):
     return dict(commit=commit if re.fullmatch(r"[0-9a-f]{40}", commit) else None, dirty=dirty)
 
 
-def code_label(code):
-    """"324e5d7" or "324e5d7+changes" or "unknown" for a run's recorded `code` (None: a run of an older bam)."""
-    if not isinstance(code, dict) or not code.get("commit"):
-        return "unknown"
-    return code["commit"][:7] + ("+changes" if code.get("dirty") else "")
+code_label = kept.code_label  # "324e5d7", "324e5d7+changes" or "unknown" (bam_evidence.kept)
 
 # -----------------------------------------------------------------------------
 # Reading and writing files
