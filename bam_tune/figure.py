@@ -11,10 +11,11 @@ from bam_experiments import plots
 
 
 def points(study, knob):
-    """[(value, mean, low, high)] of the study's finished trials along `knob`."""
+    """[(value, mean, low, high)] of the study's finished trials along `knob`; a study that does not search `knob`
+    (hard selection and tau: bam_tune.study.HARD_IGNORES) -> one point, value None, over all its trials."""
     by = {}
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        by.setdefault(t.params[knob], {}).setdefault(t.params.get("seed"), []).append(t.value)
+        by.setdefault(t.params.get(knob), {}).setdefault(t.params.get("seed"), []).append(t.value)
     out = []
     for value in sorted(by, key=lambda v: (str(type(v)), v)):
         per_seed = np.array([np.mean(v) for v in by[value].values()])   # (S,)
@@ -30,6 +31,11 @@ def draw(studies, knobs, path, metric="validation recall@10"):
         for i, (label, study) in enumerate(studies.items()):
             got = points(study, knob)
             if not got:
+                continue
+            if got[0][0] is None:  # the knob means nothing to this study: its level over every point, as a band
+                line = ax.axhline(got[0][1], ls="--", lw=1, color=f"C{i}", label=f"{label} (no {knob})")
+                if got[0][2] is not None:
+                    ax.axhspan(got[0][2], got[0][3], color=line.get_color(), alpha=0.12)
                 continue
             xs = np.arange(len(got)) + (i - (len(studies) - 1) / 2) * 0.08   # side by side
             means = np.array([g[1] for g in got])

@@ -92,11 +92,19 @@ def hard_counterpart(method):
     return name
 
 
+# Knobs that hard selection never reads: its argmax of M_u^T e_target is the same at every temperature
+# (bam_minimal.select_interest), so searching them for hard would train the same model again and again.
+HARD_IGNORES = ("tau", "tau_schedule", "tau_hard", "tau_anneal_iters")
+
+
 def against(spec, name):
-    """The second study of --against hard: the hard counterpart, the same space and budget."""
+    """The second study of --against hard: the hard counterpart, the same space but the knobs hard selection ignores
+    (HARD_IGNORES), the same budget. With no knob left it is one trial per seed: the counterpart's own config."""
     method = hard_counterpart(spec.method)
     base = replace(spec.base, **METHODS[method])
-    return replace(spec, base=base, method=method, name=f"{spec.name}.{name}")
+    knobs = {k: v for k, v in spec.knobs.items() if k not in HARD_IGNORES}
+    more = {} if knobs else dict(grid=True, seeds=spec.seeds if spec.grid else 1)
+    return replace(spec, base=base, method=method, name=f"{spec.name}.{name}", knobs=knobs, **more)
 
 # -----------------------------------------------------------------------------
 # Storage, the study and its trust checks

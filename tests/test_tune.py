@@ -108,10 +108,12 @@ def test_the_grid_figure(data, tmp_path):
                         space=["--space", "tau=choice:0.5,2"]))
     assert result.exit_code == 0, result.output
     assert (out / "grid.png").stat().st_size > 5000
-    for name in (out.name, out.name + ".hard"):
-        got = trials(out, name)
-        assert sorted((t.params["tau"], t.params["seed"]) for t in got) == [(0.5, 2021), (0.5, 2022), (2.0, 2021),
-                                                                             (2.0, 2022)]
+    got = trials(out, out.name)
+    assert sorted((t.params["tau"], t.params["seed"]) for t in got) == [(0.5, 2021), (0.5, 2022), (2.0, 2021),
+                                                                         (2.0, 2022)]
+    # hard selection ignores tau (its argmax is the same at every temperature): one trial per seed, not per tau
+    hard = trials(out, out.name + ".hard")
+    assert sorted(t.params["seed"] for t in hard) == [2021, 2022] and all("tau" not in t.params for t in hard)
 
 
 @pytest.mark.parametrize("spec, says", [
@@ -175,3 +177,22 @@ def test_no_test_metric_is_read_before_the_study_ends(data, tmp_path, monkeypatc
     assert "BaM tuned - BaM default" in text and "primary 95% interval" in text
     assert (out / "trials" / "BaM" / "trial-0000" / "per_user_valid.npz").exists()
     assert not (out / "trials" / "BaM" / "trial-0000" / "per_user_test.npz").exists()
+
+
+def test_against_hard_drops_the_knobs_hard_selection_ignores(data):
+    """HARD_IGNORES rests on a fact of bam_minimal: hard selection trains the same model at every tau. Checked here,
+    so that a change that makes hard read tau fails this test instead of silently skipping its search."""
+    from dataclasses import replace
+
+    import torch
+
+    import bam_minimal as bm
+    from bam_runs.datasets import load_dataset
+    from bam_tune import study
+    ds = load_dataset(str(data))
+    cfg = bm.Config(selection="hard", max_iters=20, eval_every=20, dim=16, seq_len=10, n_negatives=40, batch_size=32,
+                    device="cpu")
+    torch.set_num_threads(1)
+    a, b = (bm.train(replace(cfg, tau=t), ds, log=lambda s: None)[0].state_dict() for t in (0.1, 10.0))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert set(study.HARD_IGNORES) <= set(bm.Config.__dataclass_fields__)
