@@ -51,7 +51,7 @@ class Config:
     valid_users: int = 0          # 0: the fixed users below (deterministic); 1000: the official random sample
     valid_sample: int = 5000      # validate this many users, drawn once from the seed (0: every user)
     history_mask: str = "exclude"  # exclude | official | none
-    protocol: str = "loo"         # loo (leave-one-out, [KDD24]) | comirec (ComiRec's, REMI's: 80/10/10 users; cli.py)
+    protocol: str = "loo"         # loo (leave-one-out, [KDD24]) | one that bam_protocols registers (cli.py): comirec
     routing_iters: int = 3        # MIND
     n_blocks: int = 2             # SASRec
     dropout: float = 0.2          # SASRec
@@ -60,7 +60,7 @@ class Config:
 
 CHOICES = dict(model=("comirec", "mind", "sasrec"), selection=("hard", "bam", "bam-l", "expected"),
                tau_schedule=("constant", "hard-to-soft", "soft-to-hard"), device=("auto", "cpu", "cuda"),
-               history_mask=("exclude", "official", "none"), loss=("sampled", "full"), protocol=("loo", "comirec"))
+               history_mask=("exclude", "official", "none"), loss=("sampled", "full"))
 POSITIVE = ("dim", "n_interests", "seq_len", "batch_size", "n_negatives", "max_iters", "eval_every", "linear_size",
             "routing_iters", "n_blocks", "tau_anneal_iters", "lr")
 NON_NEGATIVE = ("tau", "tau_hard", "patience", "valid_users", "valid_sample", "remi_beta", "remi_lambda",
@@ -360,7 +360,7 @@ def metrics_from_ranks(rank, ks=(10, 20)):
 
 # -----------------------------------------------------------------------------
 # Training: iterations, validation, early stopping, best-checkpoint restore. A protocol is each split's users, the
-# sampler and the evaluator: leave-one-out's are this file's; bam_protocols.comirec registers ComiRec's (REMI's too).
+# sampler and the evaluator: leave-one-out's are this file's; bam_protocols registers the others (ComiRec's, REMI's).
 PROTOCOLS = dict(loo=dict(users=lambda data, split: np.arange(len(data.users)), batch=train_batch, evaluate=evaluate))
 @dataclass
 class TrainState:
@@ -468,8 +468,8 @@ def checkpoint(model, cfg, data, it):  # the model, and what rebuilding and eval
 # Plumbing: the config check, the device, blocks of users, torchrun's shares, MIND's evaluation noise (for twin parity).
 def check_config(cfg):
     """Refuse a config that cannot run, naming the first bad option."""
-    bad = [f"{k}={getattr(cfg, k)} is not one of {', '.join(v)}" for k, v in CHOICES.items()
-           if getattr(cfg, k) not in v]
+    bad = [f"{k}={getattr(cfg, k)} is not one of {', '.join(v)}" for k, v in dict(CHOICES, protocol=PROTOCOLS).items()
+           if getattr(cfg, k) not in v]  # the protocols: this file's leave-one-out, and those cli.py registers
     bad += [f"{k}={getattr(cfg, k)} must be a finite number" for k in POSITIVE + NON_NEGATIVE
             if not math.isfinite(getattr(cfg, k))]
     bad += [f"{k}={getattr(cfg, k)} must be positive" for k in POSITIVE if getattr(cfg, k) <= 0]
@@ -482,7 +482,7 @@ def check_config(cfg):
         (cfg.remi_beta and cfg.loss == "full", "remi_beta > 0 reweights sampled negatives: loss sampled"),
         (cfg.model == "sasrec" and cfg.n_interests != 1, "model sasrec has one interest: n_interests 1"),
         (cfg.seed >= 1 << 63, f"seed={cfg.seed} must be below 2^63"),
-        (cfg.model not in MODELS or cfg.protocol not in PROTOCOLS, "SASRec, ComiRec's protocol: use cli.py")) if broken]
+        (cfg.model not in MODELS, f"model={cfg.model} comes with cli.py (bam_experiments.sasrec)")) if broken]
     if bad:
         raise InputError(f"bad config: {bad[0]} (fix: change that option; --help shows the defaults)")
 

@@ -177,9 +177,16 @@ def report(ctx, check, root):
     import os
     from bam_evidence import report as report_mod
 
-    def forest(name, rows):  # a picture of each kept table's differences, beside the page that shows them
+    def forest(name, rows, evidence):  # a picture of each kept table's differences, beside the page that shows them
         from bam_experiments import plots
         plots.forest(rows, os.path.join(root, "docs", f"forest-{name}.png"))
+        t = evidence.table
+        if t.get("trials") and t.get("knobs"):  # a study's grid (`tune --grid`): redrawn from its kept trials
+            from bam_tune import figure
+            studies = {}
+            for trial in t["trials"]:
+                studies.setdefault(trial.get("method") or trial["study"], []).append(trial)
+            figure.draw(studies, t["knobs"], os.path.join(root, "docs", f"grid-{name}.png"), t.get("metric"))
     problems = report_mod.write(root, check=check, on_rows=None if check else forest)
     for line in problems:
         click.echo(line, err=True)

@@ -20,9 +20,8 @@ from bam_cli.options import Later, config_options, data_options, output_path
 from bam_data.categories import category_codes, read_categories
 from bam_evidence import metrics as formulas
 from bam_experiments import methods
-from bam_protocols import rules  # torch-free: the protocols' names
 
-bm = Later("bam_minimal")
+bm, protocols = Later("bam_minimal"), Later("bam_protocols")
 checkpoints, distributed = Later("bam_runs.checkpoints"), Later("bam_runs.distributed")
 datasets, run_folder = Later("bam_runs.datasets"), Later("bam_runs.run_folder")
 experiment, table_mod = Later("bam_experiments.run"), Later("bam_experiments.table")
@@ -44,7 +43,8 @@ ndcg_as_option = click.option(
     help="also a published NDCG, beside the correct one and under its own label `ndcg@N (NAME)`: comirec-paper "
          "(ComiRec's original code: its KDD '20 tables), comirec-master (ComiRec's code after its issue #6), remi "
          "(REMI's code: its RecSys '23 tables; evaluate only), comirec (both of ComiRec's); a comma list, or the "
-         "option again; --protocol comirec only. `table` shows both of ComiRec's (docs/protocols.md)")
+         "option again; a protocol whose tables published them (comirec). `table` shows both of ComiRec's "
+         "(docs/protocols.md)")
 
 
 def join_torchrun(device):
@@ -157,9 +157,9 @@ def report(result, out):
 @data_options
 @click.option("--history-mask", type=click.Choice(options.choices("history_mask")), default=None,
               help="default: the checkpoint's (exclude for official state_dicts)")
-@click.option("--protocol", type=click.Choice(options.choices("protocol")), default=None,
-              help="loo (leave-one-out) | comirec (ComiRec's and REMI's: the test users' last 20% as targets); "
-                   "default: the checkpoint's")
+@click.option("--protocol", default=None,
+              help="loo (leave-one-out) | comirec (ComiRec's and REMI's: the test users' last 20% as targets) | "
+                   "another that bam_protocols registers; default: the checkpoint's")
 @ndcg_as_option
 @click.option("--split", type=click.Choice(["test", "valid"]), default="test", show_default=True)
 @click.option("--json", "json_out", default=None, callback=output_path,
@@ -196,7 +196,7 @@ def evaluate(ckpt, data, fmt, data_filter, history_mask, protocol, ndcg_as, spli
         from bam_evidence import beyond
         codes = category_codes(mapping, dataset.n_items) if mapping is not None else None
         metrics.update(beyond.list_metrics(got.tops, dataset.n_items, codes))
-    echo_metrics(f"{split} ({rules.label(cfg.protocol)}{cfg.history_mask})", metrics)
+    echo_metrics(f"{split} ({protocols.get(cfg.protocol).label()}{cfg.history_mask})", metrics)
     per_user_out = per_user_out or (json_out and os.path.splitext(json_out)[0] + ".per_user.npz")
     if per_user_out and distributed.is_main():  # first: a JSON is never without the file beside it
         run_folder.save_per_user(per_user_out, dataset, split, cfg, ranks, run_folder.fingerprint(dataset), ckpt,
@@ -255,7 +255,7 @@ def table(ctx, data, fmt, data_filter, seeds, chosen, out, jobs, threads, ndcg_a
     with tqdm(total=len(chosen) * seeds, desc="runs", unit="run", dynamic_ncols=True) as bar:  # closed before an error
         text, _, reused = table_mod.run_table(base, dataset, chosen, seeds, out, log=bar.write,
                                               on_run=lambda: bar.update(1), jobs=jobs, threads=threads,
-                                              comirec_ndcg=bool(ndcg_as), top_n=top_n, codes=codes)
+                                              ndcg_as=bool(ndcg_as), top_n=top_n, codes=codes)
     click.echo(text)
     click.echo(f"{reused} of {len(chosen) * seeds} runs reused; wrote {os.path.join(out, 'table.md')} and table.json")
 

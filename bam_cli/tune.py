@@ -102,6 +102,7 @@ def tune(ctx, data, fmt, data_filter, method, specs, space_file, trials, grid, s
         studies = {f"{s.method} ({s.base.selection})": study_mod.open_study(s) for s in specs_run}
         for st in studies.values():
             study_mod.wait_for(st, click.echo)
+        studies = {label: figure.records(st) for label, st in studies.items()}
         click.echo(f"figure: {figure.draw(studies, list(knobs), os.path.join(out, 'grid.png'))}")
     if final_seeds:
         click.echo(study_mod.final(specs_run, final_seeds, log=click.echo))

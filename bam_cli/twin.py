@@ -29,11 +29,10 @@ def load_dataset(path, fmt="auto"):
 
 def register_models():
     """SASRec loads like the other models, so that the twin's own refusal ("twins comirec and mind only")
-    is what a SASRec checkpoint gets, not "use cli.py"."""
+    is what a SASRec checkpoint gets, not "use cli.py" (a checkpoint of any protocol loads: bam_runs.checkpoints
+    imports bam_protocols, which registers them)."""
     from bam_experiments import sasrec
-    from bam_protocols import comirec
     sasrec.register()
-    comirec.register()  # and a checkpoint trained under ComiRec's protocol loads
 
 # -----------------------------------------------------------------------------
 # export

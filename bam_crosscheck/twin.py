@@ -20,11 +20,10 @@ import torch
 
 import bam_minimal as bm
 import bam_numpy as bn
-from bam_numpy import comirec as bn_comirec
 from bam_numpy import golden as bg
 from bam_numpy import weights as bw
 from bam_data import synth
-from bam_protocols import comirec as protocols_comirec
+import bam_protocols
 from bam_runs import checkpoints
 
 
@@ -84,12 +83,12 @@ def eval_noise(cfg, data, split="test", rows=None):
 
 
 def evaluate_numpy(model, cfg, data, split, rows=None, k_top=0):
-    """bam_minimal.evaluate's numbers, computed by bam_numpy's engine on the model's weights."""
+    """The protocol's evaluate's numbers, computed by its twin (bam_numpy's engine) on the model's weights."""
     check_twinned(cfg)
-    params = export_arrays(model)
-    if cfg.protocol == "comirec":
-        return bn_comirec.evaluate(params, data, split, numpy_config(cfg), rows=rows, k_top=k_top)
-    return bn.evaluate(params, data, split, numpy_config(cfg), rows=rows, k_top=k_top)  # MIND: the same noise
+    protocol = bam_protocols.get(cfg.protocol)
+    if protocol.twin is None:
+        raise bm.InputError(f"--engine numpy: protocol {cfg.protocol} has no twin in bam_numpy (fix: --engine torch)")
+    return protocol.twin(export_arrays(model), data, split, numpy_config(cfg), rows=rows, k_top=k_top)
 
 # -----------------------------------------------------------------------------
 # Cross-check: the same weights and batch through both implementations.
@@ -190,7 +189,8 @@ def crosscheck(model, cfg, data, dtype="float64", batch_size=128, seed=0, log=pr
     modes = list(dict.fromkeys([cfg.history_mask, "exclude", "official"]))[:2]
     for mode in modes:
         check_evaluation(model, params, replace(cfg, history_mask=mode), data, dtype, tol, table)
-    check_protocol_evaluation(model, params, replace(cfg, history_mask="none"), data, dtype, table)
+    for protocol in (p for p in bam_protocols.PROTOCOLS.values() if p.many_targets and p.twin):
+        check_protocol_evaluation(model, params, replace(cfg, history_mask="none"), data, dtype, table, protocol)
     ok = all(r["ok"] for r in table.rows)
     failed = [r["quantity"] for r in table.rows if not r["ok"]]
     log(f"{'all ' + str(len(table.rows)) + ' checks pass' if ok else 'FAILED: ' + ', '.join(failed[:5])}")
@@ -243,20 +243,21 @@ def check_evaluation(model, params, cfg, data, dtype, tol, table, k_top=20):
         table.add(f"{name} [{mode}]", diff, diff / want if want else diff,
                   "identical" if dtype == "float64" else "4 decimals", ok)
 
-def check_protocol_evaluation(model, params, cfg, data, dtype, table):
-    """ComiRec's protocol (bam_protocols.comirec) in both engines, on its test users with ComiRec's `none`
-    mask: every target's rank and every metric. float64: identical. float32: the metrics equal to 4
-    decimals (a near-tie may flip a rank, as in check_evaluation)."""
-    cfg = replace(cfg, protocol="comirec")
-    t_metrics, t_ranks, _ = protocols_comirec.evaluate(bm.model_scorer(model), data, "test", cfg)
-    n_metrics, n_ranks, _ = bn_comirec.evaluate(params, data, "test", numpy_config(cfg))
+def check_protocol_evaluation(model, params, cfg, data, dtype, table, protocol):
+    """A protocol of many targets per user (ComiRec's) in both engines, its own evaluate and its twin, on its test
+    users with the `none` mask (ComiRec's): every target's rank and every metric. float64: identical. float32: the
+    metrics equal to 4 decimals (a near-tie may flip a rank, as in check_evaluation). Leave-one-out's ranks are
+    check_evaluation's."""
+    cfg = replace(cfg, protocol=protocol.name)
+    t_metrics, t_ranks, _ = protocol.evaluate(bm.model_scorer(model), data, "test", cfg)
+    n_metrics, n_ranks, _ = protocol.twin(params, data, "test", numpy_config(cfg))
     differ = int((t_ranks != n_ranks).sum())
-    table.add("comirec protocol: target ranks (differing)", differ, differ / max(1, len(t_ranks)),
+    table.add(f"{protocol.name} protocol: target ranks (differing)", differ, differ / max(1, len(t_ranks)),
               "identical" if dtype == "float64" else "near-ties", dtype != "float64" or differ == 0)
     for name, want in t_metrics.items():
         diff = abs(n_metrics[name] - want)
         exact = dtype == "float64"
-        table.add(f"comirec protocol: {name}", diff, diff / want if want else diff,
+        table.add(f"{protocol.name} protocol: {name}", diff, diff / want if want else diff,
                   "identical" if exact else "4 decimals", diff == 0 if exact else diff < 1.5e-4)
 
 # -----------------------------------------------------------------------------

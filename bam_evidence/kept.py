@@ -13,7 +13,9 @@ The file (.npz, read without pickle; format "bam-evidence-1"):
   ranks (R, T) int32                             run r's 0-based rank of every target (R runs)
   identity: protocol, split, history_mask, fingerprint (strings), n_items (int)
   runs    JSON: [{method, seed, config, test, best_iter, iters, seconds, threads, code}] in the order of `ranks`
-  table   JSON: {name, dataset, seeds, methods, columns, command, top_n, beyond (table.json's, per method)}
+  table   JSON: {name, dataset, seeds, methods, columns, command, top_n, beyond (table.json's, per method)},
+          and for a study's final runs (`cli.py tune`, OUT/final): kind "tune", pairs [[A, B]] (each B - A),
+          grid, knobs, metric and trials [{study, method, params, value}] (the validation values of its figure)
 Only the ranks are kept, not per-user metrics: those are recomputed on reading (bam_evidence.metrics), so the
 file cannot disagree with itself. `pack` refuses runs that do not rank the same users' same targets, and a
 run whose ranks do not give its metrics.json's test metrics.
@@ -33,6 +35,7 @@ from bam_evidence import per_user
 
 FORMAT = "bam-evidence-1"
 IDENTITY = ("protocol", "split", "history_mask", "fingerprint")
+STUDY_KEYS = ("kind", "pairs", "grid", "knobs", "metric", "trials")
 FIX = "(fix: pack it again with `cli.py report pack TABLE_FOLDER --name NAME`)"
 
 
@@ -98,6 +101,8 @@ def pack(table_dir, out, name, command=""):
     header = dict(name=name, dataset=table.get("dataset"), seeds=table.get("seeds"), methods=methods,
                   columns=columns, command=command, top_n=top_n(table), beyond=table.get("beyond") or {},
                   config=table.get("config"))
+    if table.get("kind") == "tune":  # a study's final runs (bam_tune): its pairs, and its trials for the figure
+        header.update({k: table.get(k) for k in STUDY_KEYS})
     arrays = dict(format=np.str_(FORMAT), users=first.users, counts=first.counts, targets=first.targets,
                   ranks=np.stack(ranks), n_items=np.int64(first.n_items),
                   runs=np.str_(json.dumps(runs_meta, sort_keys=True)),
@@ -139,7 +144,13 @@ def fits(users, counts, targets, ranks, n_items, header, runs_meta):
             and isinstance(header.get("methods"), list) and all(isinstance(m, strings) for m in header["methods"])
             and all(isinstance(m, dict) and isinstance(m.get("method"), strings) and isinstance(m.get("test"), dict)
                     and isinstance(m.get("seed"), int) for m in runs_meta)
-            and {m["method"] for m in runs_meta} == set(header["methods"]))
+            and {m["method"] for m in runs_meta} == set(header["methods"])
+            and isinstance(header.get("pairs") or [], list)
+            and all(isinstance(p, list) and len(p) == 2 and set(p) <= set(header["methods"])
+                    for p in header.get("pairs") or [])
+            and isinstance(header.get("trials") or [], list)
+            and all(isinstance(t, dict) and isinstance(t.get("params"), dict) and isinstance(t.get("value"), float)
+                    and isinstance(t.get("study"), str) for t in header.get("trials") or []))
 
 
 def load(path):

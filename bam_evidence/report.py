@@ -69,7 +69,8 @@ def means_markdown(evidence, columns):
 def family(evidence, n_resamples=9999):
     """The table's differences, one family: every pair of differences.PAIRS that it holds x its protocol's metrics."""
     columns = differences.PROTOCOL_COLUMNS[evidence.protocol]
-    pairs = {(a, b): (evidence.runs[a], evidence.runs[b]) for b, a in differences.PAIRS
+    named = evidence.table.get("pairs") or [(a, b) for b, a in differences.PAIRS]  # a study's own, or the methods'
+    pairs = {(a, b): (evidence.runs[a], evidence.runs[b]) for a, b in named
              if a in evidence.runs and b in evidence.runs}
     return differences.family(pairs, list(columns), n_resamples=n_resamples) if pairs else []
 
@@ -137,7 +138,30 @@ def table_block(evidence, rows):
     beyond = beyond_markdown(evidence)
     if beyond:
         parts.append(beyond)
+    if t.get("trials"):
+        parts.append(grid_markdown(t))
     return "\n".join(parts)
+
+
+def grid_markdown(t):
+    """A study's trials (`cli.py tune --grid`): each point's validation metric, the mean over seeds ± the half-width
+    of its 95% t-interval over seeds, one row per point and study; its figure is docs/grid-NAME.png."""
+    knobs = t.get("knobs") or []
+    lines = [f"The study's trials: {t.get('metric', 'the validation metric')} of each point, the mean over its seeds ± "
+             "the half-width of the 95% t-interval over seeds (chosen on these; the test split is above).", "",
+             "| study | " + " | ".join(knobs) + " | seeds | mean | ± |", "|---|" + "---:|" * (len(knobs) + 3)]
+    by = {}
+    for trial in t["trials"]:
+        point = tuple(trial["params"].get(k) for k in knobs)
+        by.setdefault((trial["study"], point), []).append(trial["value"])
+    order = lambda kv: (kv[0][0], [(isinstance(p, str), p is None, p if isinstance(p, (int, float)) else str(p))  # noqa: E731
+                                   for p in kv[0][1]])
+    for (study, point), values in sorted(by.items(), key=order):
+        mean, low, high = stats.t_interval(values)
+        lines.append(f"| {study} | " + " | ".join("-" if p is None else f"{p:g}" if isinstance(p, float) else str(p)
+                                                 for p in point)
+                     + f" | {len(values)} | {mean:.4f} | " + ("" if low is None else f"{(high - low) / 2:.4f}") + " |")
+    return "\n".join(lines) + f"\n\n![the grid of {t['name']}](grid-{t['name']}.png)\n"
 
 
 # -----------------------------------------------------------------------------
@@ -241,14 +265,16 @@ def paper_block(all_rows, all_evidence):
 # The pages
 
 
-def blocks(folder=EVIDENCE, n_resamples=9999):
+def blocks(folder=EVIDENCE, n_resamples=9999, evidence=None):
     """-> ({block name: Markdown} of every generated block, {table name: its differences' rows})."""
-    evidence = load_all(folder)
+    evidence = load_all(folder) if evidence is None else evidence
     rows = {name: family(ev, n_resamples) for name, ev in evidence.items()}
     out = {name: table_block(ev, rows[name]) for name, ev in evidence.items()}
-    if evidence:
-        out.update(summary=summary_block(rows, evidence), readme=readme_block(rows, evidence),
-                   paper=paper_block(rows, evidence))
+    tables = {name: ev for name, ev in evidence.items() if ev.table.get("kind") != "tune"}  # a study is no table
+    if tables:
+        kept_rows = {name: rows[name] for name in tables}
+        out.update(summary=summary_block(kept_rows, tables), readme=readme_block(kept_rows, tables),
+                   paper=paper_block(kept_rows, tables))
     # a blank line before the closing comment: Markdown ends a table there, not at the comment
     return {k: v.rstrip("\n") + "\n\n" for k, v in out.items()}, rows
 
@@ -265,12 +291,13 @@ def render(text, generated):
 
 def write(root=".", check=False, n_resamples=9999, on_rows=None):
     """Rewrite (or, with check, compare) the generated blocks of PAGES under `root`. -> [problems]: a page whose
-    block differs, a block with no evidence, or evidence that no page shows. `on_rows(name, rows)` is called
-    with each kept table's differences (the command line draws its forest plot with them)."""
-    generated, rows = blocks(os.path.join(root, EVIDENCE), n_resamples)
+    block differs, a block with no evidence, or evidence that no page shows. `on_rows(name, rows, evidence)` is
+    called with each kept table's differences (the command line draws its pictures with them)."""
+    evidence = load_all(os.path.join(root, EVIDENCE))
+    generated, rows = blocks(n_resamples=n_resamples, evidence=evidence)
     for name, r in rows.items():
         if on_rows and r:
-            on_rows(name, r)
+            on_rows(name, r, evidence[name])
     problems, shown = [], set()
     for page in PAGES:
         path = os.path.join(root, page)

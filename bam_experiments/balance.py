@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 import bam_minimal as bm
-from bam_protocols import rules
+import bam_protocols
 
 
 # -----------------------------------------------------------------------------
@@ -37,7 +37,7 @@ def interest_usage(model, data, cfg, k=10):
         captured.append(interests)
         return (interests @ item_emb.T).amax(1)                               # (b, I + 1)
     with torch.no_grad():
-        metrics, _, top = bm.PROTOCOLS[cfg.protocol]["evaluate"](scorer, data, "test", cfg, k_top=k)
+        metrics, _, top = bam_protocols.get(cfg.protocol).evaluate(scorer, data, "test", cfg, k_top=k)
         interests = torch.cat(captured)                                        # (U, N, d)
         top_t = torch.as_tensor(top, device=interests.device)                  # (U, k)
         per_interest = interests @ item_emb[top_t].transpose(1, 2)            # (U, N, k)
@@ -52,14 +52,15 @@ def list_balance(model, cfg, data, split, tops, block=1024):
     """The balance of the interests over each user's top-N list (tops (U, N) of the users `split` evaluates,
     in order), as metrics: interest_entropy@N (bits, the mean over users), single_interest_users@N and
     interest_gini@N (of the interests' total shares). An item is credited to its argmax interest."""
-    rows = bm.PROTOCOLS[cfg.protocol]["users"](data, split)                   # (U,)
-    k = rules.history_ends(cfg.protocol, data, split)                         # (all,)
+    protocol = bam_protocols.get(cfg.protocol)
+    rows = protocol.users(data, split)                                         # (U,)
+    k = protocol.targets(data, split, rows)[0]                                 # (U,) each history's end
     device = next(model.parameters()).device
     item_emb = model.embeddings.weight                                         # (I + 1, d)
     source = []
     for i in range(0, len(rows), block):
-        r = rows[i:i + block]                                                  # (b,)
-        history, mask, _ = (torch.as_tensor(a, device=device) for a in bm.windows(data, r, k[r], cfg.seq_len))
+        r, kb = rows[i:i + block], k[i:i + block]                              # (b,), (b,)
+        history, mask, _ = (torch.as_tensor(a, device=device) for a in bm.windows(data, r, kb, cfg.seq_len))
         routing = bm.routing_noise(cfg, r) if cfg.model == "mind" else None   # evaluate's own routing logits
         interests = model.eval()(history, mask, routing=routing)[0]            # (b, N, d)
         top = torch.as_tensor(tops[i:i + block], device=device)                # (b, N_top)
@@ -110,7 +111,7 @@ def topic_recovery(top, source, data, truth, protocol="loo"):
     item_topic = np.array([-1] + truth["item_topic"])                          # (I + 1,), id 0 is padding
     topics = item_topic[top]                                                   # (U, k)
     purity, coverage = [], []
-    for r, user in enumerate(data.users[bm.PROTOCOLS[protocol]["users"](data, "test")]):
+    for r, user in enumerate(data.users[bam_protocols.get(protocol).users(data, "test")]):
         for i in np.unique(source[r]):
             t = topics[r][source[r] == i]
             purity.append(np.bincount(t).max() / len(t))

@@ -12,7 +12,7 @@ from bam_data.stats import train_counts
 
 def popularity_scorer(data, device, counts=None):
     """A scorer for bam_minimal.evaluate: the same training counts for every user (`counts` (I + 1,): another
-    protocol's, e.g. bam_protocols.comirec.train_counts; default leave-one-out's, seq[:-2] of every user)."""
+    protocol's `popularity_counts`, e.g. ComiRec's training users'; default leave-one-out's, seq[:-2] of every user)."""
     counts = torch.as_tensor(train_counts(data) if counts is None else counts, dtype=torch.float32,
                              device=device)                                   # (I + 1,)
     return lambda history, mask, routing: counts.repeat(len(history), 1)                 # (b, I + 1)

@@ -18,22 +18,21 @@ import numpy as np
 import bam_minimal as bm
 from bam_evidence import metrics as formulas
 from bam_experiments import balance, baselines, sasrec
-from bam_protocols import comirec, rules
+import bam_protocols
 from bam_runs import checkpoints, datasets, distributed, run_folder
 
 SYNTHETIC_PRESET = dict(max_iters=5000, eval_every=500)  # so that `cli.py train` ends in minutes
 
 
 def register():
-    """Add SASRec to bam_minimal.MODELS and ComiRec's protocol to bam_minimal.PROTOCOLS (idempotent): every
-    command that builds a model, trains or loads a checkpoint calls it first."""
+    """Add SASRec to bam_minimal.MODELS (idempotent): every command that builds a model, trains or loads a
+    checkpoint calls it first. The protocols are registered by importing bam_protocols (above)."""
     sasrec.register()
-    comirec.register()
 
 
 def check_config(cfg):
-    """bam_minimal.check_config, with the models and protocols of the experiments registered (SASRec,
-    ComiRec's protocol), as the commands that take a --model check it before any work."""
+    """bam_minimal.check_config, with the models of the experiments registered (SASRec) and every protocol of
+    bam_protocols, as the commands that take a --model check it before any work."""
     register()
     bm.check_config(cfg)
 
@@ -49,9 +48,9 @@ def train_run(cfg, data, out, fmt="auto", fresh=False, log=print, on_step=lambda
     """Train, validate, stop early and test the best checkpoint in the run folder `out`; -> (result, reused).
     `data`: a file of any format, or None for the built-in synthetic dataset (written into `out`).
     `on_start(message)` is told what will run before the first step; a KeyboardInterrupt propagates, with
-    the best checkpoint so far kept in `out`. `ndcg_as`: published NDCGs too, each labelled (protocol comirec;
-    bam_evidence.metrics.VARIANTS but REMI's, which needs the top-N lists that only `evaluate` has)."""
-    check_config(cfg)  # Config(model="sasrec") is Table 2's baseline, protocol="comirec" ComiRec's protocol
+    the best checkpoint so far kept in `out`. `ndcg_as`: published NDCGs too, each labelled (the protocol's
+    variants, but REMI's, which needs the top-N lists that only `evaluate` has)."""
+    check_config(cfg)  # Config(model="sasrec") is Table 2's baseline; any protocol of bam_protocols
     check_ndcg_as(ndcg_as, cfg.protocol, lists=False)
     if os.path.exists(out) and not os.path.isdir(out):
         raise bm.InputError(f"{out}: is a file, not a run folder (fix: pass another --out)")
@@ -61,27 +60,30 @@ def train_run(cfg, data, out, fmt="auto", fresh=False, log=print, on_step=lambda
         dataset = datasets.load_dataset(datasets.synthetic(out, fresh) if data is None else data, fmt, log=log,
                                         data_filter=data_filter)
         folder = run_folder.RunFolder(out, cfg, dataset, log=log)  # refuses an item table that cannot fit
-        folder.comirec_ndcg = ndcg_as
+        folder.ndcg_as = ndcg_as
         result = folder.finished()
         if result:  # a run made without --ndcg-as gets the published NDCGs from its per-user ranks
-            return run_folder.with_comirec_ndcg(result, out, ndcg_as) if ndcg_as else result, True
+            return run_folder.with_published_ndcg(result, out, ndcg_as) if ndcg_as else result, True
         folder.saved_state()  # a last.pt that cannot be resumed stops here, before any work
         device = bm.resolve_device(cfg)
         if on_start:
             on_start(f"{dataset.name}: {len(dataset.users)} users, {dataset.n_items} items, "
                      f"{dataset.n_interactions} interactions; {cfg.model} + {cfg.selection}, device {device}; "
                      f"writing {out}")
-        popular = baselines.popularity_scorer(dataset, device, rules.popularity_counts(cfg.protocol, dataset))
-        folder.extra["mostpop"] = bm.PROTOCOLS[cfg.protocol]["evaluate"](popular, dataset, "test", cfg)[0]
+        protocol = bam_protocols.get(cfg.protocol)
+        popular = baselines.popularity_scorer(dataset, device, protocol.popularity_counts(dataset))
+        folder.extra["mostpop"] = protocol.evaluate(popular, dataset, "test", cfg)[0]
         return bm.train(cfg, dataset, folder, log=log, on_step=on_step)[1], False
 
 
 def check_ndcg_as(ndcg_as, protocol, lists=True, command="train"):
-    """Refuse, before any work, published NDCGs that cannot be computed: every one is for ComiRec's protocol
-    (many targets per user), and REMI's needs each user's top-N list, which only an evaluation has (`lists`)."""
-    if ndcg_as and not rules.many_targets(protocol):
-        raise bm.InputError(f"--ndcg-as {','.join(ndcg_as)}: the published NDCGs are for many targets per user "
-                            "(fix: --protocol comirec, or leave --ndcg-as out)")
+    """Refuse, before any work, an unknown protocol and published NDCGs that cannot be computed: each is for the
+    protocols whose tables published it (their `variants`), and REMI's needs each user's top-N list, which only an
+    evaluation has (`lists`)."""
+    if set(ndcg_as) - set(bam_protocols.get(protocol).variants):
+        raise bm.InputError(f"--ndcg-as {','.join(ndcg_as)}: not published for protocol {protocol}, nor computed "
+                            f"under it (fix: --protocol {' or '.join(bam_protocols.with_variants())}, or leave "
+                            "--ndcg-as out)")
     if "remi" in ndcg_as and not lists:
         raise bm.InputError(f"--ndcg-as remi: REMI's NDCG needs each user's top-N list, which `{command}` does not "
                             "keep (fix: leave remi out here, then cli.py evaluate --checkpoint RUN/checkpoint.pt "
@@ -90,11 +92,11 @@ def check_ndcg_as(ndcg_as, protocol, lists=True, command="train"):
 
 @dataclass
 class Evaluation:
-    metrics: dict           # recall@K, ndcg@K (hitrate@K under comirec), nonfinite_users, and with k_top the balance
+    metrics: dict           # the protocol's (recall@K, ndcg@K, ...), nonfinite_users, and with k_top the balance
     cfg: object             # the checkpoint's Config, with the history mask and protocol used
     dataset: object         # bm.Dataset
     data_check: dict        # what checkpoints.check_data found, for the JSON output
-    ranks: np.ndarray       # (T,) each target's rank: one per user (loo), or every target of each user (comirec)
+    ranks: np.ndarray       # (T,) each target's rank, user by user (one each under leave-one-out)
     tops: np.ndarray        # (U, k_top) each user's top-k ids, or None
 
 
@@ -105,15 +107,16 @@ def evaluate_checkpoint(ckpt, data=None, fmt="auto", split="test", history_mask=
     user's top-`k_top` list and the interests' balance over it when k_top > 0). Other data than the
     checkpoint's stops here with one line, unless `other_data`; `engine` "numpy" ranks with bam_numpy's
     engine (one process). `protocol`, `history_mask`: default the checkpoint's. `ndcg_as`: published NDCGs
-    too, each labelled (bam_evidence.metrics.VARIANTS; protocol comirec). The data reader's notes go to `log`,
-    the checkpoint loader's to `note`."""
-    register()  # a SASRec checkpoint loads like the others, and a comirec-protocol one evaluates so
+    too, each labelled (the protocol's variants). The data reader's notes go to `log`, the checkpoint loader's
+    to `note`."""
+    register()  # a SASRec checkpoint loads like the others
     net, cfg, dataset, data_check = checkpoints.load_with_data(
         ckpt, data, lambda p: datasets.load_dataset(p, fmt, log=log, data_filter=data_filter),
         checkpoints.official_base(n_interests, seq_len),
         model, note, other_data)
     cfg = replace(cfg, history_mask=history_mask or cfg.history_mask, protocol=protocol or cfg.protocol, device="auto")
     check_ndcg_as(ndcg_as, cfg.protocol)
+    protocol = bam_protocols.get(cfg.protocol)  # the object, from here on
     if k_top > dataset.n_items:  # a longer list would hold masked items and padding
         raise bm.InputError(f"--top-n {k_top}: more than the {dataset.n_items} items of {dataset.name} (fix: a "
                             "smaller --top-n)")
@@ -128,16 +131,15 @@ def evaluate_checkpoint(ckpt, data=None, fmt="auto", split="test", history_mask=
         metrics, ranks, tops = twin.evaluate_numpy(net, cfg, dataset, split, k_top=lists)
     else:
         net = net.to(bm.resolve_device(cfg))
-        metrics, ranks, tops = bm.PROTOCOLS[cfg.protocol]["evaluate"](bm.model_scorer(net), dataset, split, cfg,
-                                                                      k_top=lists)
+        metrics, ranks, tops = protocol.evaluate(bm.model_scorer(net), dataset, split, cfg, k_top=lists)
     if ndcg_as:
-        _, counts, targets = comirec.target_lists(dataset, comirec.split_users(dataset, split))
+        _, counts, targets = protocol.targets(dataset, split, protocol.users(dataset, split))
         metrics.update({k: float(v.mean()) for k, v in formulas.published(ndcg_as, ranks, counts, targets, tops)
                         .items()})
     tops = tops[:, :k_top] if k_top else None                                # (U, k_top): the lists asked for
     if k_top:  # which interest supplies each recommended item (the torch model's interests, either engine's lists)
         metrics.update(balance.list_balance(net, cfg, dataset, split, tops))
-    pool = len(bm.PROTOCOLS[cfg.protocol]["users"](dataset, split))             # the users of the split
+    pool = len(protocol.users(dataset, split))                                 # the users of the split
     if split == "valid" and not cfg.valid_users and 0 < cfg.valid_sample < pool:
         note(f"note: this scores every user's validation target; the run itself validated a fixed sample of "
             f"{cfg.valid_sample} users (metrics.json, `validation`)")

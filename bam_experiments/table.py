@@ -39,34 +39,32 @@ from bam_experiments import sasrec
 from bam_data.files import atomic_text
 from bam_data.formats import InputError as DataInputError
 from bam_evidence import per_user, stats
-from bam_evidence.differences import PAIRS, PROTOCOL_COLUMNS, family as diff_family, markdown as diff_markdown
-from bam_protocols import comirec
+from bam_evidence.differences import PAIRS, family as diff_family, markdown as diff_markdown
+import bam_protocols
 from bam_runs import run_folder
 from bam_experiments.methods import METHODS  # torch-free, so that `cli.py table --help` lists them at once
 
-# The columns each protocol reports and the pairs a table compares are bam_evidence.differences' (the report
-# recomputes them from the kept evidence): leave-one-out's are the BaM paper's Table 2, ComiRec's protocol's the
-# ComiRec and REMI papers' (N = 20, 50). With --ndcg-as comirec the table shows ComiRec's published NDCGs beside
-# the correct one (computed from each run's per-user ranks when it lacks them); they are shown, never tested.
-COLUMNS = PROTOCOL_COLUMNS["loo"]
-COMIREC_NDCG = ("ndcg@20 (comirec-paper)", "ndcg@50 (comirec-paper)", "ndcg@20 (comirec-master)",
-                "ndcg@50 (comirec-master)")  # the run's keys: ndcg@10, 20, 50 of each (bam_evidence.metrics)
+# The columns a table reports and tests are its protocol's (`columns`; the pairs it compares are
+# bam_evidence.differences'): leave-one-out's are the BaM paper's Table 2, ComiRec's protocol's the ComiRec and
+# REMI papers' (N = 20, 50). With --ndcg-as the table shows the protocol's published NDCGs (`variant_columns`)
+# beside the correct one (computed from each run's per-user ranks when it lacks them); shown, never tested.
+COLUMNS = bam_protocols.get(bm.Config().protocol).columns   # the default protocol's
 
 
-def run_one(base, method, seed, data, out, log, comirec_ndcg=False):
-    """One (method, seed) run: read back when finished with the same config, else train (or resume)."""
-    sasrec.register()  # Table 2's SASRec row, in this process or in a --jobs worker
-    comirec.register()  # and ComiRec's protocol
+def run_one(base, method, seed, data, out, log, ndcg_as=False):
+    """One (method, seed) run: read back when finished with the same config, else train (or resume). `ndcg_as`:
+    keep every published NDCG the ranks give."""
+    sasrec.register()  # Table 2's SASRec row, in this process or in a --jobs worker (bam_protocols: imported)
     cfg = replace(base, **METHODS[method], seed=seed)
     folder = os.path.join(out, method, f"seed-{seed}")
     with run_folder.lock(folder):
         run = run_folder.RunFolder(folder, cfg, data, extra=dict(threads=torch.get_num_threads()),
                                    fix=f"a new --out, or delete {folder} to run it again")  # table has no --fresh
-        run.comirec_ndcg = comirec_ndcg
+        run.ndcg_as = ndcg_as
         result = run.finished()
         if result:
             log(f"{method} seed {seed}: finished earlier, reused")
-            return run_folder.with_comirec_ndcg(result, folder) if comirec_ndcg else result, True
+            return run_folder.with_published_ndcg(result, folder) if ndcg_as else result, True
         _, result = bm.train(cfg, data, run, log=lambda s: log(f"{method} seed {seed}: {s}"))
         return result, False
 
@@ -82,13 +80,13 @@ def start_worker(threads, parent):
             os._exit(1)
 
 
-def worker_run(base, method, seed, data, out, comirec_ndcg=False):
+def worker_run(base, method, seed, data, out, ndcg_as=False):
     """One run in a worker; its log lines go to stderr (the parent's progress bar stays in one place)."""
     return run_one(base, method, seed, data, out, log=lambda s: print(s, file=sys.stderr, flush=True),
-                   comirec_ndcg=comirec_ndcg)
+                   ndcg_as=ndcg_as)
 
 
-def run_all(base, data, todo, out, log, on_run, jobs, threads, comirec_ndcg=False):
+def run_all(base, data, todo, out, log, on_run, jobs, threads, ndcg_as=False):
     """Every (method, seed) of `todo`, one after another (jobs 1) or in `jobs` worker processes, in order.
     An error, a dead worker or Ctrl-C stops every worker at once; their runs resume from last.pt."""
     if jobs == 1:
@@ -96,7 +94,7 @@ def run_all(base, data, todo, out, log, on_run, jobs, threads, comirec_ndcg=Fals
         torch.set_num_threads(threads)
         try:
             for method, seed in todo:
-                yield run_one(base, method, seed, data, out, log, comirec_ndcg)
+                yield run_one(base, method, seed, data, out, log, ndcg_as)
                 on_run and on_run()
         finally:
             torch.set_num_threads(before)
@@ -104,7 +102,7 @@ def run_all(base, data, todo, out, log, on_run, jobs, threads, comirec_ndcg=Fals
     pool = ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=start_worker,
                                initargs=(threads, os.getpid()))
     try:
-        futures = [pool.submit(worker_run, base, method, seed, data, out, comirec_ndcg) for method, seed in todo]
+        futures = [pool.submit(worker_run, base, method, seed, data, out, ndcg_as) for method, seed in todo]
         for future in futures:
             yield future.result()
             on_run and on_run()
@@ -178,10 +176,11 @@ def label(column):
     return column.replace("ndcg", "nDCG").replace("recall", "Recall").replace("hitrate", "HitRate")
 
 
-def markdown(table, dataset, seeds, protocol="loo"):
+def markdown(table, dataset, seeds, title=bam_protocols.get(bm.Config().protocol).title):
+    """The table in Markdown; `title`: its protocol's."""
     spread = "± the half-width of its 95% t-interval" if seeds > 1 else "one seed, so no interval"
     columns = list(next(iter(table.values()))) if table else []
-    rows = [f"Test metrics on {dataset} ({PROTOCOL_NAMES[protocol]}): the mean over {seeds} seed(s), {spread}. "
+    rows = [f"Test metrics on {dataset} ({title}): the mean over {seeds} seed(s), {spread}. "
             "**Best**, <u>second best</u>.", "",
             "| method | " + " | ".join(label(c) for c in columns) + " |", "|---|" + "---:|" * len(columns)]
     rank = {c: sorted(table, key=lambda m: -table[m][c][0]) for c in columns}
@@ -202,9 +201,6 @@ def markdown(table, dataset, seeds, protocol="loo"):
     return "\n".join(rows) + "\n"
 
 
-PROTOCOL_NAMES = dict(loo="leave-one-out", comirec="ComiRec's protocol: 10% test users, their last 20% as targets")
-
-
 def beyond_accuracy(folders, data, top_n, codes=None):
     """{method: {metric: (mean, std, low, high)}} of each run's test top-N lists (its checkpoint, under its
     protocol): coverage@N, the interests' balance (entropy, single-interest users, Gini) and, with category
@@ -217,7 +213,8 @@ def beyond_accuracy(folders, data, top_n, codes=None):
         for path in paths:
             net, cfg, _, _ = checkpoints.load(os.path.join(path, "checkpoint.pt"))
             net = net.eval()
-            _, _, tops = bm.PROTOCOLS[cfg.protocol]["evaluate"](bm.model_scorer(net), data, "test", cfg, k_top=top_n)
+            _, _, tops = bam_protocols.get(cfg.protocol).evaluate(bm.model_scorer(net), data, "test", cfg,
+                                                                  k_top=top_n)
             got = dict(beyond.list_metrics(tops, data.n_items, codes), **balance.list_balance(net, cfg, data, "test",
                                                                                               tops))
             for k, v in got.items():
@@ -243,11 +240,11 @@ def markdown_beyond(rows, top_n):
     return "\n".join(lines) + "\n"
 
 
-def run_table(base, data, methods, seeds, out, log=print, on_run=None, jobs=1, threads=None, comirec_ndcg=False,
+def run_table(base, data, methods, seeds, out, log=print, on_run=None, jobs=1, threads=None, ndcg_as=False,
               top_n=0, codes=None):
     """Run (or reuse) every (method, seed), `jobs` at a time with `threads` torch threads each (default:
     torch's count for one job, cores // jobs for several), then write table.md and table.json into `out`.
-    The columns are the protocol's (PROTOCOL_COLUMNS); comirec_ndcg adds ComiRec's published NDCG; top_n > 0
+    The columns are the protocol's (`columns`); ndcg_as adds its published NDCGs (`variant_columns`); top_n > 0
     adds what each run's top-N lists show beyond accuracy (beyond_accuracy; codes: item categories)."""
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
@@ -259,16 +256,17 @@ def run_table(base, data, methods, seeds, out, log=print, on_run=None, jobs=1, t
     os.makedirs(out, exist_ok=True)
     todo = [(method, base.seed + s) for method in methods for s in range(seeds)]
     results, folders, reused = {}, {}, 0
-    columns = PROTOCOL_COLUMNS[base.protocol] + (COMIREC_NDCG if comirec_ndcg else ())
+    protocol = bam_protocols.get(base.protocol)
+    columns = tuple(protocol.columns) + (tuple(protocol.variant_columns) if ndcg_as else ())
     for (method, seed), (result, was_done) in zip(todo, run_all(base, data, todo, out, log, on_run, jobs, threads,
-                                                                comirec_ndcg)):
+                                                                ndcg_as)):
         results.setdefault(method, []).append(result)
         folders.setdefault(method, []).append(os.path.join(out, method, f"seed-{seed}"))
         reused += was_done
     table = summarise(results, columns)
-    diffs, note = differences(results, folders, columns=PROTOCOL_COLUMNS[base.protocol])  # the tested ones
+    diffs, note = differences(results, folders, columns=protocol.columns)  # the tested ones
     lists = beyond_accuracy(folders, data, top_n, codes) if top_n else {}
-    text = (markdown(table, data.name, seeds, base.protocol) + ("\n" + diff_markdown(diffs) if diffs else "")
+    text = (markdown(table, data.name, seeds, protocol.title) + ("\n" + diff_markdown(diffs) if diffs else "")
             + (f"\nNo differences: {note}\n" if note else "") + markdown_beyond(lists, top_n))
     if diffs:
         from bam_experiments import plots

@@ -5,6 +5,8 @@ The twin keeps every field of the PyTorch file, with the same defaults and the s
 (tests/test_twin_source.py), so that a config moves between the two as a plain dict
 (`Config(**asdict(cfg))`). The twin implements `comirec` and `mind`: `sasrec` is refused, and
 `device` is ignored (the twin always runs on the CPU); `n_blocks` and `dropout` only get checked.
+`protocol` is not checked here: the twin's training refuses any but its own leave-one-out
+(training.check_trainable), and its evaluators are chosen by module (bam_numpy.evaluate, bam_numpy.comirec).
 InputError is bam_data's: one class for every torch-free error, reader and config alike.
 
     from bam_numpy.config import Config, check_config
@@ -47,7 +49,7 @@ class Config:
     valid_users: int = 0          # 0: the fixed users below (deterministic); 1000: the official random sample
     valid_sample: int = 5000      # validate this many users, drawn once from the seed (0: every user)
     history_mask: str = "exclude"  # exclude | official | none
-    protocol: str = "loo"         # loo (leave-one-out, [KDD24]) | comirec (ComiRec's, REMI's: 80/10/10 users; cli.py)
+    protocol: str = "loo"         # loo (leave-one-out, [KDD24]) | one that bam_protocols registers (cli.py): comirec
     routing_iters: int = 3        # MIND
     n_blocks: int = 2             # SASRec
     dropout: float = 0.2          # SASRec
@@ -57,7 +59,7 @@ class Config:
 
 CHOICES = dict(model=("comirec", "mind", "sasrec"), selection=("hard", "bam", "bam-l", "expected"),
                tau_schedule=("constant", "hard-to-soft", "soft-to-hard"), device=("auto", "cpu", "cuda"),
-               history_mask=("exclude", "official", "none"), loss=("sampled", "full"), protocol=("loo", "comirec"))
+               history_mask=("exclude", "official", "none"), loss=("sampled", "full"))
 
 POSITIVE = ("dim", "n_interests", "seq_len", "batch_size", "n_negatives", "max_iters", "eval_every", "linear_size",
             "routing_iters", "n_blocks", "tau_anneal_iters", "lr")

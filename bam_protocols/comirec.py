@@ -1,12 +1,13 @@
 """
 bam_protocols/comirec.py: the evaluation protocol of ComiRec (Cen et al., KDD '20), which REMI (Xie et al.,
 RecSys '23) inherits and the multi-interest papers use when they compare with them, beside bam_minimal.py's
-leave-one-out ([KDD24]). `register()` adds it to bam_minimal.PROTOCOLS, so that `Config(protocol="comirec")`
-trains, validates and tests under it with bam_minimal's own loop:
+leave-one-out ([KDD24]), as a Protocol object (bam_protocols/protocol.py). Importing bam_protocols registers
+it into bam_minimal.PROTOCOLS, so that `Config(protocol="comirec")` trains, validates and tests under it with
+bam_minimal's own loop:
 
-    from bam_protocols import comirec
-    comirec.register()
+    import bam_protocols
     model, result = bam_minimal.train(Config(protocol="comirec", history_mask="none"), data)
+    bam_protocols.get("comirec").evaluate(scorer, data, "test", cfg)   # every target of the test users
 
 The protocol (THUDM/ComiRec, preprocess/data.py and src/data_iterator.py):
   * users, not interactions, are split: shuffled once, the first 80% train, the next 10% validate, the
@@ -35,10 +36,11 @@ a lower id), not faiss's or a Python set's order.
 import functools
 
 import numpy as np
-import torch
 
 import bam_minimal as bm
-from bam_evidence.metrics import user_metrics  # the metrics of many targets per user (here for evaluate)
+from bam_evidence.differences import PROTOCOL_COLUMNS
+from bam_evidence.metrics import FROM_RANKS, VARIANTS
+from bam_protocols.protocol import Protocol
 
 SPLIT_SEED = 1230          # ComiRec's preprocess/data.py: random.seed(1230)
 SPLITS = ("train", "valid", "test")
@@ -66,7 +68,7 @@ def history_end(lengths):
 
 
 def split_users(data, split):
-    """bam_minimal.PROTOCOLS' `users`: the rows of a split of `data`. An empty split (5 users or fewer) is
+    """The protocol's `users`: the rows of a split of `data`. An empty split (5 users or fewer) is
     refused: its metrics would be the mean of nothing."""
     rows = split_rows(len(data.users), split)
     if not len(rows):
@@ -111,48 +113,30 @@ def train_batch(data, rng, batch_size, seq_len):
 
 
 # -----------------------------------------------------------------------------
-# Evaluation: every target of a user ranked against the full catalogue.
+# The protocol: the functions above, and its metrics (evaluate is Protocol's: every target of a user ranked)
 
 
-@torch.no_grad()
-def evaluate(scorer, data, split, cfg, rows=None, k_top=0, block=None):
-    """bam_minimal.evaluate's steps (windows -> score -> mask -> rank, a block of users at a time) with every
-    target of a user: -> (metrics, ranks (T,) of the targets of target_lists(data, rows), top-k ids or None).
-    `rows`: default every user of `split`. metrics["nonfinite_users"] as in bam_minimal.evaluate."""
-    device = bm.resolve_device(cfg)
-    rows = split_users(data, split) if rows is None else np.asarray(rows, np.int64)
-    k, counts, targets = target_lists(data, rows)                             # (U,), (U,), (T,)
-    offsets = np.concatenate([[0], np.cumsum(counts)])                        # (U + 1,)
-    ranks, tops, bad = [np.zeros(0, np.int64)], [np.zeros((0, min(k_top, data.n_items + 1)), np.int64)], [[]]
-    for at, kb in bm.user_blocks(cfg, data, np.arange(len(rows)), k, block):  # positions in `rows`, this process's
-        r, i = rows[at], at[0]                                                 # (b,) the block's rows
-        history, mask, _ = (torch.as_tensor(a, device=device) for a in bm.windows(data, r, kb, cfg.seq_len))
-        full = torch.as_tensor(bm.windows(data, r, kb, int(kb.max()))[0], device=device)  # (b, max k)
-        scores = scorer(history, mask, bm.routing_noise(cfg, r) if cfg.model == "mind" else None)  # (b, I + 1)
-        bad.append(bm.nonfinite_rows(scores))                                  # (b,)
-        scores = bm.mask_history(scores, full, history, cfg.history_mask)     # (b, I + 1)
-        ranks.append(rank_targets(scores, targets[offsets[i]:offsets[i + len(r)]], counts[i:i + len(r)]))
-        if k_top:
-            tops.append(bm.top_k(scores, k_top).cpu().numpy())                # (b, k_top)
-    ranks, tops, bad = bm.gather_users(ranks, tops, bad)  # (T,), (U, k_top), (U,) in user order
-    metrics = {name: float(v.mean()) for name, v in user_metrics(ranks, counts, targets).items()}
-    return dict(metrics, nonfinite_users=int(bad.sum())), ranks, tops if k_top else None
+class ComiRec(Protocol):
+    name, title = "comirec", "ComiRec's protocol: 10% test users, their last 20% as targets"
+    columns = PROTOCOL_COLUMNS["comirec"]  # the ComiRec and REMI papers' (N = 20, 50)
+    variants = VARIANTS                    # the published NDCGs are for this protocol's tables
+    variant_columns = tuple(f"ndcg@{n} ({v})" for v in FROM_RANKS for n in (20, 50))  # those the ranks give
+
+    def users(self, data, split):
+        return split_users(data, split)
+
+    def batch(self, data, rng, batch_size, seq_len):
+        return train_batch(data, rng, batch_size, seq_len)
+
+    def targets(self, data, split, rows):
+        return target_lists(data, rows)
+
+    def popularity_counts(self, data):
+        return train_counts(data)  # the validation and test users are not trained on
+
+    def twin(self, params, data, split, ncfg, rows=None, k_top=0):
+        from bam_numpy import comirec  # numba: only for --engine numpy and the cross-check
+        return comirec.evaluate(params, data, split, ncfg, rows=rows, k_top=k_top)
 
 
-def rank_targets(scores, targets, counts):
-    """The rank (bam_minimal.target_rank's rule) of each target of a block of users: targets (T_b,) one user
-    after another, counts (b,) -> ranks (T_b,). Each target is ranked on a copy of its user's row, at most
-    2^22 scores at a time: the work follows the number of targets, not the longest user's."""
-    user = torch.as_tensor(np.repeat(np.arange(len(counts)), counts), device=scores.device)  # (T_b,)
-    targets = torch.as_tensor(np.asarray(targets, np.int64), device=scores.device)           # (T_b,)
-    step = max(1, (1 << 22) // scores.shape[1])
-    return torch.cat([bm.target_rank(scores[user[i:i + step]], targets[i:i + step])          # (c,) each
-                      for i in range(0, len(targets), step)]).cpu().numpy()                   # (T_b,)
-
-
-# -----------------------------------------------------------------------------
-
-
-def register():
-    """Add the protocol to bam_minimal.PROTOCOLS (idempotent)."""
-    bm.PROTOCOLS["comirec"] = dict(users=split_users, batch=train_batch, evaluate=evaluate)
+PROTOCOL = ComiRec()

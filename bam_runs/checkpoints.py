@@ -21,7 +21,7 @@ import torch
 
 import bam_minimal as bm
 from bam_data.formats import printable
-from bam_protocols import comirec
+import bam_protocols  # noqa: F401  registers the protocols, so that a checkpoint of any of them loads
 from bam_runs import run_folder
 
 # Non-parameter buffers that the official classes register and save with the weights: the sampled
@@ -116,7 +116,6 @@ def load(path, base=None, device="cpu", expect_model=None):
         except (KeyError, TypeError, AttributeError, ValueError, OverflowError, RuntimeError, AssertionError):
             raise bm.InputError(f"{path}: a bam checkpoint without its config, weights or item count "
                                 "(fix: pass checkpoint.pt from a run)") from None
-        comirec.register()  # a run under ComiRec's protocol loads wherever its checkpoint is read
         try:
             bm.check_config(bm.Config(**{**vars(cfg), "device": "auto"}))
         except bm.InputError as e:  # the file's config: say which file, and echo none of its control codes

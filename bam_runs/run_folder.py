@@ -34,7 +34,7 @@ import torch
 
 import bam_minimal as bm
 from bam_evidence import kept, metrics as formulas, per_user
-from bam_protocols import comirec
+import bam_protocols
 from bam_data.files import atomic_json, atomic_write, clean_stale_temps
 from bam_runs import distributed
 
@@ -272,7 +272,7 @@ class RunFolder:
         self.path, self.cfg, self.data, self.extra, self.log, self.fix = path, cfg, data, extra or {}, log, fix
         self.fingerprint = fingerprint(data)
         self.checked = None  # (last.pt's modification time, its checked contents): read and hashed once
-        self.comirec_ndcg = ()  # `--ndcg-as`: the published NDCGs to keep beside the correct one (True: ComiRec's)
+        self.ndcg_as = ()  # `--ndcg-as`: the published NDCGs to keep beside the correct one (True: all the ranks give)
         self.code = code_version()  # the code that trains now; a resumed run keeps the code of each stretch
         self.code_before = []       # from last.pt: the code of the stretches before this one
         os.makedirs(path, exist_ok=True)
@@ -401,7 +401,7 @@ class RunFolder:
         result["code"] = dict(codes[-1], mixed=len(codes) > 1)
         if len(codes) > 1:
             result["code_history"] = codes
-        users = len(bm.PROTOCOLS[self.cfg.protocol]["users"](self.data, "valid"))  # what `valid` was measured on
+        users = len(bam_protocols.get(self.cfg.protocol).users(self.data, "valid"))  # what `valid` was measured on
         result["validation"] = (dict(users=self.cfg.valid_users, how="the official random sample, anew each time")
                                 if self.cfg.valid_users else dict(users=min(self.cfg.valid_sample or users, users),
                                 how="one fixed sample drawn from the seed" if 0 < self.cfg.valid_sample < users
@@ -410,19 +410,19 @@ class RunFolder:
         if distributed.is_main():
             if ranks is not None:  # first: a run whose metrics.json exists is finished, and is not run again
                 metrics = save_per_user(self.file(per_user.FILE), self.data, "test", self.cfg, ranks, self.fingerprint,
-                                        self.path, self.comirec_ndcg)
+                                        self.path, self.ndcg_as)
                 result["test"].update({k: float(v.mean()) for k, v in metrics.items() if k.endswith(")")})
             save_json(result, self.file("metrics.json"))
 
 
 def from_ranks(ndcg_as):
     """The published NDCGs of `ndcg_as` (variant names) that a run folder keeps: those the ranks give (REMI's needs
-    the top-N lists, which it does not keep). `table` passes True: both of ComiRec's."""
+    the top-N lists, which it does not keep). `table` passes True: every one the ranks give (both of ComiRec's)."""
     return formulas.FROM_RANKS if ndcg_as is True else tuple(v for v in ndcg_as or () if v in formulas.FROM_RANKS)
 
 
-def with_comirec_ndcg(result, folder, ndcg_as=True):
-    """A finished comirec-protocol run's result with the published NDCGs of `ndcg_as` (default ComiRec's two),
+def with_published_ndcg(result, folder, ndcg_as=True):
+    """A finished run's result with the published NDCGs of `ndcg_as` (default every one the ranks give: ComiRec's two),
     computed from its per-user ranks when the run was made without them (every rank and target is in the file).
     An older run's `ndcg@N (comirec)` reads as `ndcg@N (comirec-paper)`, the formula it is."""
     result["test"] = {formulas.current_name(k): v for k, v in result["test"].items()}
@@ -436,17 +436,12 @@ def with_comirec_ndcg(result, folder, ndcg_as=True):
 
 def save_per_user(path, data, split, cfg, ranks, fingerprint, source="", ndcg_as=()):
     """Each user's `split` targets, ranks and metrics (bam_evidence.per_user), for every user of the split in
-    order; -> the per-user metrics. `ndcg_as` (protocol comirec): the published NDCGs to add, each labelled; those
-    the ranks give only (from_ranks), so that per_user.load can compute every stored metric again."""
-    if cfg.protocol == "comirec":
-        rows = comirec.split_users(data, split)                                # (U,)
-        _, counts, targets = comirec.target_lists(data, rows)                 # (U,), (T,)
-        metrics = comirec.user_metrics(ranks, counts, targets)
-        metrics.update(formulas.published(from_ranks(ndcg_as), ranks, counts, targets))
-    else:
-        rows, counts = np.arange(len(data.users)), None                       # every user, one target each
-        targets = data.items[data.start[:-1] + bm.split_targets(data, split)]  # (U,)
-        metrics = per_user.user_metrics(ranks, bm.metrics_from_ranks)
+    order; -> the per-user metrics (the protocol's user_metrics). `ndcg_as`: the published NDCGs to add, each
+    labelled; those the ranks give only (from_ranks), so that per_user.load can compute every stored metric again."""
+    protocol = bam_protocols.get(cfg.protocol)
+    rows = protocol.users(data, split)                                         # (U,)
+    _, counts, targets = protocol.targets(data, split, rows)                   # (U,), (T,)
+    metrics = protocol.user_metrics(ranks, counts, targets, from_ranks(ndcg_as))
     per_user.save(path, users=data.users[rows], targets=targets, ranks=ranks, counts=counts, metrics=metrics,
                   protocol=cfg.protocol, split=split, history_mask=cfg.history_mask, fingerprint=fingerprint,
                   n_items=data.n_items, source=source)

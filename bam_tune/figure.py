@@ -1,7 +1,9 @@
 """
 bam_tune/figure.py: `tune --grid`'s figure: the validation metric against each knob, the mean over the seeds with
 its 95% t-interval (each seed's value averaged over the other knobs' points first), one line per study (the
-method, and hard selection beside it with --against hard). Written atomically (bam_experiments.plots.save).
+method, and hard selection beside it with --against hard). Drawn from trial records, {params, value}, so that
+`cli.py report` redraws it from the kept evidence (bam_evidence/kept.py) as `tune` draws it from the study.
+Written atomically (bam_experiments.plots.save).
 """
 import numpy as np
 from optuna.trial import TrialState
@@ -10,12 +12,18 @@ from bam_evidence import stats
 from bam_experiments import plots
 
 
-def points(study, knob):
-    """[(value, mean, low, high)] of the study's finished trials along `knob`; a study that does not search `knob`
-    (hard selection and tau: bam_tune.study.HARD_IGNORES) -> one point, value None, over all its trials."""
+def records(study):
+    """The study's finished trials as records: [{params, value}]."""
+    return [dict(params=t.params, value=t.value)
+            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+
+
+def points(trials, knob):
+    """[(value, mean, low, high)] of the records along `knob`; records that do not search `knob` (hard selection and
+    tau: bam_tune.study.HARD_IGNORES) -> one point, value None, over all of them."""
     by = {}
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        by.setdefault(t.params.get(knob), {}).setdefault(t.params.get("seed"), []).append(t.value)
+    for t in trials:
+        by.setdefault(t["params"].get(knob), {}).setdefault(t["params"].get("seed"), []).append(t["value"])
     out = []
     for value in sorted(by, key=lambda v: (str(type(v)), v)):
         per_seed = np.array([np.mean(v) for v in by[value].values()])   # (S,)
@@ -25,11 +33,11 @@ def points(study, knob):
 
 
 def draw(studies, knobs, path, metric="validation recall@10"):
-    """studies: {label: optuna study}; one panel per knob."""
+    """studies: {label: [records]}; one panel per knob."""
     fig, axes = plots.plt.subplots(1, len(knobs), figsize=(5.0 * len(knobs), 3.8), squeeze=False)
     for ax, knob in zip(axes[0], knobs):
-        for i, (label, study) in enumerate(studies.items()):
-            got = points(study, knob)
+        for i, (label, trials) in enumerate(studies.items()):
+            got = points(trials, knob)
             if not got:
                 continue
             if got[0][0] is None:  # the knob means nothing to this study: its level over every point, as a band
@@ -40,7 +48,7 @@ def draw(studies, knobs, path, metric="validation recall@10"):
             xs = np.arange(len(got)) + (i - (len(studies) - 1) / 2) * 0.08   # side by side
             means = np.array([g[1] for g in got])
             err = np.array([[g[1] - g[2], g[3] - g[1]] if g[2] is not None else [0, 0] for g in got]).T
-            ax.errorbar(xs, means, yerr=err, marker="o", ms=4, capsize=3, label=label)
+            ax.errorbar(xs, means, yerr=err, marker="o", ms=4, capsize=3, color=f"C{i}", label=label)
             ax.set_xticks(np.arange(len(got)), [f"{g[0]:g}" if isinstance(g[0], float) else str(g[0]) for g in got])
         ax.set(xlabel=knob, ylabel=metric, title=f"{metric} against {knob}")
         ax.grid(alpha=0.3)

@@ -26,8 +26,10 @@ machine and its process is gone, or, without a record of its worker, when it sta
 ago.
 """
 import fcntl
+import glob
 import json
 import os
+import shutil
 import socket
 import time
 import uuid
@@ -468,9 +470,40 @@ def status(study):
 # The final comparison, on the test split, once the study is over
 
 
-def final_run(cfg, data, folder, log=print):
-    """An ordinary run of `cfg` (train, stop early on validation, test), reused when finished."""
+def trained_trial(out, cfg, fingerprint):
+    """The folder of a finished trial under OUT/trials with exactly this config (seed included) on this data, or None.
+    A grid trains every point over the final seeds already, and a search often trains the default's first seed."""
+    for done in sorted(glob.glob(os.path.join(out, "trials", "*", "trial-*", "trial.json"))):
+        try:
+            saved = json.loads(open(done, encoding="utf-8").read())
+        except (OSError, ValueError):
+            continue
+        if saved.get("config") == asdict(cfg) and saved.get("data") == fingerprint:
+            return os.path.dirname(done)
+    return None
+
+
+def adopt(trial, folder):
+    """Start the final run `folder` from a finished trial's state (last.pt, checkpoint.pt). The trial stopped where
+    bam_minimal.train's early stopping ends (TrialFolder.over), and resuming is exact (tests/test_train.py,
+    test_a_resumed_run_equals_an_uninterrupted_one), so the run resumes past its loop and only tests: the same
+    result as training it again, without the hours."""
+    os.makedirs(folder, exist_ok=True)
+    for name in ("checkpoint.pt", "last.pt"):  # last.pt last: a folder with it is a run to resume
+        tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
+        shutil.copyfile(os.path.join(trial, name), tmp)
+        os.replace(tmp, os.path.join(folder, name))
+
+
+def final_run(cfg, data, folder, log=print, out=None):
+    """An ordinary run of `cfg` (train, stop early on validation, test), reused when finished; started from a finished
+    trial of the study folder `out` with the same config and seed when there is one (`adopt`)."""
     with run_folder.lock(folder):
+        trial = out and not os.path.exists(os.path.join(folder, "last.pt")) and \
+            trained_trial(out, cfg, run_folder.fingerprint(data))
+        if trial and os.path.exists(os.path.join(trial, "last.pt")):
+            adopt(trial, folder)
+            log(f"{folder}: trained as {trial}; resumed there to test it")
         run = run_folder.RunFolder(folder, cfg, data, extra=dict(threads=torch.get_num_threads()),
                                    fix=f"delete {folder}, or another --out")
         result = run.finished()
@@ -493,19 +526,18 @@ def final(specs, seeds, log=print, n_resamples=9999):
         wait_for(study, log)
         params, best = best_params(s, study)
         arms[f"{s.method} tuned"] = (replace(s.base, **params), best.number, best.value, s.name)
-    arms[f"{spec.method} default"] = (spec.base, None, None, spec.name)
+    for s in specs:  # the defaults: what the verdict was before tuning (with --against hard, both methods')
+        arms[f"{s.method} default"] = (s.base, None, None, s.name)
     columns = list(PROTOCOL_COLUMNS[spec.base.protocol])
     runs, results = {}, {}
     for label, (cfg, _, _, _) in arms.items():
         for i in range(seeds):
             folder = os.path.join(spec.out, "final", label.replace(" ", "-"), f"seed-{cfg.seed + i}")
-            results.setdefault(label, []).append(final_run(replace(cfg, seed=cfg.seed + i), spec.data, folder, log))
+            results.setdefault(label, []).append(final_run(replace(cfg, seed=cfg.seed + i), spec.data, folder, log,
+                                                           out=spec.out))
             runs.setdefault(label, []).append(per_user.load(os.path.join(folder, per_user.FILE)))
-    ours = f"{spec.method} tuned"
-    pairs = {(f"{spec.method} default", ours): (runs[f"{spec.method} default"], runs[ours])}
-    if len(specs) > 1:
-        pairs[(f"{specs[1].method} tuned", ours)] = (runs[f"{specs[1].method} tuned"], runs[ours])
-    rows = diff_family(pairs, columns, n_resamples)
+    pairs = final_pairs(specs)
+    rows = diff_family({(a, b): (runs[a], runs[b]) for a, b in pairs}, columns, n_resamples)
     lines = [f"Final comparison on the test split of {spec.data.name}, over {seeds} seed(s) "
              f"({spec.base.seed}..{spec.base.seed + seeds - 1}); each configuration chosen on validation "
              f"{METRIC} only.", "", "| arm | study | best trial | validation | config | " +
@@ -523,4 +555,32 @@ def final(specs, seeds, log=print, n_resamples=9999):
                          os.path.join(spec.out, "final.json"))
     from bam_data.files import atomic_text
     atomic_text(os.path.join(spec.out, "final.md"), text)
+    save_table(specs, seeds, arms, pairs)
     return text
+
+
+def final_pairs(specs):
+    """(A, B) pairs of arm labels, each difference B - A: what tuning buys the method; and with --against hard, the
+    method against hard selection before tuning (both defaults) and after (both tuned)."""
+    ours, default = f"{specs[0].method} tuned", f"{specs[0].method} default"
+    pairs = [(default, ours)]
+    if len(specs) > 1:
+        hard = specs[1].method
+        pairs += [(f"{hard} default", default), (f"{hard} tuned", ours)]
+    return pairs
+
+
+def save_table(specs, seeds, arms, pairs):
+    """OUT/final/table.json, in `cli.py table`'s layout (runs/<arm>/seed-S), so that `cli.py report pack OUT/final`
+    keeps the final runs as evidence; with the pairs to compare and every study's trials (the grid's figure)."""
+    spec = specs[0]
+    folder = lambda label: label.replace(" ", "-")  # noqa: E731
+    studies = [(s, open_study(s)) for s in specs]
+    trials = [dict(study=s.name, method=s.method, params=t.params, value=t.value)
+              for s, st in studies for t in st.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    run_folder.save_json(dict(
+        kind="tune", dataset=str(spec.data.name), seeds=seeds, config=asdict(spec.base), grid=spec.grid,
+        knobs=list(spec.knobs), metric=f"validation {METRIC}", trials=trials,
+        methods=[folder(label) for label in arms],
+        runs={folder(label): [dict(seed=cfg.seed + i) for i in range(seeds)] for label, (cfg, *_) in arms.items()},
+        pairs=[[folder(a), folder(b)] for a, b in pairs]), os.path.join(spec.out, "final", "table.json"))

@@ -231,12 +231,12 @@ def test_an_old_comirec_file_and_its_metrics_json_read_as_the_paper_branch(tmp_p
 
 def test_an_old_runs_result_gets_the_master_ndcg_beside_its_paper_one(tmp_path):
     """`train`/`table --ndcg-as comirec` over a finished run of an older bam: its `(comirec)` numbers are kept as
-    `(comirec-paper)`, and `(comirec-master)` is computed from its per-user ranks (run_folder.with_comirec_ndcg)."""
+    `(comirec-paper)`, and `(comirec-master)` is computed from its per-user ranks (run_folder.with_published_ndcg)."""
     from bam_runs import run_folder
     folder = run_folder_of(tmp_path / "old", [30, 60, 41, 0, 70, 45])
     old = {k.replace("(comirec-paper)", "(comirec)"): v for k, v in json.loads((folder / "metrics.json").read_text())
            ["test"].items()}
-    got = run_folder.with_comirec_ndcg(dict(test=dict(old)), str(folder))["test"]
+    got = run_folder.with_published_ndcg(dict(test=dict(old)), str(folder))["test"]
     assert got["ndcg@20 (comirec-paper)"] == old["ndcg@20 (comirec)"] and "ndcg@20 (comirec)" not in got
     found = per_user.load(str(folder / per_user.FILE))
     want = metrics.user_metrics(found.ranks, found.counts, found.targets, published=True)
@@ -258,14 +258,13 @@ def test_a_metric_the_file_lacks_is_computed_on_request(tmp_path):
 def test_every_writer_writes_what_load_computes_again(tmp_path, protocol):
     """run_folder.save_per_user (train, table, `evaluate --per-user`, either engine's ranks) writes only
     metrics of ranks: REMI's NDCG, asked for, stays out of the file."""
-    from bam_protocols import comirec
+    import bam_protocols
     from bam_runs import run_folder
-    comirec.register()
     rng = np.random.default_rng(0)
     data = bm.Dataset({u: list(rng.integers(1, 60, 12)) for u in range(40)}, n_items=60)
     cfg = bm.Config(protocol=protocol, history_mask="none")
-    size = (comirec.target_lists(data, comirec.split_users(data, "test"))[1].sum() if protocol == "comirec"
-            else len(data.users))
+    p = bam_protocols.get(protocol)
+    size = p.targets(data, "test", p.users(data, "test"))[1].sum()
     ranks = rng.integers(0, 61, size)
     written = run_folder.save_per_user(str(tmp_path / "p.npz"), data, "test", cfg, ranks, "v2:x",
                                        ndcg_as=metrics.VARIANTS if protocol == "comirec" else ())

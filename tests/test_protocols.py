@@ -20,10 +20,10 @@ from hypothesis import strategies as st
 import bam_minimal as bm
 from bam_crosscheck import twin
 from bam_evidence import per_user
+from bam_evidence.metrics import user_metrics
 from bam_numpy import comirec as ncomirec
-from bam_protocols import comirec
+from bam_protocols import comirec, protocol
 
-comirec.register()
 GOLDEN = Path(__file__).parent / "golden" / "comirec_protocol.json"
 
 
@@ -42,7 +42,7 @@ def log2(x):
 def test_user_metrics_by_hand():
     """User 0: targets a, b, a (a repeated), ranks 0, 5, 0. User 1: targets c, d, ranks 15, 3."""
     ranks, counts, targets = [0, 5, 0, 15, 3], [3, 2], [7, 9, 7, 4, 2]
-    got = comirec.user_metrics(ranks, counts, targets, ks=(10, 20), published=True)
+    got = user_metrics(ranks, counts, targets, ks=(10, 20), published=True)
     # user 0: 2 distinct targets, both in the top 10 and 20
     assert got["recall@10"][0] == 1.0 and got["hitrate@10"][0] == 1.0
     assert got["ndcg@10"][0] == pytest.approx((1 / log2(2) + 1 / log2(7)) / (1 / log2(2) + 1 / log2(3)), rel=1e-12)
@@ -61,28 +61,28 @@ def test_user_metrics_by_hand():
 def test_user_metrics_idcg_over_min_n_targets_not_over_hits():
     """The planted bug of ComiRec's code (issue #25): an IDCG over the hits makes one hit at rank 0 out of
     three targets a perfect 1.0. The correct NDCG divides by the ideal DCG of min(N, 3) targets."""
-    got = comirec.user_metrics([0, 50, 60], [3], [1, 2, 3], ks=(10,), published=True)
+    got = user_metrics([0, 50, 60], [3], [1, 2, 3], ks=(10,), published=True)
     assert got["ndcg@10"][0] == pytest.approx(1 / (1 + 1 / log2(3) + 1 / log2(4)), rel=1e-12)   # 0.469
     assert got["ndcg@10 (comirec-paper)"][0] == got["ndcg@10 (comirec-master)"][0] == 1.0
     # and with more targets than N, the ideal stops at N
-    got = comirec.user_metrics([0] + [100] * 14, [15], list(range(1, 16)), ks=(10,))
+    got = user_metrics([0] + [100] * 14, [15], list(range(1, 16)), ks=(10,))
     assert got["ndcg@10"][0] == pytest.approx(1 / sum(1 / log2(i + 2) for i in range(10)), rel=1e-12)
 
 
 def test_user_metrics_count_distinct_items():
     """A repeated target is one item: hitting it once is 1 of 2 items, not 2 of 3 targets (ComiRec's recall)."""
-    got = comirec.user_metrics([0, 99, 0], [3], [5, 6, 5], ks=(10,))
+    got = user_metrics([0, 99, 0], [3], [5, 6, 5], ks=(10,))
     assert got["recall@10"][0] == 0.5
 
 
 def test_user_metrics_comirec_paper_ndcg_follows_time_not_rank():
     """ComiRec's original code (its paper's tables) gives a hit the discount of its position in time (issue #6):
     the same ranks in another time order change it; the correct NDCG and the master branch's do not change."""
-    a = comirec.user_metrics([30, 0], [2], [1, 2], ks=(50,), published=True)
-    b = comirec.user_metrics([0, 30], [2], [2, 1], ks=(50,), published=True)
+    a = user_metrics([30, 0], [2], [1, 2], ks=(50,), published=True)
+    b = user_metrics([0, 30], [2], [2, 1], ks=(50,), published=True)
     assert a["ndcg@50"][0] == pytest.approx(b["ndcg@50"][0], rel=1e-15)
     assert a["ndcg@50 (comirec-paper)"][0] == b["ndcg@50 (comirec-paper)"][0] == 1.0  # DCG = IDCG over 2 hits
-    a = comirec.user_metrics([60, 0], [2], [1, 2], ks=(50,), published=True)   # only the later target hits
+    a = user_metrics([60, 0], [2], [1, 2], ks=(50,), published=True)   # only the later target hits
     assert a["ndcg@50 (comirec-paper)"][0] == pytest.approx(1 / log2(3), rel=1e-12)
     assert a["ndcg@50 (comirec-master)"][0] == 1.0                              # rank 0: 1 / log2(2), one hit
     assert a["ndcg@50"][0] == pytest.approx(1 / (1 + 1 / log2(3)), rel=1e-12)
@@ -90,7 +90,7 @@ def test_user_metrics_comirec_paper_ndcg_follows_time_not_rank():
 
 def test_user_metrics_catch_an_off_by_one_rank():
     """Rank 9 is in the top 10 and rank 10 is not: a < that became <= would count it."""
-    got = comirec.user_metrics([9, 10], [1, 1], [1, 1], ks=(10,))
+    got = user_metrics([9, 10], [1, 1], [1, 1], ks=(10,))
     assert list(got["recall@10"]) == [1.0, 0.0]
     assert got["ndcg@10"][0] == pytest.approx(1 / log2(11), rel=1e-12)
 
@@ -99,7 +99,7 @@ def test_user_metrics_catch_an_off_by_one_rank():
 def test_user_metrics_of_one_target_are_leave_one_out_metrics(ranks):
     """With one target per user, Recall@N and NDCG@N are bam_minimal.metrics_from_ranks' (and HitRate is Recall)."""
     n = len(ranks)
-    got = comirec.user_metrics(ranks, np.ones(n, np.int64), np.arange(1, n + 1), ks=(10, 20))
+    got = user_metrics(ranks, np.ones(n, np.int64), np.arange(1, n + 1), ks=(10, 20))
     want = bm.metrics_from_ranks(ranks, ks=(10, 20))
     for k, v in want.items():
         assert float(got[k].mean()) == pytest.approx(v, rel=1e-12, abs=1e-15)
@@ -179,7 +179,7 @@ def golden_outputs():
     out = {f"split_rows/{n}/{s}": comirec.split_rows(n, s).tolist() for n in inputs["n_users"]
            for s in comirec.SPLITS}
     out["history_end"] = comirec.history_end(inputs["lengths"]).tolist()
-    metrics = comirec.user_metrics(inputs["ranks"], inputs["counts"], inputs["targets"], published=True)
+    metrics = user_metrics(inputs["ranks"], inputs["counts"], inputs["targets"], published=True)
     out.update({f"user_metrics/{k}": v.tolist() for k, v in metrics.items()})
     return out
 
@@ -237,18 +237,18 @@ def brute_force_ranks(net, cfg, data, rows):
 def test_evaluate_ranks_every_target_as_a_brute_force_does(model, mask):
     net, cfg, data = model_and_data(model)
     cfg = bm.Config(**{**cfg.__dict__, "history_mask": mask})
-    metrics, ranks, _ = comirec.evaluate(bm.model_scorer(net), data, "test", cfg, block=5)
+    metrics, ranks, _ = comirec.PROTOCOL.evaluate(bm.model_scorer(net), data, "test", cfg, block=5)
     rows = comirec.split_rows(len(data.users), "test")
     assert ranks.tolist() == brute_force_ranks(net, cfg, data, rows).tolist()
     _, counts, targets = comirec.target_lists(data, rows)
-    want = comirec.user_metrics(ranks, counts, targets)
+    want = user_metrics(ranks, counts, targets)
     assert metrics == dict({k: float(v.mean()) for k, v in want.items()}, nonfinite_users=0)
 
 
 def test_rank_targets_use_target_ranks_rule_on_ties():
     """Equal scores: the lower id ranks first; another item's NaN ranks above; a NaN target never hits."""
     scores = torch.tensor([[-math.inf, 1.0, 2.0, 2.0, math.nan, 0.5]])
-    got = comirec.rank_targets(scores.clone(), np.array([3, 2, 1, 4]), np.array([4]))
+    got = protocol.rank_targets(scores.clone(), np.array([3, 2, 1, 4]), np.array([4]))
     assert got.tolist() == [2, 1, 3, 6]
 
 
@@ -256,7 +256,7 @@ def test_rank_targets_use_target_ranks_rule_on_ties():
 def test_evaluate_the_twin_gives_the_same_ranks_tops_and_metrics(model):
     net, cfg, data = model_and_data(model)
     for split in ("valid", "test"):
-        t_metrics, t_ranks, t_tops = comirec.evaluate(bm.model_scorer(net), data, split, cfg, k_top=20)
+        t_metrics, t_ranks, t_tops = comirec.PROTOCOL.evaluate(bm.model_scorer(net), data, split, cfg, k_top=20)
         params = twin.export_arrays(net)
         n_metrics, n_ranks, n_tops = ncomirec.evaluate(params, data, split, twin.numpy_config(cfg), k_top=20, block=7)
         assert np.array_equal(t_ranks, n_ranks) and np.array_equal(t_tops, n_tops)
@@ -279,15 +279,15 @@ def test_train_under_the_protocol_tests_the_test_users(synthetic_small):
     model, result = bm.train(cfg, data, log=lambda line: None)
     assert set(result["test"]) == {f"{m}@{n}" for m in ("recall", "ndcg", "hitrate") for n in (10, 20, 50)} | {
         "nonfinite_users"}
-    again = comirec.evaluate(bm.model_scorer(model.eval()), data, "test", cfg)[0]
+    again = comirec.PROTOCOL.evaluate(bm.model_scorer(model.eval()), data, "test", cfg)[0]
     assert again == result["test"]
 
 
 def test_the_reference_alone_refuses_the_protocol():
-    """bam_minimal.py run alone does not have ComiRec's protocol: one line that says where it is."""
+    """bam_minimal.py run alone does not have ComiRec's protocol: one line that names the protocols it has."""
     saved = bm.PROTOCOLS.pop("comirec")
     try:
-        with pytest.raises(bm.InputError, match="ComiRec's protocol: use cli.py"):
+        with pytest.raises(bm.InputError, match="protocol=comirec is not one of loo "):
             bm.check_config(bm.Config(protocol="comirec"))
     finally:
         bm.PROTOCOLS["comirec"] = saved
@@ -332,7 +332,7 @@ def test_table_under_the_protocol_adds_comirec_ndcg_to_runs_made_without_it(tmp_
     base = bm.Config(protocol="comirec", history_mask="none", dim=8, max_iters=20, eval_every=10, device="cpu")
     table.run_table(base, data, ["ComiRec", "BaM"], 1, str(tmp_path / "t"), log=lambda line: None)
     text, rows, reused = table.run_table(base, data, ["ComiRec", "BaM"], 1, str(tmp_path / "t"),
-                                         log=lambda line: None, comirec_ndcg=True)
+                                         log=lambda line: None, ndcg_as=True)
     assert reused == 2 and "nDCG@50 (comirec-paper)" in text and "nDCG@50 (comirec-master)" in text
     assert "HitRate@50" in text and "Recall@10" not in text
     again = tmp_path / "again"

@@ -19,15 +19,16 @@ def small_cfg(**kw):
 
 
 def test_a_short_run_beats_most_popular_by_a_clear_margin():
-    """About a minute on 2 cores: the built-in synthetic data, BaM, the default model size."""
+    """About 10 s on one thread: the built-in synthetic data, BaM, the default model size, 600 iterations (4.5x
+    most popular's Recall@20 and 4.9x its nDCG@20 when written)."""
     from bam_data.synth import generate
     data = bm.Dataset(generate()[0], name="synthetic")
-    cfg = bm.Config(max_iters=1500, eval_every=500, device="cpu")
+    cfg = bm.Config(max_iters=600, eval_every=200, device="cpu")
     pop = bm.evaluate(baselines.popularity_scorer(data, "cpu"), data, "test", cfg)[0]
     _, result = bm.train(cfg, data, log=lambda s: None)
     assert result["test"]["recall@20"] > 2.5 * pop["recall@20"]
     assert result["test"]["ndcg@20"] > 2.5 * pop["ndcg@20"]
-    assert result["iters"] == 1500 and [h["iter"] for h in result["history"]] == [500, 1000, 1500]
+    assert result["iters"] == 600 and [h["iter"] for h in result["history"]] == [200, 400, 600]
 
 
 def test_same_seed_same_numbers(synthetic_small):

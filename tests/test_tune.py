@@ -196,3 +196,38 @@ def test_against_hard_drops_the_knobs_hard_selection_ignores(data):
     a, b = (bm.train(replace(cfg, tau=t), ds, log=lambda s: None)[0].state_dict() for t in (0.1, 10.0))
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert set(study.HARD_IGNORES) <= set(bm.Config.__dataclass_fields__)
+
+
+def test_the_final_runs_of_a_grid_start_from_its_trials_and_equal_fresh_runs(data, tmp_path):
+    """A grid trains every point over the final seeds: `final` resumes those trials to test them (adopt) instead of
+    training again, and gets what a run trained from scratch gets. Its runs are then kept as evidence (report pack)
+    and `report` writes their verdicts (before and after tuning) and the grid's table and figure from that file."""
+    import json
+
+    from bam_evidence import report
+    out = tmp_path / "adopt"
+    tiny = ["--max-iters", 40] + FLAGS[2:]
+    result = tune(*args(data, out, "--grid", "--seeds", 2, "--final-seeds", 2, "--against", "hard", flags=tiny,
+                        space=["--space", "tau=choice:1.0,2.0"]))
+    assert result.exit_code == 0, result.output
+    assert result.output.count("resumed there to test it") == 8       # 4 arms x 2 seeds, every one a grid point
+    adopted = json.loads((out / "final" / "BaM-default" / "seed-2021" / "metrics.json").read_text())
+    fresh = tmp_path / "fresh"
+    got = CliRunner().invoke(cli, [str(a) for a in ["train", "--data", data, "--out", fresh, *tiny[:-2]]])
+    assert got.exit_code == 0, got.output
+    assert json.loads((fresh / "metrics.json").read_text())["test"] == adopted["test"]
+
+    root = tmp_path / "root"
+    (root / "docs").mkdir(parents=True)
+    (root / "README.md").write_text("")
+    (root / "docs" / "results.md").write_text("<!-- report:tiny-tune -->\n<!-- /report:tiny-tune -->\n")
+    packed = CliRunner().invoke(cli, ["report", "pack", str(out / "final"), "--name", "tiny-tune", "--out",
+                                      str(root / "docs" / "evidence" / "tiny-tune.npz")])
+    assert packed.exit_code == 0, packed.output
+    drew = []
+    assert report.write(str(root), n_resamples=99, on_rows=lambda name, rows, ev: drew.append(ev.table["kind"])) == []
+    page = (root / "docs" / "results.md").read_text()
+    for want in ("BaM-tuned - BaM-default", "BaM-default - ComiRec-default", "BaM-tuned - ComiRec-tuned",
+                 "| adopt | 1 | 2 |", "| adopt.hard | - | 2 |", "grid-tiny-tune.png"):
+        assert want in page, want
+    assert drew == ["tune"]
