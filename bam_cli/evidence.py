@@ -23,7 +23,6 @@ def p_text(p, floor=None):
 def sides(path):
     """A side of `compare`: [(seed or None, run path)]. A run folder or a per-user file is one run; a folder of
     `seed-*` run folders (a table's method folder, OUT/<method>/) is one run per seed; several, comma-separated."""
-    import json
     import os
     import re
     out = []
@@ -33,29 +32,27 @@ def sides(path):
             out += [os.path.join(part, d) for d in seeds]
         else:
             out.append(part)
-    found = []
-    for run in out:
-        seed = None
-        try:
-            with open(os.path.join(run, "metrics.json"), encoding="utf-8") as f:
-                seed = json.load(f)["config"]["seed"]
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
-        found.append((seed, run))
-    return found
+    found = [(result_of(run), run) for run in out]
+    return [(result.config.get("seed") if result else None, run) for result, run in found]
+
+
+def result_of(run):
+    """A run folder's Result (bam_evidence.records), or None where there is none to read (a per-user file, a run
+    not finished, a metrics.json that is not one: compare then goes by the per-user file alone)."""
+    import os
+    from bam_data.formats import InputError
+    from bam_evidence import records
+    try:
+        return records.read_result(os.path.join(run, "metrics.json"))
+    except (OSError, InputError):
+        return None
 
 
 def code_of(run):
     """A run's recorded code label (bam_evidence.kept.code_label), from its metrics.json."""
-    import json
-    import os
-    try:
-        with open(os.path.join(run, "metrics.json"), encoding="utf-8") as f:
-            code = json.load(f).get("code")
-    except (OSError, ValueError, AttributeError):
-        return "unknown"
     from bam_evidence.kept import code_label
-    return code_label(code)
+    result = result_of(run)
+    return code_label(result.code if result else None)
 
 
 def paired_by_seed(a, b):

@@ -138,12 +138,13 @@ def train(ctx, data, fmt, data_filter, out, fresh, ndcg_as, **kwargs):
 
 def report(result, out):
     from bam_experiments import plots
-    if result["history"] and distributed.is_main():
-        click.echo(f"curve: {plots.training_curve(result['history'], os.path.join(out, 'curve.png'))}")
-    if "mostpop" in result:  # runs made by `table` have no baseline
-        echo_metrics("most popular", result["mostpop"])
-    echo_metrics(f"test (iter {result['best_iter']})", result["test"])
-    pop, ours = result.get("mostpop", {}).get("recall@20"), result["test"]["recall@20"]
+    """What `train` prints of its Result (bam_evidence.records): the curve, the baseline and the test."""
+    if result.history and distributed.is_main():
+        click.echo(f"curve: {plots.training_curve(result.history, os.path.join(out, 'curve.png'))}")
+    if result.mostpop:  # runs made by `table` have no baseline
+        echo_metrics("most popular", result.mostpop)
+    echo_metrics(f"test (iter {result.best_iter})", result.test)
+    pop, ours = (result.mostpop or {}).get("recall@20"), result.test["recall@20"]
     click.echo(f"recall@20 {ours:.4f}" + (f" against most popular {pop:.4f}" if pop is not None else "")
                + (f" ({ours / pop:.1f}x)" if pop else "") + f"; results in {os.path.join(out, 'metrics.json')}")
 

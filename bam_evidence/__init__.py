@@ -11,6 +11,9 @@ reported as intervals, not bare standard deviations.
   stats     paired comparisons over users (bootstrap interval, paired t-test, paired randomization test) and
             t-intervals over seeds, all from scipy.stats
   beyond    beyond accuracy, from the top-N lists: coverage@N, and ComiRec's diversity@N with item categories
+  records   the schema of the files a run writes, each defined once with a version (a dataclass, checked on
+            reading, one line when it is not one; a file of an older bam, without a schema, read as before), and
+            a run's result, metrics.json (Result); bam_runs.records adds the checkpoint and the resume state
 
     python cli.py compare runs/a runs/b            # two run folders (or two per-user files)
 

@@ -31,7 +31,7 @@ import numpy as np
 from bam_data.files import atomic_write
 from bam_data.formats import InputError
 from bam_evidence import metrics as metric_formulas
-from bam_evidence import per_user
+from bam_evidence import per_user, records
 
 FORMAT = "bam-evidence-1"
 IDENTITY = ("protocol", "split", "history_mask", "fingerprint")
@@ -82,18 +82,15 @@ def pack(table_dir, out, name, command=""):
         for entry in table["runs"][method]:
             folder = os.path.join(table_dir, method, f"seed-{entry['seed']}")
             found = per_user.load_run(folder)
-            with open(os.path.join(folder, "metrics.json"), encoding="utf-8") as f:
-                result = json.load(f)
+            result = records.read_result(os.path.join(folder, "metrics.json"))
             if first is None:
                 first = found
             per_user.check_paired(first, found)
             if found.counts.tolist() != first.counts.tolist() or found.users.tolist() != first.users.tolist():
                 raise InputError(f"{folder}: other users than {first.path} {FIX}")
-            runs_meta.append(dict(method=method, seed=entry["seed"], config=result["config"],
-                                  test={metric_formulas.current_name(k): v for k, v in result["test"].items()},
-                                  best_iter=result.get("best_iter"), iters=result.get("iters"),
-                                  seconds=result.get("seconds"), threads=result.get("threads"),
-                                  code=result.get("code")))
+            runs_meta.append(dict(method=method, seed=entry["seed"], config=result.config, test=result.test,
+                                  best_iter=result.best_iter, iters=result.iters, seconds=result.seconds,
+                                  threads=result.threads, code=result.code))
             ranks.append(found.ranks.astype(np.int32))
     if first is None:
         raise InputError(f"{table_dir}: table.json lists no run (fix: run `cli.py table` first)")

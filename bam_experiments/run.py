@@ -45,7 +45,8 @@ def default_out(data, cfg, prefix=""):
 
 def train_run(cfg, data, out, fmt="auto", fresh=False, log=print, on_step=lambda it: None, on_start=None,
               ndcg_as=(), data_filter="none"):
-    """Train, validate, stop early and test the best checkpoint in the run folder `out`; -> (result, reused).
+    """Train, validate, stop early and test the best checkpoint in the run folder `out`; -> (result, reused), the
+    result a bam_evidence.records.Result (metrics.json's).
     `data`: a file of any format, or None for the built-in synthetic dataset (written into `out`).
     `on_start(message)` is told what will run before the first step; a KeyboardInterrupt propagates, with
     the best checkpoint so far kept in `out`. `ndcg_as`: published NDCGs too, each labelled (the protocol's
@@ -72,8 +73,9 @@ def train_run(cfg, data, out, fmt="auto", fresh=False, log=print, on_step=lambda
                      f"writing {out}")
         protocol = bam_protocols.get(cfg.protocol)
         popular = baselines.popularity_scorer(dataset, device, protocol.popularity_counts(dataset))
-        folder.extra["mostpop"] = protocol.evaluate(popular, dataset, "test", cfg)[0]
-        return bm.train(cfg, dataset, folder, log=log, on_step=on_step)[1], False
+        folder.extra["mostpop"] = protocol.evaluate(popular, dataset, "test", cfg)[0]  # a field of records.Result
+        bm.train(cfg, dataset, folder, log=log, on_step=on_step)
+        return folder.result, False
 
 
 def check_ndcg_as(ndcg_as, protocol, lists=True, command="train"):

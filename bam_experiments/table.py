@@ -65,8 +65,8 @@ def run_one(base, method, seed, data, out, log, ndcg_as=False):
         if result:
             log(f"{method} seed {seed}: finished earlier, reused")
             return run_folder.with_published_ndcg(result, folder) if ndcg_as else result, True
-        _, result = bm.train(cfg, data, run, log=lambda s: log(f"{method} seed {seed}: {s}"))
-        return result, False
+        bm.train(cfg, data, run, log=lambda s: log(f"{method} seed {seed}: {s}"))
+        return run.result, False
 
 
 def start_worker(threads, parent):
@@ -123,7 +123,7 @@ def summarise(results, columns=COLUMNS):
     the 95% t-interval of the mean (low and high are None for one seed)."""
     table = {}
     for method, seeds in results.items():
-        values = {c: np.array([r["test"][c] for r in seeds]) for c in columns}
+        values = {c: np.array([r.test[c] for r in seeds]) for c in columns}
         table[method] = {c: (*stats.t_interval(v)[:1], float(v.std(ddof=1)) if len(v) > 1 else 0.0,
                              *stats.t_interval(v)[1:]) for c, v in values.items()}
     return table
@@ -156,7 +156,7 @@ def load_user_file(path):
 
 def code_note(results):
     """One note when the runs of a table come from different code (commits, or uncommitted changes)."""
-    labels = sorted({run_folder.code_label(r.get("code")) for rs in results.values() for r in rs})
+    labels = sorted({run_folder.code_label(r.code) for rs in results.values() for r in rs})
     if len(labels) < 2:
         return f"Code: every run trained at {labels[0]}." if labels else ""
     return (f"**Note: these runs come from different code** ({', '.join(labels)}; \"unknown\": a run of an older "
@@ -272,12 +272,12 @@ def run_table(base, data, methods, seeds, out, log=print, on_run=None, jobs=1, t
         from bam_experiments import plots
         text += f"\nForest plot of the differences: {plots.forest(diffs, os.path.join(out, 'forest.png'))}\n"
     text += "\n" + code_note(results) + "\n"
-    used = sorted({r.get("threads") for rs in results.values() for r in rs}, key=str)
+    used = sorted({r.threads for rs in results.values() for r in rs}, key=str)
     text += (f"\nThis invocation: {jobs} run(s) at a time, {reused} of {len(todo)} reused from earlier; torch "
              f"threads per run: {', '.join(map(str, used))} (numbers depend on the thread count; each run's "
              "metrics.json records it).\n")
-    runs = {m: [dict(seed=r["config"]["seed"], test=r["test"], best_iter=r["best_iter"], iters=r["iters"],
-                     seconds=r["seconds"], threads=r.get("threads"), code=r.get("code")) for r in rs]
+    runs = {m: [dict(seed=r.config["seed"], test=r.test, best_iter=r.best_iter, iters=r.iters,
+                     seconds=r.seconds, threads=r.threads, code=r.code) for r in rs]
             for m, rs in results.items()}
     summary = {m: {c: dict(mean=v[0], std=v[1], low=v[2], high=v[3]) for c, v in row.items()}
                for m, row in table.items()}

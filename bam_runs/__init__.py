@@ -4,6 +4,7 @@ that resumes, refuses the wrong data, and can be loaded again safely.
 
   run_folder   a run folder: exact resume (last.pt), the lock, checksums, the data fingerprint, safe loading
   checkpoints  loading our checkpoints and the official code's model.pt files; the data check
+  records      the records of checkpoint.pt (Checkpoint) and last.pt (State), on bam_evidence.records' base
   datasets     a data file of any format -> bam_minimal.Dataset (with the reader's notes); the cached
                built-in synthetic dataset
   distributed  joining torchrun's process group; which process writes and prints

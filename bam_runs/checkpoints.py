@@ -23,6 +23,7 @@ import bam_minimal as bm
 from bam_data.formats import printable
 import bam_protocols  # noqa: F401  registers the protocols, so that a checkpoint of any of them loads
 from bam_runs import run_folder
+from bam_runs.records import Checkpoint
 
 # Non-parameter buffers that the official classes register and save with the weights: the sampled
 # softmax's log noise distribution (snudatalab/BaM, src/SSLoss.py) and the alias table of its sampler
@@ -108,21 +109,21 @@ def load(path, base=None, device="cpu", expect_model=None):
     `expect_model` (a --model flag) must agree with what the checkpoint holds."""
     obj = read(path)
     base = base or bm.Config()
-    if isinstance(obj, dict) and obj.get("format") == "bam-1":
+    if Checkpoint.ours(obj):
+        record = Checkpoint.from_dict(obj, path)  # a checkpoint of an older bam, or of bam_minimal.py alone, too
+        sd, n_items = record.model, record.n_items
         try:
-            cfg = typed_config(obj["config"])
-            sd, n_items = obj["model"], int(obj["n_items"])
-            assert run_folder.tensors_only(sd)
-        except (KeyError, TypeError, AttributeError, ValueError, OverflowError, RuntimeError, AssertionError):
-            raise bm.InputError(f"{path}: a bam checkpoint without its config, weights or item count "
+            cfg = typed_config(record.config)
+        except (TypeError, ValueError) as e:
+            raise bm.InputError(f"{path}: a bam checkpoint whose config has {printable(str(e))[:60]} "
                                 "(fix: pass checkpoint.pt from a run)") from None
         try:
             bm.check_config(bm.Config(**{**vars(cfg), "device": "auto"}))
         except bm.InputError as e:  # the file's config: say which file, and echo none of its control codes
             raise bm.InputError(f"{path}: {printable(str(e))}") from None
-        run_folder.verify(path, sd, obj.get("checksum"))
-        info = dict(kind="bam", data=obj.get("data"), fingerprint=obj.get("fingerprint"), notes=[])
-        if obj.get("checksum") is None:
+        run_folder.verify(path, sd, record.checksum)
+        info = dict(kind="bam", data=record.data, fingerprint=record.fingerprint, notes=[])
+        if record.checksum is None:
             info["notes"].append("this checkpoint has no checksum (bam_minimal.py's standalone run, or an older "
                                  "bam): its bytes are not verified")
     elif isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):

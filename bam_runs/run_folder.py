@@ -7,7 +7,8 @@ methods (resume, save_state, save_best, finish).
                kill -9 included): a second process stops at once, naming the first; under torchrun
                process 0 takes it and every process shares the outcome
   RunFolder    exact resume from last.pt (weights, Adam, every random generator, the loop's state),
-               the best checkpoint.pt and metrics.json, all written atomically and checksummed,
+               the best checkpoint.pt and metrics.json, all written atomically and checksummed, each one
+               record of bam_runs.records or bam_evidence.records (filled once, checked on reading),
                refused when they were made with another config or on other data, or when their data
                fingerprint cannot tell (none, or the old v1 hash: fix --fresh)
   fingerprint  a versioned blake2b hash of a dataset's sizes, users, lengths and items (one to one)
@@ -20,23 +21,24 @@ methods (resume, save_state, save_best, finish).
 import fcntl
 import hashlib
 import io
-import json
 import os
 import pickle
 import re
 import subprocess
 import warnings
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, fields, replace
 
 import numpy as np
 import torch
 
 import bam_minimal as bm
 from bam_evidence import kept, metrics as formulas, per_user
+from bam_evidence.records import Result, RunData, read_result
 import bam_protocols
 from bam_data.files import atomic_json, atomic_write, clean_stale_temps
 from bam_runs import distributed
+from bam_runs.records import Checkpoint, Generators, State
 
 RUN_FILES = ("last.pt", "checkpoint.pt", "metrics.json", per_user.FILE)
 
@@ -164,19 +166,6 @@ def save(obj, path):
 def save_json(obj, path):
     atomic_json(path, obj)
 
-
-def read_json(path):
-    """A run's metrics.json, or one InputError line when it is truncated, empty or not ours."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            result = json.load(f)
-        if not isinstance(result, dict) or not isinstance(result.get("config"), dict):
-            raise ValueError("no config")
-        return result
-    except (ValueError, UnicodeDecodeError):
-        raise bm.InputError(f"{path}: damaged or not a run's metrics.json (fix: delete it, or rerun with --fresh; "
-                            "the run resumes from last.pt)") from None
-
 # -----------------------------------------------------------------------------
 # The lock
 
@@ -263,13 +252,19 @@ def remove_run_files(folder):
 
 class RunFolder:
     """bam_minimal.train's hook for a folder that can be resumed: last.pt after every validation,
-    checkpoint.pt for the best model, metrics.json at the end. `extra` goes into metrics.json; `fix`
-    ends the line that refuses a run of another config or data (`table` has no --fresh). Under
-    torchrun every process calls it; process 0 writes, and last.pt keeps every process's generators."""
+    checkpoint.pt for the best model, metrics.json at the end, each a record (bam_runs.records, bam_evidence.records)
+    filled once. `extra`: the result's fields that the caller gives (`threads`, `mostpop`; checked against
+    records.Result now, so that a misspelt one fails here); `fix` ends the line that refuses a run of another
+    config or data (`table` has no --fresh). Under torchrun every process calls it; process 0 writes, and last.pt
+    keeps every process's generators. `result`: the Result written by `finish`."""
 
     def __init__(self, path, cfg, data, extra=None, log=print, fix="a new --out, or --fresh to start over"):
         check_table_size(data, cfg)  # before any work: `train` and every run of `table` come through here
-        self.path, self.cfg, self.data, self.extra, self.log, self.fix = path, cfg, data, extra or {}, log, fix
+        self.path, self.cfg, self.data, self.log, self.fix = path, cfg, data, log, fix
+        self.extra = {"threads": None, "mostpop": None, **(extra or {})}
+        if unknown := self.extra.keys() - {f.name for f in fields(Result)}:
+            raise TypeError(f"RunFolder(extra=...): {sorted(unknown)} are no fields of records.Result")
+        self.result = None  # the Result that `finish` wrote
         self.fingerprint = fingerprint(data)
         self.checked = None  # (last.pt's modification time, its checked contents): read and hashed once
         self.ndcg_as = ()  # `--ndcg-as`: the published NDCGs to keep beside the correct one (True: all the ranks give)
@@ -281,48 +276,38 @@ class RunFolder:
         return os.path.join(self.path, name)
 
     def finished(self):
-        """The results of a run that finished here with this config on this data, or None. A run made
-        with another config or on other data is refused."""
+        """The Result (bam_evidence.records) of a run that finished here with this config on this data, or None.
+        A run made with another config or on other data is refused."""
         if not os.path.exists(self.file("metrics.json")):
             return None
-        result = read_json(self.file("metrics.json"))
-        saved_data = result.get("data") if isinstance(result.get("data"), dict) else {}
-        check_same_run(self.file("metrics.json"), result["config"], saved_data.get("fingerprint"), self.cfg,
+        result = read_result(self.file("metrics.json"))  # a metrics.json of an older bam reads as before
+        check_same_run(self.file("metrics.json"), result.config, result.data and result.data.fingerprint, self.cfg,
                        self.data, self.fix)
-        if isinstance(result.get("test"), dict):  # `ndcg@N (comirec)` of an older bam is the paper branch's
-            result["test"] = {formulas.current_name(k): v for k, v in result["test"].items()}
-        return result if result.get("finished") and with_defaults(result["config"]) == asdict(self.cfg) else None
+        return result if result.finished and with_defaults(result.config) == asdict(self.cfg) else None
 
     def saved_state(self):
-        """last.pt, checked: this run's config and data, intact weights, no more iterations than asked
-        for. cli.py calls it before any work, so that a bad last.pt costs nothing. None when absent."""
+        """last.pt as a records.State, checked: this run's config and data, intact weights, no more iterations
+        than asked for. cli.py calls it before any work, so that a bad last.pt costs nothing. None when absent."""
         if not os.path.exists(self.file("last.pt")):
             return None
         stamp = os.stat(self.file("last.pt")).st_mtime_ns
         if self.checked and self.checked[0] == stamp:  # cli.py checked it before any work; train resumes now
             return self.checked[1]
-        saved = load(self.file("last.pt"), "run state (last.pt)")
-        try:
-            config, fp, weights, it = saved["config"], saved.get("data"), saved["model"], int(saved["state"]["it"])
-            assert isinstance(config, dict) and tensors_only(weights) and isinstance(saved["state"]["losses"], list)
-            assert isinstance(saved["processes"], list) and all(isinstance(p, dict) for p in saved["processes"])
-        except (KeyError, TypeError, ValueError, AttributeError, AssertionError):
-            raise bm.InputError(f"{self.file('last.pt')}: not a resumable state of this version of bam "
-                                "(fix: rerun with --fresh)") from None
-        if saved.get("device", "cpu") != bm.resolve_device(self.cfg):  # generators differ between devices
-            made = saved.get("device", "cpu")
-            raise bm.InputError(f"{self.file('last.pt')}: made on {made}, resumed on {bm.resolve_device(self.cfg)} "
-                                f"(fix: --device {made}, or --fresh)")
-        if len(saved["processes"]) != distributed.size():
-            raise bm.InputError(f"{self.file('last.pt')}: made by {len(saved['processes'])} processes, resumed by "
-                                f"{distributed.size()} (fix: torchrun --nproc_per_node={len(saved['processes'])}, "
+        saved = State.from_dict(load(self.file("last.pt"), "run state (last.pt)"), self.file("last.pt"))
+        it = saved.state.it
+        if saved.device != bm.resolve_device(self.cfg):  # generators differ between devices
+            raise bm.InputError(f"{self.file('last.pt')}: made on {saved.device}, resumed on "
+                                f"{bm.resolve_device(self.cfg)} (fix: --device {saved.device}, or --fresh)")
+        if len(saved.processes) != distributed.size():
+            raise bm.InputError(f"{self.file('last.pt')}: made by {len(saved.processes)} processes, resumed by "
+                                f"{distributed.size()} (fix: torchrun --nproc_per_node={len(saved.processes)}, "
                                 "or --fresh)")
-        check_same_run(self.file("last.pt"), config, fp, self.cfg, self.data, self.fix)
-        verify(self.file("last.pt"), weights, saved.get("checksum"))
-        threads = self.extra.get("threads")  # `table` runs record theirs: numbers depend on it
-        if threads is not None and saved.get("threads", threads) != threads:
-            raise bm.InputError(f"{self.file('last.pt')}: trained with {saved['threads']} torch threads, resumed with "
-                             f"{threads}, which would give other numbers (fix: --threads {saved['threads']})")
+        check_same_run(self.file("last.pt"), saved.config, saved.data, self.cfg, self.data, self.fix)
+        verify(self.file("last.pt"), saved.model, saved.checksum)
+        threads = self.extra["threads"]  # `table` runs record theirs: numbers depend on it
+        if threads is not None and saved.threads is not None and saved.threads != threads:  # None: not recorded
+            raise bm.InputError(f"{self.file('last.pt')}: trained with {saved.threads} torch threads, resumed with "
+                                f"{threads}, which would give other numbers (fix: --threads {saved.threads})")
         if it > self.cfg.max_iters:
             raise bm.InputError(f"{self.path}: this run has trained {it} iterations already, more than "
                                 f"--max-iters {self.cfg.max_iters} (fix: --max-iters {it} or more, a new --out, "
@@ -335,55 +320,56 @@ class RunFolder:
         Under torchrun every process reads it, and all must have read the same one: without a folder
         that every machine shares, the processes would go on from different states."""
         saved = self.saved_state()
-        seen = distributed.gather(None if saved is None else (saved["state"]["it"], saved.get("checksum")))
+        seen = distributed.gather(None if saved is None else (saved.state.it, saved.checksum))
         if len(set(seen)) > 1:
             raise bm.InputError(f"{self.path}: the processes see different runs in it ({seen}) "
                                 "(fix: a run folder that every machine shares, e.g. on a network file system)")
         if saved is None:
             return None
         try:
-            st = bm.TrainState(**saved["state"])  # saved by name: a field it lacks or adds is refused below
-            model.load_state_dict(saved["model"])
-            opt.load_state_dict(saved["optimizer"])
-            mine = saved["processes"][distributed.rank()]  # this process's generators
-            rng.bit_generator.state = mine["rng"]
-            gen.set_state(mine["gen"])
-            torch.set_rng_state(mine["torch_rng"])  # no bam draw uses it now; kept for code that does
-            if mine.get("cuda_rng") is not None and torch.cuda.is_available():
-                torch.cuda.set_rng_state(mine["cuda_rng"])
+            st = replace(saved.state)  # its own object: the checked record stays as read
+            model.load_state_dict(saved.model)
+            opt.load_state_dict(saved.optimizer)
+            mine = saved.processes[distributed.rank()]  # this process's generators
+            rng.bit_generator.state = mine.rng
+            gen.set_state(mine.gen)
+            torch.set_rng_state(mine.torch_rng)  # no bam draw uses it now; kept for code that does
+            if mine.cuda_rng is not None and torch.cuda.is_available():
+                torch.cuda.set_rng_state(mine.cuda_rng)
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
             raise bm.InputError(f"{self.file('last.pt')}: not a resumable state of this run ({type(e).__name__}) "
                                 "(fix: rerun with --fresh)") from None
-        self.code_before = [c for c in saved.get("code", []) if isinstance(c, dict)]
+        self.code_before = list(saved.code)
         self.log(f"resuming {self.path} at iteration {st.it}")
         return st, self.best()
 
     def best(self):
-        """The best checkpoint written so far (verified), or None."""
+        """The best checkpoint written so far (verified), or None; as bam_minimal.checkpoint's dict, which
+        bam_minimal.train restores."""
         if not os.path.exists(self.file("checkpoint.pt")):
             return None
-        best = load(self.file("checkpoint.pt"))
-        if not isinstance(best, dict) or not tensors_only(best.get("model")):
-            raise bm.InputError(f"{self.file('checkpoint.pt')}: not this run's checkpoint (fix: rerun with --fresh)")
-        verify(self.file("checkpoint.pt"), best["model"], best.get("checksum"))
-        return best
+        best = Checkpoint.from_dict(load(self.file("checkpoint.pt")), self.file("checkpoint.pt"))
+        verify(self.file("checkpoint.pt"), best.model, best.checksum)
+        return best.to_dict()
 
     def save_state(self, model, opt, rng, gen, st):
         """last.pt: the weights, Adam, every process's generators and the loop's TrainState, by field name."""
-        processes = distributed.gather(dict(  # the weights and Adam are the same in every process
+        processes = distributed.gather(Generators(  # the weights and Adam are the same in every process
             rng=rng.bit_generator.state, gen=gen.get_state(), torch_rng=torch.get_rng_state(),
             cuda_rng=torch.cuda.get_rng_state() if torch.cuda.is_available() else None))
         if distributed.is_main():
             weights = model.state_dict()
-            save(dict(model=weights, checksum=checksum(weights), optimizer=opt.state_dict(), processes=processes,
-                      state=asdict(st), config=asdict(self.cfg), data=self.fingerprint,
-                      device=bm.resolve_device(self.cfg), threads=self.extra.get("threads"), code=self.codes()),
-                 self.file("last.pt"))
+            state = State.build(model=weights, checksum=checksum(weights), optimizer=opt.state_dict(),
+                                processes=processes, state=st, config=asdict(self.cfg), data=self.fingerprint,
+                                device=bm.resolve_device(self.cfg), threads=self.extra["threads"], code=self.codes())
+            save(state.to_dict(), self.file("last.pt"))
         distributed.barrier()  # every process has its state on disk before any goes on
 
     def save_best(self, best):
+        """checkpoint.pt: bam_minimal.checkpoint's dict `best`, its weights' checksum and the data's fingerprint."""
         if distributed.is_main():
-            save(dict(best, checksum=checksum(best["model"]), fingerprint=self.fingerprint), self.file("checkpoint.pt"))
+            record = Checkpoint.build(**best, checksum=checksum(best["model"]), fingerprint=self.fingerprint)
+            save(record.to_dict(), self.file("checkpoint.pt"))
 
     def codes(self):
         """Every distinct code version that trained this run, oldest first (more than one: resumed under new code)."""
@@ -394,25 +380,30 @@ class RunFolder:
         return out
 
     def finish(self, result, ranks=None):
-        """metrics.json, and each user's test rank and metrics in per_user_test.npz (bam_evidence)."""
-        result["data"]["fingerprint"] = self.fingerprint
+        """metrics.json: bam_minimal.finish's `result` and what the run folder knows, one records.Result (kept as
+        self.result); and each user's test rank and metrics in per_user_test.npz (bam_evidence)."""
+        test = dict(result["test"])
+        if distributed.is_main() and ranks is not None:  # first: a run whose metrics.json exists is finished
+            metrics = save_per_user(self.file(per_user.FILE), self.data, "test", self.cfg, ranks, self.fingerprint,
+                                    self.path, self.ndcg_as)
+            test.update({k: float(v.mean()) for k, v in metrics.items() if k.endswith(")")})  # the published NDCGs
         # `code`: the commit that trained the run (the last stretch's); `code_history`: every one, when resumed
         codes = self.codes()
-        result["code"] = dict(codes[-1], mixed=len(codes) > 1)
-        if len(codes) > 1:
-            result["code_history"] = codes
-        users = len(bam_protocols.get(self.cfg.protocol).users(self.data, "valid"))  # what `valid` was measured on
-        result["validation"] = (dict(users=self.cfg.valid_users, how="the official random sample, anew each time")
-                                if self.cfg.valid_users else dict(users=min(self.cfg.valid_sample or users, users),
-                                how="one fixed sample drawn from the seed" if 0 < self.cfg.valid_sample < users
-                                else "every user"))
-        result.update(self.extra, world_size=distributed.size())
+        self.result = Result.build(**{**result, "test": test, "data": RunData(**result["data"],
+                                                                             fingerprint=self.fingerprint)},
+                                   code=dict(codes[-1], mixed=len(codes) > 1),
+                                   code_history=codes if len(codes) > 1 else None,
+                                   validation=self.validation(), world_size=distributed.size(), **self.extra)
         if distributed.is_main():
-            if ranks is not None:  # first: a run whose metrics.json exists is finished, and is not run again
-                metrics = save_per_user(self.file(per_user.FILE), self.data, "test", self.cfg, ranks, self.fingerprint,
-                                        self.path, self.ndcg_as)
-                result["test"].update({k: float(v.mean()) for k, v in metrics.items() if k.endswith(")")})
-            save_json(result, self.file("metrics.json"))
+            save_json(self.result.to_dict(), self.file("metrics.json"))
+
+    def validation(self):
+        """What `valid` was measured on: {users, how}."""
+        users = len(bam_protocols.get(self.cfg.protocol).users(self.data, "valid"))
+        if self.cfg.valid_users:
+            return dict(users=self.cfg.valid_users, how="the official random sample, anew each time")
+        return dict(users=min(self.cfg.valid_sample or users, users),
+                    how="one fixed sample drawn from the seed" if 0 < self.cfg.valid_sample < users else "every user")
 
 
 def from_ranks(ndcg_as):
@@ -422,15 +413,14 @@ def from_ranks(ndcg_as):
 
 
 def with_published_ndcg(result, folder, ndcg_as=True):
-    """A finished run's result with the published NDCGs of `ndcg_as` (default every one the ranks give: ComiRec's two),
+    """A finished run's Result with the published NDCGs of `ndcg_as` (default every one the ranks give: ComiRec's two),
     computed from its per-user ranks when the run was made without them (every rank and target is in the file).
-    An older run's `ndcg@N (comirec)` reads as `ndcg@N (comirec-paper)`, the formula it is."""
-    result["test"] = {formulas.current_name(k): v for k, v in result["test"].items()}
+    (An older run's `ndcg@N (comirec)` reads as `ndcg@N (comirec-paper)`, the formula it is: records.Result.)"""
     missing = [f"ndcg@{n} ({v})" for v in from_ranks(ndcg_as) for n in formulas.KS
-               if f"ndcg@{n} ({v})" not in result["test"]]
+               if f"ndcg@{n} ({v})" not in result.test]
     if missing:
         found = per_user.load_run(folder)  # its metrics give any metric of ranks on request
-        result["test"].update({k: float(found.metrics[k].mean()) for k in missing})
+        result.test = {**result.test, **{k: float(found.metrics[k].mean()) for k in missing}}
     return result
 
 
@@ -446,10 +436,6 @@ def save_per_user(path, data, split, cfg, ranks, fingerprint, source="", ndcg_as
                   protocol=cfg.protocol, split=split, history_mask=cfg.history_mask, fingerprint=fingerprint,
                   n_items=data.n_items, source=source)
     return metrics
-
-
-def tensors_only(weights):
-    return isinstance(weights, dict) and all(isinstance(v, torch.Tensor) for v in weights.values())
 
 
 def verify(path, weights, expected):

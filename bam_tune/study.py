@@ -510,7 +510,8 @@ def final_run(cfg, data, folder, log=print, out=None):
         if result:
             log(f"{folder}: finished earlier, reused")
             return result
-        return bm.train(cfg, data, run, log=lambda s: log(f"{folder}: {s}"))[1]
+        bm.train(cfg, data, run, log=lambda s: log(f"{folder}: {s}"))
+        return run.result
 
 
 def final(specs, seeds, log=print, n_resamples=9999):
@@ -543,14 +544,14 @@ def final(specs, seeds, log=print, n_resamples=9999):
              f"{METRIC} only.", "", "| arm | study | best trial | validation | config | " +
              " | ".join(columns) + " |", "|---|---|---:|---:|---|" + "---:|" * len(columns)]
     for label, (cfg, number, value, name) in arms.items():
-        means = [float(np.mean([r["test"][c] for r in results[label]])) for c in columns]
+        means = [float(np.mean([r.test[c] for r in results[label]])) for c in columns]
         changed = {k: v for k, v in asdict(cfg).items() if asdict(spec.base).get(k) != v and k != "seed"}
         lines.append(f"| {label} | {name} | {'-' if number is None else number} | "
                      f"{'-' if value is None else f'{value:.4f}'} | {json.dumps(changed) if changed else 'default'} | "
                      + " | ".join(f"{m:.4f}" for m in means) + " |")
     text = "\n".join(lines) + "\n\n" + diff_markdown(rows, n_resamples)
     run_folder.save_json(dict(seeds=seeds, arms={k: dict(config=asdict(v[0]), trial=v[1], validation=v[2], study=v[3],
-                                                         test=[r["test"] for r in results[k]])
+                                                         test=[r.test for r in results[k]])
                                                  for k, v in arms.items()}, differences=rows),
                          os.path.join(spec.out, "final.json"))
     from bam_data.files import atomic_text

@@ -173,11 +173,11 @@ def test_train_writes_each_users_result(two_runs):
     data, runs = two_runs
     folder, result = runs["bam"]
     got = per_user.load(f"{folder}/{per_user.FILE}")
-    assert got.means() == pytest.approx({k: v for k, v in result["test"].items() if "@" in k}, abs=1e-15)
+    assert got.means() == pytest.approx({k: v for k, v in result.test.items() if "@" in k}, abs=1e-15)
     dataset = bm.Dataset(bm.read_official(str(data)))
     assert got.users.tolist() == dataset.users.tolist()
     assert got.targets.tolist() == dataset.items[dataset.start[1:] - 1].tolist()  # each user's last item
-    assert (got.protocol, got.split, got.fingerprint) == ("loo", "test", result["data"]["fingerprint"])
+    assert (got.protocol, got.split, got.fingerprint) == ("loo", "test", result.data.fingerprint)
 
 
 def test_compare_two_runs(two_runs, tmp_path):
@@ -189,8 +189,8 @@ def test_compare_two_runs(two_runs, tmp_path):
     report = json.loads(out.read_text())
     assert set(report["metrics"]) == {"recall@10", "ndcg@10", "recall@20", "ndcg@20"}
     for name, r in report["metrics"].items():
-        assert r["mean_a"] == pytest.approx(runs["hard"][1]["test"][name], abs=1e-12)
-        assert r["mean_b"] == pytest.approx(runs["bam"][1]["test"][name], abs=1e-12)
+        assert r["mean_a"] == pytest.approx(runs["hard"][1].test[name], abs=1e-12)
+        assert r["mean_b"] == pytest.approx(runs["bam"][1].test[name], abs=1e-12)
         assert r["ci_low"] <= r["diff"] <= r["ci_high"] and 0 <= r["p_ttest"] <= 1 and 0 < r["p_randomization"] <= 1
 
 

@@ -524,3 +524,101 @@ def test_category_sources_read_or_stop_with_one_line(folder, case):
     event(f"{kind} {'loaded' if got is not None else 'InputError'}")
     if got is not None:
         assert set(got) <= {1, 2} and all(c and not any(ch.isspace() for ch in c) for c in got.values())
+
+# -----------------------------------------------------------------------------
+# The records of a run folder: metrics.json (bam_evidence.records.Result) and last.pt (bam_runs.records.State),
+# current and of an older bam (no `schema`); checkpoint.pt's record is fuzzed through checkpoints.load above
+
+
+def valid_result(legacy=False):
+    """A metrics.json as this bam writes it (records.Result), or without its schema as an older bam did."""
+    metrics = {"recall@10": 0.5, "ndcg@10": 0.25, "nonfinite_users": 0}
+    result = dict(schema="bam-result/1", test=metrics, valid=dict(metrics), iters=40, best_iter=20, seconds=1.5,
+                  config=asdict(bm.Config()), history=[dict(iter=20, loss=3.9, **metrics)],
+                  data=dict(name="d.txt", users=30, items=40, interactions=180, skipped_users=0,
+                            fingerprint="v2:" + "0" * 32), device="cpu", torch="2", finished=True,
+                  code=dict(commit=None, dirty=None, mixed=False), code_history=None,
+                  validation=dict(users=30, how="every user"), world_size=1, threads=None, mostpop=dict(metrics))
+    return {k: v for k, v in result.items() if k != "schema"} if legacy else result
+
+
+def valid_state(legacy=False):
+    """A last.pt as this bam writes it (records.State), or without its schema."""
+    state = dict(schema="bam-state/1", model={"embeddings.weight": torch.zeros(3, 2)}, checksum="0" * 32,
+                 optimizer=dict(state={}, param_groups=[]), processes=[dict(
+                     rng=np.random.default_rng(0).bit_generator.state, gen=torch.Generator().get_state(),
+                     torch_rng=torch.get_rng_state(), cuda_rng=None)],
+                 state=asdict(bm.TrainState()), config=asdict(bm.Config()), data="v2:" + "0" * 32, device="cpu",
+                 threads=None, code=[])
+    return {k: v for k, v in state.items() if k != "schema"} if legacy else state
+
+
+JSON_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-2 ** 70, 2 ** 70), st.floats(), st.text(max_size=5),
+                        st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=3), st.floats(),
+                                                                            max_size=2))
+
+
+@st.composite
+def odd_records(draw, valid, values):
+    """A valid record's dict with one to three fields (top level, or in a nested dict) dropped, renamed or changed."""
+    obj = valid(legacy=draw(st.booleans()))
+    for _ in range(draw(st.integers(1, 3))):
+        nested = [v for v in obj.values() if isinstance(v, dict)] + \
+            [v for v in obj.get("processes", ()) if isinstance(v, dict)]
+        target = draw(st.sampled_from([obj] + nested))
+        key = draw(st.sampled_from(sorted(target) + ["extra", "schema"]))
+        action = draw(st.sampled_from(["value", "drop", "rename"]))
+        if action == "drop":
+            target.pop(key, None)
+        elif action == "rename" and key in target:
+            target[key + "_"] = target.pop(key)
+        else:
+            target[key] = draw(values)
+    return obj
+
+
+def check_record(record):
+    """What a record reader returned: every field of its annotation, or None (a field an older bam lacked)."""
+    from dataclasses import fields, is_dataclass
+    from bam_evidence.records import conforms
+    for f in fields(record):
+        value = getattr(record, f.name)
+        if is_dataclass(f.type):
+            assert value is None or isinstance(value, f.type), f.name
+            if value is not None:
+                check_record(value)
+        elif value is not None and not (f.name == "processes" and all(is_dataclass(p) for p in value)):
+            assert conforms(value, f.type), (f.name, value)
+
+
+@given(st.one_of(st.builds(lambda r: json.dumps(r).encode(), odd_records(valid_result, JSON_VALUES)),
+                 st.sampled_from([json.dumps(valid_result(legacy)).encode() for legacy in (False, True)])
+                 .flatmap(mutated)))
+def test_metrics_json_reads_or_stops_with_one_line(folder, data):
+    from bam_evidence import records
+    got = reads_or_one_line(records.read_result, str(put(folder, "metrics.json", data)))
+    event("read" if got else "InputError")
+    if got is not None:
+        check_record(got)
+
+
+def test_the_valid_records_read(tmp_path):
+    """The fuzz tests' seeds read as they are (else every mutation of them would be refused for that alone)."""
+    from bam_evidence import records
+    from bam_runs.records import State
+    for legacy in (False, True):
+        check_record(records.read_result(str(put(tmp_path, "metrics.json", json.dumps(valid_result(legacy))
+                                                 .encode()))))
+        check_record(State.from_dict(run_folder.load(str(put(tmp_path, "last.pt", saved(valid_state(legacy))))),
+                                     "last.pt"))
+
+
+@given(st.one_of(st.builds(saved, odd_records(valid_state, ODD_VALUES)),
+                 st.sampled_from([saved(valid_state(legacy)) for legacy in (False, True)]).flatmap(mutated)))
+def test_last_pt_reads_or_stops_with_one_line(folder, data):
+    from bam_runs.records import State
+    path = str(put(folder, "last.pt", data))
+    got = reads_or_one_line(lambda p: State.from_dict(run_folder.load(p, "run state (last.pt)"), p), path)
+    event("read" if got else "InputError")
+    if got is not None:
+        check_record(got)

@@ -236,7 +236,9 @@ def test_an_old_runs_result_gets_the_master_ndcg_beside_its_paper_one(tmp_path):
     folder = run_folder_of(tmp_path / "old", [30, 60, 41, 0, 70, 45])
     old = {k.replace("(comirec-paper)", "(comirec)"): v for k, v in json.loads((folder / "metrics.json").read_text())
            ["test"].items()}
-    got = run_folder.with_published_ndcg(dict(test=dict(old)), str(folder))["test"]
+    from bam_evidence import records
+    result = records.Result.from_dict(dict(config={}, test=dict(old)), str(folder / "metrics.json"))  # as read
+    got = run_folder.with_published_ndcg(result, str(folder)).test
     assert got["ndcg@20 (comirec-paper)"] == old["ndcg@20 (comirec)"] and "ndcg@20 (comirec)" not in got
     found = per_user.load(str(folder / per_user.FILE))
     want = metrics.user_metrics(found.ranks, found.counts, found.targets, published=True)
