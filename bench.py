@@ -30,7 +30,7 @@ from bam_runs import run_folder
 from bam_bench import scale
 from bam_bench.measure import median_time
 from bam_runs.datasets import load_dataset
-from bam_runs.perf import keep_freed_memory
+from bam_runs.allocator import keep_freed_memory
 
 DEFAULT_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "shared", "data",
                             "amazon-beauty-2014", "Beauty.txt")
@@ -275,8 +275,8 @@ def main():
                eval_gflop=eval_flops(cfg, len(users), data.n_items) / 1e9)
 
     if not args.no_numpy:
-        from bam_bench import twin  # numba is a requirement: a failed import is an error, never a missing row
-        out.update(twin.run(args.data))
+        from bam_bench import numba_engine  # numba is required: a failed import is an error, not a missing row
+        out.update(numba_engine.run(args.data))
 
     # report --------------------------------------------------------------------------------
     r = out

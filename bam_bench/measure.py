@@ -7,7 +7,7 @@ A library, not a command: the others import it.
     seconds = median_time(step, repeat=3, sync=torch.cuda.synchronize)   # CUDA: wait for the kernels
     reset_peak(); before = rss_mb(); work(); extra = peak_mb() - before   # Linux: the MB that work() added
 
-Torch-free, so that bam_bench.twin (the numba engine's benchmark, which must not load torch) can use it:
+Torch-free, so that bam_bench.numba_engine (the numba engine's benchmark, which must not load torch) can use it:
 a caller timing asynchronous work passes its own synchronize as `sync`.
 """
 import time

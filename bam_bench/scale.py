@@ -171,7 +171,7 @@ def measure(spec):
     import torch
     torch.set_num_threads(spec["threads"])
     if spec.get("keep_freed_memory"):  # as cli.py runs: evaluation 1.3-1.5x faster, but its peak is not stable
-        from bam_runs.perf import keep_freed_memory
+        from bam_runs.allocator import keep_freed_memory
         keep_freed_memory()
     out = dict(read=measure_read, train=measure_train, eval=measure_eval)[spec["stage"]](spec)
     return dict(stage=spec["stage"], users=spec["users"], items=spec["items"], threads=torch.get_num_threads(),
@@ -195,7 +195,7 @@ def run(sizes=DEFAULT_SIZES, steps=20, eval_budget=10 ** 9, mean_len=10, threads
         log=print):
     """Every stage at every size, one fresh process each. -> the result dict (measurements, fits, projections).
     The children use glibc's default allocator, as bam_minimal.py alone does; `keep_freed_memory` runs them
-    as cli.py does (bam_runs/perf.py), whose heap kept 205 to 718 MB at the peak of the same evaluation."""
+    as cli.py does (bam_runs/allocator.py), whose heap kept 205 to 718 MB at the peak of the same evaluation."""
     import torch
     threads = threads or torch.get_num_threads()
     spec = dict(steps=steps, eval_budget=eval_budget, mean_len=mean_len, threads=threads, seed=seed,
@@ -458,7 +458,7 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=None, help="torch threads in each measurement (default: "
                     "torch's, which follows OMP_NUM_THREADS)")
     ap.add_argument("--keep-freed-memory", action="store_true", help="measure with cli.py's allocator setting "
-                    "(bam_runs/perf.py): faster, but the peak memory varies from run to run")
+                    "(bam_runs/allocator.py): faster, but the peak memory varies from run to run")
     ap.add_argument("--from-json", default=None, help="measure nothing: fit, project and plot the measurements "
                     "of this earlier --json")
     ap.add_argument("--json", default="scale.json", help="the measurements, fits and projections")

@@ -8,19 +8,20 @@ import os
 
 import click
 
-from bam_cli import course, data, evidence, read, run, tune, twin
+from bam_cli import (course_commands, data_commands, evidence_commands, read_commands, run_commands, tune_commands,
+                     twin_commands)
 from bam_cli.options import Group
 
 
 @click.group(cls=Group)
 def cli():
     """bam: the reference implementation of BaM (KDD '24, BigData '24). See README.md."""
-    from bam_runs.perf import keep_freed_memory  # torch-free: a glibc setting
+    from bam_runs.allocator import keep_freed_memory  # torch-free: a glibc setting
     keep_freed_memory()
 
 
-for c in (run.COMMANDS + evidence.COMMANDS + data.COMMANDS + twin.COMMANDS + course.COMMANDS + read.COMMANDS
-          + tune.COMMANDS):
+for c in (run_commands.COMMANDS + evidence_commands.COMMANDS + data_commands.COMMANDS + twin_commands.COMMANDS
+          + course_commands.COMMANDS + read_commands.COMMANDS + tune_commands.COMMANDS):
     cli.add_command(c)
 
 

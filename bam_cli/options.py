@@ -4,8 +4,13 @@ bam_cli/options.py: the command line's shared options and its error rule, withou
 (importing torch alone takes about 2.4 s). Every module of bam_cli builds on it.
 
     from bam_cli import options
+    @options.data_options          # --data, --format, --filter: one `source` argument, a bam_data DataSource
     @options.config_options        # every field of bam_minimal.Config as a flag
-    def train(**kwargs): ...
+    def train(source, **kwargs): ...
+
+A module that imports torch (bam_minimal and every package above the data layer) is imported inside the
+command that needs it, by an `import` statement, never at the top of a bam_cli module: --help, `data stats`
+and the errors that need no model then load no torch (tests/test_cli.py checks `cli.py --help`).
 
 The Config fields, their defaults, their comments (the --help text) and CHOICES are read from
 bam_minimal.py's source with `ast`, never by importing it; tests/test_cli.py checks them against the
@@ -13,7 +18,6 @@ imported class.
 """
 import ast
 import functools
-import importlib
 import os
 import sys
 
@@ -21,24 +25,12 @@ import click
 
 import bam_data
 from bam_data import filters
+from bam_data.source import DataSource
 
 REFERENCE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bam_minimal.py")
 
 # -----------------------------------------------------------------------------
-# Modules imported on first use, and bam_minimal.Config read from its source
-
-
-class Later:
-    """A module imported on first use. Importing torch takes about 2.4 s, so the modules that import it
-    are imported by the commands that use them, never by --help, `data stats` or an error that needs no
-    model (tests/test_cli.py checks that `cli.py --help` imports no torch)."""
-
-    def __init__(self, name):
-        self._name = name
-
-    def __getattr__(self, attr):
-        return getattr(importlib.import_module(self._name), attr)
-
+# bam_minimal.Config, read from its source
 
 
 @functools.lru_cache(maxsize=None)
@@ -99,7 +91,14 @@ def existing(ctx, param, path):
 
 
 def data_options(f):
-    """--data, --format and --filter: what data a command reads, and how (bam_runs.datasets.load_dataset)."""
+    """--data, --format and --filter: what data a command reads, and how. The command gets them as one argument,
+    `source`, a bam_data.source.DataSource built here once, which the loaders read (bam_runs.datasets)."""
+    command = f
+
+    @functools.wraps(command)
+    def with_source(*args, data, fmt, data_filter, **kwargs):
+        return command(*args, source=DataSource(data, fmt, data_filter), **kwargs)
+    f = with_source  # click reads the options below from it (functools.wraps shares the list of those above)
     f = click.option("--filter", "data_filter", type=click.Choice(filters.FILTERS), default="none", show_default=True,
                      help="comirec: ComiRec's preprocessing, applied once after reading: drop the items with fewer "
                           "than 5 interactions, then the users left with fewer than 5 of the rest "
@@ -127,7 +126,8 @@ def other_data_option(f):
 def note(line):
     """The checkpoint loaders' notes: on stderr, beside the errors, and from process 0 only (under torchrun
     every process loads a checkpoint; torch is imported by then)."""
-    if Later("bam_runs.distributed").is_main():
+    from bam_runs import distributed  # torch is imported by then: the note follows a checkpoint's loading
+    if distributed.is_main():
         click.echo(line, err=True)
 
 # -----------------------------------------------------------------------------

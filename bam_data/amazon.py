@@ -16,7 +16,7 @@ import numpy as np
 
 from bam_data import InputError, formats
 from bam_data.files import atomic_text
-from bam_data.stats import table1
+from bam_data.dataset_stats import table1
 
 
 # -----------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """
 bam_data/filters.py: filters applied to a dataset once it is read, before anything is built on it:
-`--filter` of train, evaluate, table and balance (bam_runs.datasets.load_dataset applies it).
+`--filter` of train, evaluate, table, balance and tune (bam_data.source.DataSource.read applies it).
 
   none     every interaction is kept (bam's default; bam_minimal.Dataset still skips users with fewer than 3)
   comirec  ComiRec's preprocessing (THUDM/ComiRec, preprocess/data.py, with its default filter_size 5), in

@@ -1,6 +1,6 @@
 """
 bam_evidence/metrics.py: each user's metrics from the ranks of its targets, written once and numpy only.
-ComiRec's protocol (bam_protocols/comirec.py) computes them as it evaluates; per_user.load computes them again
+ComiRec's protocol (bam_protocols/comirec_split.py) computes them as it evaluates; per_user.load computes them again
 from the ranks a per-user file holds, and refuses a file whose stored metrics are not its ranks'. With one
 target per user they are bam_minimal.metrics_from_ranks' Recall@N and nDCG@N (tests/test_protocols.py).
 

@@ -7,7 +7,7 @@ it occurs in the training part of the sequences, ranked by bam_minimal.evaluate 
 """
 import torch
 
-from bam_data.stats import train_counts
+from bam_data.dataset_stats import train_counts
 
 
 def popularity_scorer(data, device, counts=None):

@@ -9,7 +9,7 @@ a CPU without torch:
     python -m bam_numpy data.txt --max_iters=20000 --out=weights.npz   # train, official data format
     python -m bam_numpy --synthetic --max_iters=2000                   # the built-in synthetic data
     python -m bam_numpy.golden vectors.npz my_bam.py:golden            # check an implementation
-    python -m bam_bench.twin ../shared/data/amazon-beauty-2014/Beauty.txt
+    python -m bam_bench.numba_engine ../shared/data/amazon-beauty-2014/Beauty.txt
 
 Modules, in the order of the algorithm (function names mirror bam_minimal.py's):
   config    Config (bam_minimal.Config's fields and defaults), check_config, tau_at
@@ -20,12 +20,12 @@ Modules, in the order of the algorithm (function names mirror bam_minimal.py's):
             bam_loss, loss_and_grads (forward + loss + backward)
   ranking   model_scorer, mask_history, target_rank, top_k, metrics_from_ranks, and the fused numba
             `evaluate`
-  comirec   ComiRec's evaluation protocol: the split, the targets, the metrics (bam_protocols/comirec.py's
-            text) and its evaluate (the twin trains under leave-one-out only)
+  comirec_split  ComiRec's evaluation protocol (`protocol="comirec"`): the split, the targets, the metrics
+            (bam_protocols/comirec_split.py's text) and its evaluate (the twin trains under leave-one-out only)
   training  adam_step (torch.optim.Adam's update), train
   weights   .npz weights under the official parameter names
   golden    golden test vectors: the reference implementation and the checker
-(The engine's benchmark is bam_bench.twin: torch-free too, but a benchmark, not the twin.)
+(The engine's benchmark is bam_bench.numba_engine: torch-free too, but a benchmark, not the twin.)
 
 Threads: numba's `workqueue` threading layer is chosen here unless NUMBA_THREADING_LAYER is set.
 The default (OpenMP, when present) keeps its threads spinning after each parallel region, and on a

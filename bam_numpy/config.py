@@ -6,7 +6,7 @@ The twin keeps every field of the PyTorch file, with the same defaults and the s
 (`Config(**asdict(cfg))`). The twin implements `comirec` and `mind`: `sasrec` is refused, and
 `device` is ignored (the twin always runs on the CPU); `n_blocks` and `dropout` only get checked.
 `protocol` is not checked here: the twin's training refuses any but its own leave-one-out
-(training.check_trainable), and its evaluators are chosen by module (bam_numpy.evaluate, bam_numpy.comirec).
+(training.check_trainable), and its evaluators are chosen by module (bam_numpy.evaluate, bam_numpy.comirec_split).
 InputError is bam_data's: one class for every torch-free error, reader and config alike.
 
     from bam_numpy.config import Config, check_config

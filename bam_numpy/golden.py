@@ -203,7 +203,7 @@ def nonfinite_differ(got, want):
 def max_errors(got, want, dtype=np.float64):
     """(max abs err, normwise rel err = max|got - want| / max|want|) over the finite entries, computed in
     `dtype`: normwise, so that near-zero entries do not dominate; a zero scale gives the abs err. Infinities
-    must coincide: (inf, inf) where they do not. bam_crosscheck.twin measures with it too, in float64."""
+    must coincide: (inf, inf) where they do not. bam_crosscheck.agreement measures with it too, in float64."""
     got, want = np.asarray(got, dtype), np.asarray(want, dtype)
     if nonfinite_differ(got, want).any():
         return np.inf, np.inf

@@ -20,7 +20,7 @@ import numpy as np
 
 from bam_data import synth
 from bam_data.formats import read
-from bam_data.stats import repeated_targets
+from bam_data.dataset_stats import repeated_targets
 from bam_numpy.blas import one_blas_thread
 from bam_numpy.config import Config, InputError, check_config, tau_at
 from bam_numpy.data import Dataset, train_batch
@@ -60,7 +60,7 @@ def adam_step(params, grads, state, lr, betas=(0.9, 0.999), eps=1e-8, weight_dec
 
 
 def check_trainable(cfg):
-    """The twin evaluates under ComiRec's protocol (bam_numpy.comirec) but trains under leave-one-out only:
+    """The twin evaluates under ComiRec's protocol (bam_numpy.comirec_split) but trains under leave-one-out only:
     its sampler would train on the test users' targets."""
     if cfg.protocol != "loo":
         raise InputError(f"protocol={cfg.protocol}: the twin trains under leave-one-out only (fix: --protocol=loo, "

@@ -5,7 +5,8 @@ once, when this package is imported:
   loo        leave-one-out ([KDD24], the default): bam_minimal.py's own rules, pointed to (bam_protocols/loo.py)
   comirec    ComiRec's (Cen et al., KDD '20), REMI's too: users split 80/10/10, a user's last 20% as targets,
              Recall / NDCG / HitRate at 10, 20, 50, the published NDCGs on request (`--protocol comirec`;
-             docs/protocols.md)
+             docs/protocols.md). Its code is bam_protocols/comirec_split.py (ComiRecSplit): "comirec" alone, in
+             code, is the model (ComiRecSA); the registered name keeps the value runs record
 
     import bam_protocols
     protocol = bam_protocols.get(cfg.protocol)      # InputError naming the registered ones
@@ -17,7 +18,7 @@ Nothing outside this package compares a protocol's name: the layers above ask th
 """
 import bam_minimal as bm
 from bam_evidence import differences
-from bam_protocols import comirec, loo
+from bam_protocols import comirec_split, loo
 from bam_protocols.protocol import Protocol
 
 PROTOCOLS = {}   # name -> Protocol
@@ -52,7 +53,7 @@ def with_variants():
     return [p.name for p in PROTOCOLS.values() if p.variants]
 
 
-for _builtin in (loo.PROTOCOL, comirec.PROTOCOL):
+for _builtin in (loo.PROTOCOL, comirec_split.PROTOCOL):
     register(_builtin)
 
 __all__ = ["PROTOCOLS", "Protocol", "get", "register", "unregister", "with_variants"]

@@ -1,27 +1,35 @@
 """
-bam_runs/datasets.py: a data file of any format -> bam_minimal.Dataset, with what the reader noticed.
-The one loader of the command line (bam_cli) and bench.py; and the cached built-in synthetic dataset.
+bam_runs/datasets.py: a DataSource (bam_data/source.py: the file, its format, its filter) -> bam_minimal.Dataset,
+with what the reader noticed. The one loader of the command line (bam_cli), bench.py and the experiments; and the
+cached built-in synthetic dataset. It sits in the run machinery, not in bam_data, because it builds the
+reference's Dataset, and the data layer never imports the reference.
 
-    from bam_runs.datasets import load_dataset, synthetic
-    data = load_dataset("movies.txt", log=print)   # notes and warnings go to `log`
-    data = load_dataset(synthetic("runs/x"))       # writes runs/x/synthetic.txt unless it is current
+    from bam_data.source import DataSource
+    from bam_runs.datasets import load_dataset, load_run_data
+    data = load_dataset(DataSource("movies.txt", filter="comirec"), log=print)   # notes and warnings go to `log`
+    data = load_dataset("movies.txt")                  # a path alone: the format detected, no filter
+    data = load_run_data(DataSource(), "runs/x")       # no file: writes runs/x/synthetic.txt unless it is current
 """
 import json
 import os
 from dataclasses import asdict
 
 import bam_minimal as bm
-from bam_data import filters, formats, synth
-from bam_data.stats import repeated_targets
+from bam_data import synth
+from bam_data.dataset_stats import repeated_targets
+from bam_data.source import DataSource
 from bam_runs import distributed
 
+# -----------------------------------------------------------------------------
+# A data source -> bam_minimal.Dataset
 
-def load_dataset(path, fmt="auto", log=None, data_filter="none"):
-    """bam_data.formats.read, bam_data.filters.apply (`data_filter`: --filter), then bm.Dataset. With `log`, say
-    what was shifted, filtered, skipped or suspicious."""
-    seqs, info = formats.read(path, fmt)
-    seqs = filters.apply(seqs, data_filter, path, info.setdefault("notes", []))
-    data = bm.Dataset(seqs, name=str(path))
+
+def load_dataset(source, log=None):
+    """`source` (a DataSource, or a path: read with the format detected and no filter) read and filtered, then
+    bm.Dataset. With `log`, say what was shifted, filtered, skipped or suspicious."""
+    source = source if isinstance(source, DataSource) else DataSource(str(source))
+    seqs, info = source.read()
+    data = bm.Dataset(seqs, name=str(source.path))
     if log:
         for note in info.get("notes", []):
             log(f"note: {note}")
@@ -32,6 +40,15 @@ def load_dataset(path, fmt="auto", log=None, data_filter="none"):
         if repeats:
             log(f"warning: {repeats}")
     return data
+
+
+def load_run_data(source, folder, fresh=False, log=None):
+    """The data of a command that writes `folder` (train, table, tune): `source`'s file, or with no file the
+    built-in synthetic dataset, written into `folder` (again when `fresh`)."""
+    return load_dataset(source.at(synthetic(folder, fresh)) if source.synthetic else source, log=log)
+
+# -----------------------------------------------------------------------------
+# The built-in synthetic dataset
 
 
 def synthetic(folder, fresh=False):

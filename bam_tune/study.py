@@ -43,7 +43,7 @@ from optuna.trial import TrialState
 import bam_minimal as bm
 from bam_evidence import per_user
 from bam_evidence.differences import PROTOCOL_COLUMNS, family as diff_family, markdown as diff_markdown
-from bam_experiments import run as experiment
+from bam_experiments import single_run as experiment
 from bam_experiments.methods import METHODS
 from bam_runs import run_folder
 from bam_tune import space as spaces

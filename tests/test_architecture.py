@@ -3,7 +3,7 @@ docs/architecture.md against the code, so that the page cannot drift from it qui
 
   * the table of packages: its last column names, in backquotes, exactly the packages of the project that
     each package (or top-level file) imports, read from its .py files with `ast`: import statements anywhere,
-    inside functions too, and the modules named to bam_cli.options.Later, which imports them on first use;
+    inside functions too (bam_cli imports the modules that load torch inside its commands);
   * the picture: each of its rows holds exactly one layer of pyproject.toml's import-linter layers contract,
     and the rows run in the contract's order, top to bottom.
 
@@ -41,8 +41,6 @@ def imports_of(unit):
                 names = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom):
                 names = [node.module] if node.level == 0 else []   # a relative import stays in its package
-            elif isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Later":
-                names = [node.args[0].value]                        # bam_cli.options.Later("bam_runs.x")
             else:
                 continue
             for name in names:
@@ -52,13 +50,13 @@ def imports_of(unit):
     return found
 
 
-def test_imports_of_sees_imports_in_functions_and_later(tmp_path, monkeypatch):
-    """The reader itself: a top-level import, one inside a function, a Later name, and a relative import."""
+def test_imports_of_sees_imports_in_functions(tmp_path, monkeypatch):
+    """The reader itself: a top-level import, two inside a function, and a relative import."""
     package = tmp_path / "bam_fake"
     package.mkdir()
     (package / "__init__.py").write_text("from . import inner\n")
     (package / "inner.py").write_text("import bam_data.formats\n\ndef f():\n    import bam_runs\n    "
-                                      "return Later('bam_minimal'), bam_runs\n")
+                                      "from bam_minimal import Config\n    return Config, bam_runs\n")
     here = sys.modules[__name__]
     monkeypatch.setattr(here, "ROOT", tmp_path)
     monkeypatch.setattr(here, "PACKAGES", ["bam_fake"])

@@ -157,7 +157,7 @@ def test_different_targets_are_refused(tmp_path):
 
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory, synthetic_small):
-    from bam_experiments.run import train_run
+    from bam_experiments.single_run import train_run
     tmp = tmp_path_factory.mktemp("runs")
     data = tmp / "data.txt"
     formats.write_official(synthetic_small[0], str(data))
@@ -264,7 +264,7 @@ def test_list_balance_is_the_balance_figure_of_the_same_lists(two_runs):
     from bam_experiments import balance
     from bam_runs import checkpoints, datasets
     net, cfg, dataset, _ = checkpoints.load_with_data(f"{two_runs[1]['bam'][0]}/checkpoint.pt", None,
-                                                      lambda p: datasets.load_dataset(p, "auto"), bm.Config())
+                                                      datasets.load_dataset, bm.Config())
     share, top, _, _ = balance.interest_usage(net, dataset, cfg, k=10)
     want = balance.summary(share)
     got = balance.list_balance(net, cfg, dataset, "test", top, block=37)

@@ -13,9 +13,10 @@ import pytest
 from hypothesis import given, strategies as st
 
 import bam_minimal as bm
-from bam_data import InputError
+from bam_data import InputError, read as formats_read
 from bam_data.amazon import kcore
 from bam_data.filters import COMIREC_MIN, apply, comirec_filter
+from bam_data.source import DataSource
 from bam_runs import run_folder
 from bam_runs.datasets import load_dataset
 from test_cli import TINY, one_line_error, run
@@ -59,11 +60,22 @@ def test_through_the_loader(tmp_path):
     path = tmp_path / "hand.txt"
     path.write_text("".join(f"{u} {i}\n" for u, s in HAND.items() for i in s))
     notes = []
-    data = load_dataset(str(path), log=notes.append, data_filter="comirec")
+    data = load_dataset(DataSource(str(path), filter="comirec"), log=notes.append)
     assert data.users.tolist() == [1, 2, 3, 5] and data.items.tolist() == sum(HAND_FILTERED.values(), [])
     assert data.n_items == 5                                # ids are kept: the largest kept id
     assert any("kept 4 of 6 users, 5 of 6 items and 20 of 30 interactions" in n for n in notes), notes
     assert len(load_dataset(str(path)).users) == 5          # no filter: u6 alone is skipped (under 3)
+
+
+def test_a_data_source_keeps_its_format_and_filter_for_another_file(tmp_path):
+    """A checkpoint's own data (no --data) is read with the command's --format and --filter: DataSource.at."""
+    source = DataSource(None, "official", "comirec")
+    assert source.synthetic and not source.at("b.txt").synthetic
+    assert source.at("b.txt") == DataSource("b.txt", "official", "comirec")
+    path = tmp_path / "hand.txt"
+    path.write_text("".join(f"{u} {i}\n" for u, s in HAND.items() for i in s))
+    seqs, info = source.at(str(path)).read()               # read, then filtered
+    assert seqs == apply(formats_read(path)[0], "comirec", path) and info["notes"]
 
 
 def test_nothing_left_is_one_input_error():

@@ -42,6 +42,7 @@ from bam_numpy.weights import load_weights, save_weights
 from bam_runs import checkpoints
 from bam_runs import datasets
 from bam_data import amazon as prepare
+from bam_data.source import DataSource
 from bam_runs import run_folder
 
 ERRORS = (bm.InputError, bam_data.InputError)
@@ -190,7 +191,7 @@ def test_every_format_reads_or_stops_with_one_line(folder, case):
         seqs, info = got
         check_sequences(seqs)
         assert info["format"] in bam_data.FORMATS
-        for build in (lambda p: TwinDataset(seqs, name=str(p)), lambda p: datasets.load_dataset(p, fmt)):
+        for build in (lambda p: TwinDataset(seqs, name=str(p)), lambda p: datasets.load_dataset(DataSource(p, fmt))):
             reads_or_one_line(build, path)  # users with fewer than 3 items: the one line, nothing else
 
 
@@ -377,9 +378,9 @@ def test_twin_weights_load_or_stop_with_one_line(folder, data):
 @pytest.fixture(scope="module")
 def golden_arrays(tmp_path_factory):
     """The arrays of a golden vectors file, as `cli.py golden` writes them."""
-    from bam_crosscheck import twin
+    from bam_crosscheck import golden_vectors
     path = tmp_path_factory.mktemp("golden") / "vectors.npz"
-    twin.write_golden(str(path))
+    golden_vectors.write_golden(str(path))
     with np.load(path, allow_pickle=False) as z:
         return {k: z[k] for k in z.files}
 

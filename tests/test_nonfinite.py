@@ -20,7 +20,7 @@ from bam_numpy import ranking as bnr
 from bam_numpy import training as bnt
 from bam_numpy.encoders import routing_noise as twin_routing_noise
 from bam_runs import run_folder
-from bam_crosscheck import twin
+from bam_crosscheck import numpy_engine
 from conftest import ROOT
 
 NAN, INF = math.nan, math.inf
@@ -138,7 +138,8 @@ def test_evaluate_nonfinite_weights_both_engines(synthetic_small):
     with torch.no_grad():
         model.embeddings.weight[7] = 1e308
     t_metrics, t_ranks, t_tops = bm.evaluate(bm.model_scorer(model), data, "test", cfg, k_top=20)
-    n_metrics, n_ranks, n_tops = bn.evaluate(twin.export_arrays(model), data, "test", twin.numpy_config(cfg), k_top=20)
+    n_metrics, n_ranks, n_tops = bn.evaluate(numpy_engine.export_arrays(model), data, "test",
+                                             numpy_engine.numpy_config(cfg), k_top=20)
     assert t_metrics["nonfinite_users"] == n_metrics["nonfinite_users"] > 0
     assert np.array_equal(t_ranks, n_ranks) and np.array_equal(t_tops, n_tops)
     assert t_metrics == n_metrics
@@ -283,7 +284,7 @@ def test_mind_evaluation_same_ranks_any_block_and_in_the_twin(synthetic_small):
     model = bm.build_model(cfg, data.n_items).double().eval()
     ranks = [bm.evaluate(bm.model_scorer(model), data, "test", cfg, block=b, k_top=5)[1:] for b in (16, 301)]
     assert np.array_equal(ranks[0][0], ranks[1][0]) and np.array_equal(ranks[0][1], ranks[1][1])
-    n_ranks = bn.evaluate(twin.export_arrays(model), data, "test", twin.numpy_config(cfg), k_top=5)[1:]
+    n_ranks = bn.evaluate(numpy_engine.export_arrays(model), data, "test", numpy_engine.numpy_config(cfg), k_top=5)[1:]
     assert np.array_equal(n_ranks[0], ranks[0][0]) and np.array_equal(n_ranks[1], ranks[0][1])
     rows = np.arange(0, len(data.users), 3)  # a subset: each user keeps its own row's noise
     sub = bm.evaluate(bm.model_scorer(model), data, "test", cfg, rows=rows, block=50)[1]

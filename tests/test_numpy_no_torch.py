@@ -41,14 +41,14 @@ def run(code, tmp_path):
 
 
 def test_bam_numpy_runs_with_torch_blocked(tmp_path):
-    from bam_crosscheck import twin  # the parent may use torch: it writes the golden file
-    twin.write_golden(tmp_path / "golden.npz")
+    from bam_crosscheck import golden_vectors  # the parent may use torch: it writes the golden file
+    golden_vectors.write_golden(tmp_path / "golden.npz")
     out = run(f"""
         import numpy as np
         import bam_numpy as bn
         from bam_numpy import config, data, encoders, golden, loss, ranking, training, weights
-        from bam_bench import twin  # the numba engine's benchmark is torch-free too
-        from bam_data import files, formats, stats
+        from bam_bench import numba_engine  # the numba engine's benchmark is torch-free too
+        from bam_data import dataset_stats, files, formats
         from bam_data import synth
         seqs = synth.generate(synth.SynthConfig(users=120, items=80, seed=1))[0]
         d = bn.Dataset(seqs)
@@ -71,8 +71,8 @@ def test_bam_numpy_runs_with_torch_blocked(tmp_path):
 
 
 def test_command_line_entry_points_with_torch_blocked(tmp_path):
-    from bam_crosscheck import twin
-    twin.write_golden(tmp_path / "golden.npz")
+    from bam_crosscheck import golden_vectors
+    golden_vectors.write_golden(tmp_path / "golden.npz")
     out = run(f"""
         import runpy
         sys.argv = ["bam_numpy.golden", {str(tmp_path / 'golden.npz')!r}]
@@ -90,5 +90,5 @@ def test_command_line_entry_points_with_torch_blocked(tmp_path):
 
 def test_the_blocker_blocks(tmp_path):
     """The test above can fail: code that imports torch dies under the blocker."""
-    out = run("import bam_crosscheck.twin\n", tmp_path)
+    out = run("import bam_crosscheck.numpy_engine\n", tmp_path)
     assert out.returncode != 0 and "blocked" in out.stderr

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import bam_numpy as bn
-from bam_bench import twin as bench
+from bam_bench import numba_engine as bench
 from bam_numpy import ranking
 from bam_data import synth
 

@@ -1,6 +1,6 @@
 """
-ComiRec's evaluation protocol (bam_protocols.comirec, its twin bam_numpy.comirec): the split, the targets, the
-sampler, the metrics (a hand-computed example, golden vectors, planted bugs: an IDCG over the hits, a rank
+ComiRec's evaluation protocol (bam_protocols.comirec_split, its twin bam_numpy.comirec_split): the split, the
+targets, the sampler, the metrics (a hand-computed example, golden vectors, planted bugs: an IDCG over the hits, a rank
 off by one, targets counted with repeats), both engines against a brute force and each other, and the
 commands that take --protocol and --ndcg-as. The three published NDCGs, worked by hand: tests/test_ndcg_variants.py.
 
@@ -18,11 +18,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import bam_minimal as bm
-from bam_crosscheck import twin
+from bam_crosscheck import numpy_engine
 from bam_evidence import per_user
 from bam_evidence.metrics import user_metrics
-from bam_numpy import comirec as ncomirec
-from bam_protocols import comirec, protocol
+from bam_numpy import comirec_split as twin_split
+from bam_protocols import comirec_split, protocol
 
 GOLDEN = Path(__file__).parent / "golden" / "comirec_protocol.json"
 
@@ -112,7 +112,7 @@ def test_user_metrics_of_one_target_are_leave_one_out_metrics(ranks):
 
 @pytest.mark.parametrize("n", [1, 2, 9, 10, 11, 1090, 22363])
 def test_split_rows_partition_the_users_as_comirec_cuts_them(n):
-    parts = [comirec.split_rows(n, s) for s in comirec.SPLITS]
+    parts = [comirec_split.split_rows(n, s) for s in comirec_split.SPLITS]
     assert sorted(np.concatenate(parts).tolist()) == list(range(n))
     assert [len(p) for p in parts] == [int(n * 0.8), int(n * 0.9) - int(n * 0.8), n - int(n * 0.9)]
     assert all((np.diff(p) > 0).all() for p in parts)       # sorted, no repeats
@@ -121,7 +121,7 @@ def test_split_rows_partition_the_users_as_comirec_cuts_them(n):
 
 def test_split_rows_shuffle_the_users():
     """The test users are spread over the file, not its last 10% (a split without the shuffle)."""
-    test = comirec.split_rows(1000, "test")
+    test = comirec_split.split_rows(1000, "test")
     assert test.min() < 100 and test.max() >= 900 and not np.array_equal(test, np.arange(900, 1000))
 
 
@@ -129,19 +129,19 @@ def test_split_rows_are_one_split_whatever_the_seed():
     """The split depends on the number of users only: every seed and method of a table tests the same users."""
     data = data_of([8] * 50)
     for seed in (1, 2021):
-        assert np.array_equal(bm.PROTOCOLS["comirec"]["users"](data, "test"), comirec.split_rows(50, "test"))
+        assert np.array_equal(bm.PROTOCOLS["comirec"]["users"](data, "test"), comirec_split.split_rows(50, "test"))
 
 
 def test_history_end_is_int_of_eighty_percent():
     """numpy's float product rounds as Python's does: k = int(0.8 * len) exactly, 0.8 * 5 = 4 included."""
     lengths = np.arange(1, 100_000)
-    assert comirec.history_end(lengths).tolist() == [int(n * 0.8) for n in lengths.tolist()]
+    assert comirec_split.history_end(lengths).tolist() == [int(n * 0.8) for n in lengths.tolist()]
 
 
 def test_target_lists_are_each_users_last_twenty_percent():
     data = data_of([3, 10, 5, 23, 7])
     rows = np.array([4, 1, 3])
-    k, counts, targets = comirec.target_lists(data, rows)
+    k, counts, targets = comirec_split.target_lists(data, rows)
     want = []
     for r in rows:
         seq = data.items[data.start[r]:data.start[r + 1]].tolist()
@@ -153,8 +153,8 @@ def test_target_lists_are_each_users_last_twenty_percent():
 
 def test_train_batch_draws_training_users_and_targets_from_four():
     data = data_of([3, 4, 5, 6, 9, 30] * 40)
-    train = set(comirec.split_rows(len(data.users), "train").tolist())
-    history, mask, target = comirec.train_batch(data, np.random.default_rng(0), 4000, 50)
+    train = set(comirec_split.split_rows(len(data.users), "train").tolist())
+    history, mask, target = comirec_split.train_batch(data, np.random.default_rng(0), 4000, 50)
     k = mask.sum(1).astype(int)                                                # history lengths = target positions
     assert k.min() == 4
     # the rows: recover each example's row from its target and history (all rows are distinct sequences)
@@ -167,25 +167,25 @@ def test_train_batch_draws_training_users_and_targets_from_four():
 
 def test_train_batch_with_no_long_training_user_says_so():
     with pytest.raises(bm.InputError, match="no training user has 5 or more interactions"):
-        comirec.train_batch(data_of([4] * 20), np.random.default_rng(0), 8, 10)
+        comirec_split.train_batch(data_of([4] * 20), np.random.default_rng(0), 8, 10)
 
 # -----------------------------------------------------------------------------
 # Golden vectors: the split, the targets and the metrics, pinned
 
 
 def golden_outputs():
-    """What the golden file pins, computed from its inputs by bam_protocols.comirec."""
+    """What the golden file pins, computed from its inputs by bam_protocols.comirec_split."""
     inputs = json.loads(GOLDEN.read_text())["inputs"]
-    out = {f"split_rows/{n}/{s}": comirec.split_rows(n, s).tolist() for n in inputs["n_users"]
-           for s in comirec.SPLITS}
-    out["history_end"] = comirec.history_end(inputs["lengths"]).tolist()
+    out = {f"split_rows/{n}/{s}": comirec_split.split_rows(n, s).tolist() for n in inputs["n_users"]
+           for s in comirec_split.SPLITS}
+    out["history_end"] = comirec_split.history_end(inputs["lengths"]).tolist()
     metrics = user_metrics(inputs["ranks"], inputs["counts"], inputs["targets"], published=True)
     out.update({f"user_metrics/{k}": v.tolist() for k, v in metrics.items()})
     return out
 
 
 def test_golden_vectors_of_the_protocol():
-    """tests/golden/comirec_protocol.json was written by bam_protocols.comirec (`python tests/test_protocols.py`):
+    """tests/golden/comirec_protocol.json was written by bam_protocols.comirec_split (`python tests/test_protocols.py`):
     a change of the split, the history end or a metric shows here, for both engines' shared functions."""
     expected = json.loads(GOLDEN.read_text())["expected"]
     got = golden_outputs()
@@ -193,7 +193,7 @@ def test_golden_vectors_of_the_protocol():
     for key, want in expected.items():
         np.testing.assert_allclose(got[key], want, rtol=1e-12, err_msg=key)
     inputs = json.loads(GOLDEN.read_text())["inputs"]
-    twin_metrics = ncomirec.user_metrics(inputs["ranks"], inputs["counts"], inputs["targets"], published=True)
+    twin_metrics = twin_split.user_metrics(inputs["ranks"], inputs["counts"], inputs["targets"], published=True)
     for k, v in twin_metrics.items():
         np.testing.assert_allclose(v, expected[f"user_metrics/{k}"], rtol=1e-12, err_msg=k)
 
@@ -237,10 +237,10 @@ def brute_force_ranks(net, cfg, data, rows):
 def test_evaluate_ranks_every_target_as_a_brute_force_does(model, mask):
     net, cfg, data = model_and_data(model)
     cfg = bm.Config(**{**cfg.__dict__, "history_mask": mask})
-    metrics, ranks, _ = comirec.PROTOCOL.evaluate(bm.model_scorer(net), data, "test", cfg, block=5)
-    rows = comirec.split_rows(len(data.users), "test")
+    metrics, ranks, _ = comirec_split.PROTOCOL.evaluate(bm.model_scorer(net), data, "test", cfg, block=5)
+    rows = comirec_split.split_rows(len(data.users), "test")
     assert ranks.tolist() == brute_force_ranks(net, cfg, data, rows).tolist()
-    _, counts, targets = comirec.target_lists(data, rows)
+    _, counts, targets = comirec_split.target_lists(data, rows)
     want = user_metrics(ranks, counts, targets)
     assert metrics == dict({k: float(v.mean()) for k, v in want.items()}, nonfinite_users=0)
 
@@ -256,18 +256,19 @@ def test_rank_targets_use_target_ranks_rule_on_ties():
 def test_evaluate_the_twin_gives_the_same_ranks_tops_and_metrics(model):
     net, cfg, data = model_and_data(model)
     for split in ("valid", "test"):
-        t_metrics, t_ranks, t_tops = comirec.PROTOCOL.evaluate(bm.model_scorer(net), data, split, cfg, k_top=20)
-        params = twin.export_arrays(net)
-        n_metrics, n_ranks, n_tops = ncomirec.evaluate(params, data, split, twin.numpy_config(cfg), k_top=20, block=7)
+        t_metrics, t_ranks, t_tops = comirec_split.PROTOCOL.evaluate(bm.model_scorer(net), data, split, cfg, k_top=20)
+        params = numpy_engine.export_arrays(net)
+        n_metrics, n_ranks, n_tops = twin_split.evaluate(params, data, split, numpy_engine.numpy_config(cfg), k_top=20,
+                                                         block=7)
         assert np.array_equal(t_ranks, n_ranks) and np.array_equal(t_tops, n_tops)
         assert n_metrics == t_metrics
 
 
 def test_evaluate_numpy_follows_the_protocol_of_the_config():
     net, cfg, data = model_and_data()
-    metrics, ranks, _ = twin.evaluate_numpy(net.float(), cfg, data, "test")
-    assert "hitrate@50" in metrics and len(ranks) == comirec.target_lists(
-        data, comirec.split_rows(len(data.users), "test"))[1].sum()
+    metrics, ranks, _ = numpy_engine.evaluate_numpy(net.float(), cfg, data, "test")
+    assert "hitrate@50" in metrics and len(ranks) == comirec_split.target_lists(
+        data, comirec_split.split_rows(len(data.users), "test"))[1].sum()
 
 # -----------------------------------------------------------------------------
 # Training under the protocol, and the commands
@@ -279,7 +280,7 @@ def test_train_under_the_protocol_tests_the_test_users(synthetic_small):
     model, result = bm.train(cfg, data, log=lambda line: None)
     assert set(result["test"]) == {f"{m}@{n}" for m in ("recall", "ndcg", "hitrate") for n in (10, 20, 50)} | {
         "nonfinite_users"}
-    again = comirec.PROTOCOL.evaluate(bm.model_scorer(model.eval()), data, "test", cfg)[0]
+    again = comirec_split.PROTOCOL.evaluate(bm.model_scorer(model.eval()), data, "test", cfg)[0]
     assert again == result["test"]
 
 
@@ -328,7 +329,7 @@ def test_table_under_the_protocol_adds_comirec_ndcg_to_runs_made_without_it(tmp_
     two NDCGs from their per-user ranks: the same numbers a run made with the flag writes."""
     from bam_experiments import table
     from bam_runs import datasets
-    data = datasets.load_dataset(str(good), "auto", log=lambda line: None)
+    data = datasets.load_dataset(str(good), log=lambda line: None)
     base = bm.Config(protocol="comirec", history_mask="none", dim=8, max_iters=20, eval_every=10, device="cpu")
     table.run_table(base, data, ["ComiRec", "BaM"], 1, str(tmp_path / "t"), log=lambda line: None)
     text, rows, reused = table.run_table(base, data, ["ComiRec", "BaM"], 1, str(tmp_path / "t"),
@@ -346,10 +347,10 @@ def test_table_under_the_protocol_adds_comirec_ndcg_to_runs_made_without_it(tmp_
     # beyond accuracy: each run's top-5 lists, as `evaluate --top-n 5` gives them for its checkpoint
     table.run_table(base, data, ["BaM"], 1, str(tmp_path / "t"), log=lambda line: None, top_n=5)
     beyond = json.loads((tmp_path / "t" / "table.json").read_text())["beyond"]["BaM"]
-    from bam_experiments.run import evaluate_checkpoint
+    from bam_experiments.single_run import EvaluationRequest, evaluate_checkpoint
     from bam_evidence import beyond as beyond_mod
-    got = evaluate_checkpoint(str(tmp_path / "t" / "BaM" / "seed-2021" / "checkpoint.pt"), k_top=5, log=print,
-                              note=lambda line: None)
+    request = EvaluationRequest(str(tmp_path / "t" / "BaM" / "seed-2021" / "checkpoint.pt"), k_top=5)
+    got = evaluate_checkpoint(request, log=print, note=lambda line: None)
     got = dict(got.metrics, **beyond_mod.list_metrics(got.tops, data.n_items))
     assert set(beyond) == {"coverage@5", "interest_entropy@5", "single_interest_users@5", "interest_gini@5"}
     assert all(beyond[k]["mean"] == pytest.approx(got[k], abs=1e-12) for k in beyond)
@@ -445,7 +446,7 @@ def test_a_run_of_an_older_bam_without_protocol_is_reused(tmp_path, synthetic_sm
     assert run_folder.RunFolder(str(tmp_path / "r"), cfg, data, log=lambda line: None).finished() is not None
 
 
-if __name__ == "__main__":  # (re)write the golden file: its inputs, and what bam_protocols.comirec computes of them
+if __name__ == "__main__":  # (re)write the golden file: its inputs, and what bam_protocols.comirec_split computes
     rng = np.random.default_rng(17)
     counts = rng.integers(1, 9, 40)
     inputs = dict(n_users=[1, 7, 10, 333, 1090], lengths=rng.integers(1, 400, 50).tolist(), counts=counts.tolist(),

@@ -149,9 +149,9 @@ def test_a_study_refuses_other_data_space_or_method_and_repeats_itself(data, tmp
 def test_no_test_metric_is_read_before_the_study_ends(data, tmp_path, monkeypatch):
     import bam_minimal as bm
     from bam_evidence import per_user
-    from bam_experiments import run
+    from bam_experiments import single_run
     from bam_tune import study
-    run.register()
+    single_run.register()
     phase = {"now": "study"}
     evaluate, load, final = bm.PROTOCOLS["loo"]["evaluate"], per_user.load, study.final
 

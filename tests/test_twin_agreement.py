@@ -16,7 +16,7 @@ import bam_minimal as bm
 import bam_numpy as bn
 from bam_data import synth
 from bam_numpy import encoders, training
-from bam_crosscheck import twin
+from bam_crosscheck import agreement, numpy_engine
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,8 @@ CASES = [
 @pytest.mark.parametrize("case", CASES, ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()) or "default")
 def test_torch_and_numpy_agree(data, case, dtype):
     cfg = replace(bm.Config(dim=16, seq_len=20, n_negatives=200, device="cpu"), **case)
-    rows, ok = twin.crosscheck(model_for(cfg, data.n_items), cfg, data, dtype=dtype, batch_size=48, log=lambda s: None)
+    rows, ok = agreement.crosscheck(model_for(cfg, data.n_items), cfg, data, dtype=dtype, batch_size=48,
+                                    log=lambda s: None)
     assert ok, [r for r in rows if not r["ok"]]
     names = " ".join(r["quantity"] for r in rows)
     for part in ("interests", "loss [", "grad embeddings.weight", "[hard,", "[bam,", "sampled]", "full]",
@@ -66,7 +67,7 @@ def test_crosscheck_can_fail(data, monkeypatch):
         grads["linear2.weight"] = grads["linear2.weight"] * (1 + 1e-8)
         return grads
     monkeypatch.setattr(encoders, "comirec_backward", slightly_wrong)
-    rows, ok = twin.crosscheck(model, cfg, data, batch_size=32, log=lambda s: None)
+    rows, ok = agreement.crosscheck(model, cfg, data, batch_size=32, log=lambda s: None)
     assert not ok
     assert {r["quantity"] for r in rows if not r["ok"]} == {f"grad linear2.weight [{s}, {loss}]"
                                                            for s in ("bam", "hard") for loss in ("sampled", "full")}
@@ -126,17 +127,17 @@ def test_adam_step_matches_torch(fused, dtype):
 
 
 def test_mind_evaluation_noise_is_bam_minimals(data):
-    """twin.eval_noise gives the routing logits that bam_minimal.evaluate hands MIND, so the numpy
+    """numpy_engine.eval_noise gives the routing logits that bam_minimal.evaluate hands MIND, so the numpy
     engine gives the torch engine's numbers for MIND."""
     cfg = bm.Config(model="mind", dim=16, seq_len=20, device="cpu")
     model = model_for(cfg, data.n_items).eval()
-    noise = twin.eval_noise(cfg, data)
+    noise = numpy_engine.eval_noise(cfg, data)
     seen = []
     forward = model.forward
     model.forward = lambda h, m, routing: seen.append(routing) or forward(h, m, routing=routing)
     t_metrics, t_ranks, _ = bm.evaluate(bm.model_scorer(model), data, "test", cfg, block=37)
     assert np.array_equal(np.concatenate(seen), noise)  # per block, counter-based: the same as drawn at once
     model.forward = forward
-    n_metrics, n_ranks, _ = twin.evaluate_numpy(model, cfg, data, "test")
+    n_metrics, n_ranks, _ = numpy_engine.evaluate_numpy(model, cfg, data, "test")
     assert abs(n_metrics["recall@20"] - t_metrics["recall@20"]) < 1.5e-4
     assert (n_ranks != t_ranks).mean() < 0.01

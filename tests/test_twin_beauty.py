@@ -19,7 +19,7 @@ import bam_minimal as bm
 from bam_data import formats
 from bam_runs import checkpoints
 from bam_runs import run_folder
-from bam_crosscheck import twin
+from bam_crosscheck import numpy_engine
 
 ROOT = Path(__file__).resolve().parents[1]
 BEAUTY = ROOT.parent / "shared" / "data" / "amazon-beauty-2014" / "Beauty.txt"
@@ -37,7 +37,7 @@ def test_beauty_numpy_and_torch_rank_identically(one_torch_thread, tmp_path):
     model = model.double()
     rows = np.sort(np.random.default_rng(0).choice(len(data.users), 4000, replace=False))   # (4000,)
     t_metrics, t_ranks, t_top = bm.evaluate(bm.model_scorer(model), data, "test", cfg, rows=rows, k_top=20)
-    n_metrics, n_ranks, n_top = twin.evaluate_numpy(model, cfg, data, "test", rows=rows, k_top=20)
+    n_metrics, n_ranks, n_top = numpy_engine.evaluate_numpy(model, cfg, data, "test", rows=rows, k_top=20)
     assert n_top.shape == t_top.shape == (4000, 20)
     differ = np.flatnonzero((n_top != t_top).any(1))
     assert len(differ) == 0, f"{len(differ)} users' top-20 lists differ, e.g. user row {differ[:5]}"

@@ -20,7 +20,7 @@ import cli
 from bam_numpy import encoders
 from bam_data import synth
 from bam_runs import run_folder
-from bam_crosscheck import twin
+from bam_crosscheck import numpy_engine
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,7 +59,7 @@ def test_export_round_trip(checkpoints, tmp_path, kind):
     assert asdict(ncfg) == asdict(cfg) and n_items == data.n_items
     assert not list(tmp_path.glob(".tmp-*"))  # the temporary file is gone
     # and back: the numpy weights make the same torch model
-    back = twin.import_arrays(params, ncfg, n_items)
+    back = numpy_engine.import_arrays(params, ncfg, n_items)
     assert all(torch.equal(back.state_dict()[k], v) for k, v in state.items())
 
 

@@ -70,7 +70,7 @@ def check(path, impl):
 
 
 @pytest.mark.parametrize("name", ["default", "tau", "official", "mind"])
-@pytest.mark.parametrize("impl", ["bam_numpy.golden:reference", "bam_crosscheck.twin:torch_reference"])
+@pytest.mark.parametrize("impl", ["bam_numpy.golden:reference", "bam_crosscheck.golden_vectors:torch_reference"])
 def test_references_pass(files, name, impl):
     result = check(files[name], impl)
     assert result.exit_code == 0, result.output

@@ -67,9 +67,9 @@ def test_twin_source_is_the_same_text(name, twin):
 
 # The protocols' torch side (bam_protocols) and their twins: the split and the targets, word for word; and the
 # metrics, whose one copy outside the twin is the torch-free bam_evidence/metrics.py (bam_protocols imports it).
-PROTOCOL_TWINS = [("bam_protocols/comirec.py", "bam_numpy/comirec.py",
+PROTOCOL_TWINS = [("bam_protocols/comirec_split.py", "bam_numpy/comirec_split.py",
                    ["SPLIT_SEED", "SPLITS", "split_rows", "history_end", "target_lists"]),
-                  ("bam_evidence/metrics.py", "bam_numpy/comirec.py", ["KS", "user_metrics"])]
+                  ("bam_evidence/metrics.py", "bam_numpy/comirec_split.py", ["KS", "user_metrics"])]
 
 
 @pytest.mark.parametrize("torch_path, twin, name", [(a, b, n) for a, b, names in PROTOCOL_TWINS for n in names])

@@ -1,5 +1,5 @@
 """
-bam_cli/twin.py: the command-line commands of the NumPy twin; cli.py adds them to its group.
+bam_cli/twin_commands.py: the command-line commands of the NumPy twin; cli.py adds them to its group.
 
     python cli.py export --checkpoint runs/x/checkpoint.pt --out weights.npz [--data PATH]  # checked: its data
     python cli.py crosscheck                                   # fresh model, synthetic data, float64
@@ -9,7 +9,7 @@ bam_cli/twin.py: the command-line commands of the NumPy twin; cli.py adds them t
 
 crosscheck and golden --check exit 0 when everything passes and 1 otherwise; bad input exits 2, and so
 does a checkpoint given other data than it was trained on (unless --other-data; checkpoints.check_data).
-The work is in bam_crosscheck/twin.py.
+The work is in bam_crosscheck: numpy_engine.py (export), agreement.py (crosscheck), golden_vectors.py (golden).
 """
 import os
 from dataclasses import replace
@@ -17,14 +17,14 @@ from dataclasses import replace
 import click
 
 from bam_data import formats, synth
+from bam_data.source import DataSource
 from bam_cli import options
-from bam_cli.options import Later
-
-bm, checkpoints, datasets = Later("bam_minimal"), Later("bam_runs.checkpoints"), Later("bam_runs.datasets")
 
 
 def load_dataset(path, fmt="auto"):
-    return datasets.load_dataset(path, fmt)
+    """The twin's commands read --data in its --format, unfiltered (they take no --filter)."""
+    from bam_runs import datasets
+    return datasets.load_dataset(DataSource(path, fmt))
 
 
 def register_models():
@@ -51,10 +51,11 @@ def export(ckpt, out, data, fmt, n_interests, seq_len, other_data):
     """Write a checkpoint's weights as .npz, under the official parameter names, for bam_numpy. The
     file keeps the name and fingerprint of the checkpoint's data; with --data, that data is checked
     to be the checkpoint's first."""
-    from bam_crosscheck import twin
+    from bam_crosscheck import numpy_engine
+    from bam_runs import checkpoints
     register_models()
     dataset = load_dataset(data, fmt) if data else None
-    twin.export(ckpt, out, checkpoints.official_base(n_interests, seq_len), log=options.note, data=dataset,
+    numpy_engine.export(ckpt, out, checkpoints.official_base(n_interests, seq_len), log=options.note, data=dataset,
                 other_data=other_data)
     click.echo(f"wrote {out}")
 
@@ -81,7 +82,9 @@ def crosscheck(ckpt, data, fmt, dtype, model, batch_size, seed, n_interests, seq
     Prints a table; exits 0 only when every row passes."""
     import torch
 
-    from bam_crosscheck import twin
+    import bam_minimal as bm
+    from bam_crosscheck import agreement
+    from bam_runs import checkpoints
     register_models()
     if ckpt:
         net, cfg, dataset, _ = checkpoints.load_with_data(ckpt, data, lambda p: load_dataset(p, fmt),
@@ -98,7 +101,7 @@ def crosscheck(ckpt, data, fmt, dtype, model, batch_size, seed, n_interests, seq
                f"{os.path.basename(str(dataset.name))}: {len(dataset.users)} users, {dataset.n_items} items; "
                f"{'checkpoint ' + ckpt if ckpt else 'fresh model'}")
     click.echo("rel err = max|numpy - torch| / max|torch| over the array")
-    _, ok = twin.crosscheck(net, cfg, dataset, dtype=dtype, batch_size=batch_size, seed=seed, log=click.echo)
+    _, ok = agreement.crosscheck(net, cfg, dataset, dtype=dtype, batch_size=batch_size, seed=seed, log=click.echo)
     raise SystemExit(0 if ok else 1)
 
 # -----------------------------------------------------------------------------
@@ -125,17 +128,18 @@ def golden(out, check_path, impl, rtol, model, selection, loss, history_mask, ta
     --out writes the inputs (weights, a batch, negatives, BaM's uniform draws, the config) and every
     expected output, computed by bam_minimal. --check runs --impl on the inputs and compares: it
     imports and runs the implementation's code (the vectors file itself is read without pickle)."""
-    from bam_crosscheck import twin
+    import bam_minimal as bm
+    from bam_crosscheck import golden_vectors
     if bool(out) == bool(check_path):
         raise bm.InputError("golden: pass exactly one of --out FILE and --check FILE "
                             "(fix: `golden --out vectors.npz`, then `golden --check vectors.npz`)")
     if out:
-        arrays = twin.write_golden(out, model=model, selection=selection, loss=loss,
+        arrays = golden_vectors.write_golden(out, model=model, selection=selection, loss=loss,
                                    history_mask=history_mask, tau=tau, seed=seed)
         click.echo(f"wrote {out}: {len(arrays)} arrays, {sum(k.startswith('expected/') for k in arrays)} "
                    "expected outputs")
         return
-    raise SystemExit(0 if twin.check_golden(check_path, impl, rtol=rtol, log=click.echo) else 1)
+    raise SystemExit(0 if golden_vectors.check_golden(check_path, impl, rtol=rtol, log=click.echo) else 1)
 
 
 COMMANDS = [export, crosscheck, golden]

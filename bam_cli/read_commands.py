@@ -1,5 +1,5 @@
 """
-bam_cli/read.py: `read`, bam_minimal.py as one annotated HTML page: its comments and docstrings beside its
+bam_cli/read_commands.py: `read`, bam_minimal.py as one annotated HTML page: its comments and docstrings beside its
 code, the equations it cites as MathML, linked both ways. No JavaScript; the page opens offline.
 
     python cli.py read --out site/        # writes site/index.html (site/ is git-ignored: it is generated)

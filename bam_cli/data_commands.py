@@ -1,5 +1,5 @@
 """
-bam_cli/data.py: the torch-free data commands: `data stats`, `data remap`, `data synth`, `prepare amazon2023`.
+bam_cli/data_commands.py: the torch-free data commands: `data stats`, `data remap`, `data synth`, `prepare amazon2023`.
 
     python cli.py data stats ../shared/data/lastfm/LastFM.txt
     python cli.py data remap ids-with-gaps.txt --out remapped.txt
@@ -88,7 +88,7 @@ def data():
               help="also write the statistics to this JSON file")
 def stats(path, fmt, json_out):
     """Users, items, interactions, sequence lengths and density (the paper's Table 1)."""
-    from bam_data.stats import table1
+    from bam_data.dataset_stats import table1
     seqs, info = formats.read(path, fmt)
     out = dict(format=info["format"], **table1(seqs))
     for k, v in out.items():

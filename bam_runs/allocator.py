@@ -1,8 +1,8 @@
 """
-bam_runs/perf.py: a process-wide speed setting for the CPU, applied once at start by cli.py and bench.py
+bam_runs/allocator.py: a process-wide speed setting for the CPU, applied once at start by cli.py and bench.py
 (bam_minimal.py itself stays free of process-wide side effects).
 
-    from bam_runs.perf import keep_freed_memory
+    from bam_runs.allocator import keep_freed_memory
     keep_freed_memory()
 """
 import ctypes

@@ -1,15 +1,15 @@
 """
-bam_numpy/comirec.py: ComiRec's evaluation protocol (Cen et al., KDD '20; REMI's too) in the NumPy twin,
-without torch: the twin's side of bam_protocols/comirec.py.
+bam_numpy/comirec_split.py: ComiRec's evaluation protocol (Cen et al., KDD '20; REMI's too) in the NumPy twin,
+without torch: the twin's side of bam_protocols/comirec_split.py.
 
-The split and the targets are the same text as bam_protocols/comirec.py's, the metrics (user_metrics, KS) the
+The split and the targets are the same text as bam_protocols/comirec_split.py's, the metrics (user_metrics, KS) the
 same text as bam_evidence/metrics.py's (tests/test_twin_source.py): the twin imports neither. The ranking is the
 twin's own: the plain functions of bam_numpy.ranking (model_scorer, mask_history, target_rank, top_k), a block
 of users at a time. `python cli.py crosscheck`
 and tests/test_protocols.py check that the two engines give the same ranks and metrics.
 
-    from bam_numpy import comirec
-    metrics, ranks, top50 = comirec.evaluate(params, data, "test", cfg, k_top=50)
+    from bam_numpy import comirec_split
+    metrics, ranks, top50 = comirec_split.evaluate(params, data, "test", cfg, k_top=50)
 """
 import functools
 
@@ -24,7 +24,7 @@ SPLITS = ("train", "valid", "test")
 KS = (10, 20, 50)
 
 # -----------------------------------------------------------------------------
-# The split and the targets (bam_protocols/comirec.py's, word for word), the metrics (bam_evidence/metrics.py's).
+# The split and the targets (bam_protocols/comirec_split.py's, word for word), the metrics (bam_evidence/metrics.py's).
 
 
 @functools.lru_cache(maxsize=16)
@@ -94,7 +94,7 @@ def user_metrics(ranks, counts, targets, ks=KS, published=False):
 
 
 def evaluate(params, data, split, cfg, rows=None, k_top=0, block=None, noise=None):
-    """bam_protocols.comirec.evaluate's numbers: -> (metrics, ranks (T,), top-k ids (U, k_top) or None).
+    """bam_protocols.comirec_split.evaluate's numbers: -> (metrics, ranks (T,), top-k ids (U, k_top) or None).
     MIND: `noise` (U, N, L) routing logits for these rows, or None for routing_noise's (keyed by seed and row).
     A block holds at most 2^22 (target, item) scores."""
     rows = split_rows(len(data.users), split) if rows is None else np.asarray(rows, np.int64)

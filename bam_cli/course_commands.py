@@ -1,5 +1,5 @@
 """
-bam_cli/course.py: `python cli.py course ...`, the course kit's commands; cli.py adds them.
+bam_cli/course_commands.py: `python cli.py course ...`, the course kit's commands; cli.py adds them.
 
     python cli.py course make --out kit/ [--parts select_interest,target_rank] [--track torch|numpy]
     python cli.py course make --out kit/ --format notebook        # kit/bam_student.ipynb instead of the .py

@@ -1,13 +1,13 @@
 """
-bam_cli/run.py: the commands that train and evaluate: train, evaluate, table, balance.
+bam_cli/run_commands.py: the commands that train and evaluate: train, evaluate, table, balance.
 
     python cli.py train                              # ComiRec-SA + BaM on the built-in synthetic data
     python cli.py evaluate --checkpoint runs/synthetic-comirec-bam/checkpoint.pt
     python cli.py table --seeds 3
     python cli.py balance --checkpoint runs/a/checkpoint.pt --out fig.png
 
-Each body parses, calls the function that does the work (bam_experiments.run, .table, .balance) and
-prints. Modules that import torch load on first use (options.Later), so that --help answers at once.
+Each body parses, calls the function that does the work (bam_experiments.single_run, .table, .balance) and
+prints. Modules that import torch are imported inside the commands that use them, so that --help answers at once.
 """
 import json
 import os
@@ -16,15 +16,10 @@ from dataclasses import asdict, replace
 import click
 
 from bam_cli import options
-from bam_cli.options import Later, config_options, data_options, output_path
+from bam_cli.options import config_options, data_options, output_path
 from bam_data.categories import category_codes, read_categories
 from bam_evidence import metrics as formulas
 from bam_experiments import methods
-
-bm, protocols = Later("bam_minimal"), Later("bam_protocols")
-checkpoints, distributed = Later("bam_runs.checkpoints"), Later("bam_runs.distributed")
-datasets, run_folder = Later("bam_runs.datasets"), Later("bam_runs.run_folder")
-experiment, table_mod = Later("bam_experiments.run"), Later("bam_experiments.table")
 
 # -----------------------------------------------------------------------------
 # What the commands share
@@ -50,14 +45,16 @@ ndcg_as_option = click.option(
 def join_torchrun(device):
     """Under torchrun, join the process group (bam_runs/distributed.py). Processes other than 0
     print nothing but errors: one progress bar, one report."""
+    from bam_runs import distributed
     if distributed.join(device)[0] > 0:
         import sys
         sys.stdout = open(os.devnull, "w")
 
 
-def with_synthetic_preset(ctx, cfg, data):
+def with_synthetic_preset(ctx, cfg, source):
     """No --data: the built-in synthetic data, with the preset's iterations unless given on the command line."""
-    if data is not None:
+    from bam_experiments import single_run as experiment
+    if not source.synthetic:
         return cfg
     given = {k for k in experiment.SYNTHETIC_PRESET
              if ctx.get_parameter_source(k) not in (click.core.ParameterSource.DEFAULT, None)}
@@ -84,6 +81,8 @@ class Progress:
         self.it = it
         if self.bar is None:
             from tqdm import tqdm
+
+            from bam_runs import distributed
             self.bar = tqdm(total=self.total, initial=it - 1, desc="train", unit="it", dynamic_ncols=True,
                             mininterval=0.5, disable=not distributed.is_main())
         self.bar.update(1)
@@ -106,23 +105,24 @@ class Progress:
 @ndcg_as_option
 @config_options
 @click.pass_context
-def train(ctx, data, fmt, data_filter, out, fresh, ndcg_as, **kwargs):
+def train(ctx, source, out, fresh, ndcg_as, **kwargs):
     """Train a model, validate, stop early, and test the best checkpoint.
 
     With no --data it trains ComiRec-SA + BaM on the built-in synthetic dataset (5,000 iterations,
     validation every 500 unless you pass --max-iters / --eval-every). A run resumes from its last
     validation when you rerun the same command; Ctrl-C keeps the best checkpoint so far."""
+    import bam_minimal as bm
+    from bam_experiments import single_run as experiment
     cfg = bm.Config(**kwargs)
     experiment.check_config(cfg)  # SASRec registered first: --model sasrec is Table 2's baseline
     experiment.check_ndcg_as(ndcg_as, cfg.protocol, lists=False, command="train")
     join_torchrun(cfg.device)
-    cfg = with_synthetic_preset(ctx, cfg, data)
-    out = out or experiment.default_out(data, cfg)
+    cfg = with_synthetic_preset(ctx, cfg, source)
+    out = out or experiment.default_out(source, cfg)
     bar = Progress(cfg.max_iters)
     try:
-        result, reused = experiment.train_run(cfg, data, out, fmt, fresh, log=bar.write, on_step=bar.step,
-                                              on_start=click.echo, ndcg_as=ndcg_as,
-                                              data_filter=data_filter)
+        result, reused = experiment.train_run(cfg, source, out, fresh, log=bar.write, on_step=bar.step,
+                                              on_start=click.echo, ndcg_as=ndcg_as)
     except KeyboardInterrupt:
         bar.close()
         best = os.path.join(out, "checkpoint.pt")
@@ -137,8 +137,9 @@ def train(ctx, data, fmt, data_filter, out, fresh, ndcg_as, **kwargs):
 
 
 def report(result, out):
-    from bam_experiments import plots
     """What `train` prints of its Result (bam_evidence.records): the curve, the baseline and the test."""
+    from bam_experiments import plots
+    from bam_runs import distributed
     if result.history and distributed.is_main():
         click.echo(f"curve: {plots.training_curve(result.history, os.path.join(out, 'curve.png'))}")
     if result.mostpop:  # runs made by `table` have no baseline
@@ -179,25 +180,29 @@ def report(result, out):
 @click.option("--engine", type=click.Choice(["torch", "numpy"]), default="torch", show_default=True,
               help="numpy: the same metrics from bam_numpy's numba engine")
 @options.other_data_option
-def evaluate(ckpt, data, fmt, data_filter, history_mask, protocol, ndcg_as, split, json_out, per_user_out, top_n,
-             categories, model, n_interests, seq_len, engine, other_data):
+def evaluate(ckpt, source, history_mask, protocol, ndcg_as, split, json_out, per_user_out, top_n, categories, model,
+             n_interests, seq_len, engine, other_data):
     """Full-item ranking of a checkpoint: Recall and nDCG at 10 and 20 (and HitRate, at 50 too, under
     --protocol comirec), each user's result for `compare`, and on request what the top-N lists show beyond
     accuracy (coverage@N, the interests' balance, diversity@N)."""
+    import bam_protocols
+    from bam_experiments import single_run as experiment
+    from bam_runs import distributed, run_folder
     join_torchrun("auto")
     if protocol:  # else the checkpoint's, known once it is loaded
         experiment.check_ndcg_as(ndcg_as, protocol)
     mapping = read_categories(categories) if categories else None  # a bad file stops before any work
     top_n = top_n or (50 if categories else 0)
-    got = experiment.evaluate_checkpoint(ckpt, data, fmt, split, history_mask, model, n_interests, seq_len, engine,
-                                         other_data, log=click.echo, note=options.note, k_top=top_n, protocol=protocol,
-                                         ndcg_as=ndcg_as, data_filter=data_filter)
+    request = experiment.EvaluationRequest(ckpt, source, split=split, protocol=protocol, history_mask=history_mask,
+                                           model=model, n_interests=n_interests, seq_len=seq_len, engine=engine,
+                                           other_data=other_data, k_top=top_n, ndcg_as=ndcg_as)
+    got = experiment.evaluate_checkpoint(request, log=click.echo, note=options.note)
     metrics, cfg, dataset, data_check, ranks = got.metrics, got.cfg, got.dataset, got.data_check, got.ranks
     if top_n:
         from bam_evidence import beyond
         codes = category_codes(mapping, dataset.n_items) if mapping is not None else None
         metrics.update(beyond.list_metrics(got.tops, dataset.n_items, codes))
-    echo_metrics(f"{split} ({protocols.get(cfg.protocol).label()}{cfg.history_mask})", metrics)
+    echo_metrics(f"{split} ({bam_protocols.get(cfg.protocol).label()}{cfg.history_mask})", metrics)
     per_user_out = per_user_out or (json_out and os.path.splitext(json_out)[0] + ".per_user.npz")
     if per_user_out and distributed.is_main():  # first: a JSON is never without the file beside it
         run_folder.save_per_user(per_user_out, dataset, split, cfg, ranks, run_folder.fingerprint(dataset), ckpt,
@@ -231,22 +236,25 @@ def evaluate(ckpt, data, fmt, data_filter, history_mask, protocol, ndcg_as, spli
               help="`item category` per line (data synth writes one): adds diversity@N")
 @config_options
 @click.pass_context
-def table(ctx, data, fmt, data_filter, seeds, chosen, out, jobs, threads, ndcg_as, top_n, categories, **kwargs):
+def table(ctx, source, seeds, chosen, out, jobs, threads, ndcg_as, top_n, categories, **kwargs):
     """The paper's Table 2: SASRec, ComiRec, REMI and BaM under one protocol, with 95% intervals over seeds.
 
     Every (method, seed) run is resumable and a finished one is reused, so rerunning the command
     after an interruption only runs what is missing. Method settings override the flags."""
+    import bam_minimal as bm
+    from bam_experiments import single_run as experiment
+    from bam_experiments import table as table_mod
+    from bam_runs import datasets
     base = bm.Config(**kwargs)
     experiment.check_config(base)
     experiment.check_ndcg_as(ndcg_as, base.protocol, lists=False, command="table")
     if seeds < 1:
         raise bm.InputError(f"--seeds {seeds}: must be 1 or more")
-    base = with_synthetic_preset(ctx, base, data)
-    out = out or experiment.default_out(data, base, prefix="table-")
+    base = with_synthetic_preset(ctx, base, source)
+    out = out or experiment.default_out(source, base, prefix="table-")
     mapping = read_categories(categories) if categories else None  # a bad file stops before any work
     top_n = top_n or (50 if categories else 0)
-    dataset = datasets.load_dataset(datasets.synthetic(out) if data is None else data, fmt, log=click.echo,
-                                    data_filter=data_filter)
+    dataset = datasets.load_run_data(source, out, log=click.echo)
     if top_n > dataset.n_items:
         raise bm.InputError(f"--top-n {top_n}: more than the {dataset.n_items} items of {dataset.name} (fix: a "
                             "smaller --top-n)")
@@ -275,18 +283,20 @@ def table(ctx, data, fmt, data_filter, seeds, chosen, out, jobs, threads, ndcg_a
               help="also write the summary figures to this JSON file")
 @options.official_options
 @options.other_data_option
-def balance(ckpt, compare, data, fmt, data_filter, out, n_rows, json_out, n_interests, seq_len, other_data):
+def balance(ckpt, compare, source, out, n_rows, json_out, n_interests, seq_len, other_data):
     """The paper's Figure 1: which interest serves each user's top-10, as a heatmap, with summary
     figures (mean entropy, single-interest users, Gini of the interests' shares). On the synthetic
     data it also reports how well the interests recover the planted topics."""
+    import bam_minimal as bm
     from bam_experiments import balance as bal
+    from bam_runs import checkpoints, datasets, run_folder
     if n_rows < 1:
         raise bm.InputError(f"--users {n_rows}: must be 1 or more")
     base = checkpoints.official_base(n_interests, seq_len)
 
     def load(path):
-        return checkpoints.load_with_data(path, data, lambda p: datasets.load_dataset(p, fmt, data_filter=data_filter),
-                                          base, log=options.note, other_data=other_data)
+        return checkpoints.load_with_data(path, source.path, lambda p: datasets.load_dataset(source.at(p)), base,
+                                          log=options.note, other_data=other_data)
     panels, summaries = [], {}
     for path in [ckpt] + ([compare] if compare else []):
         name, share, s, data_check = bal.checkpoint_balance(path, load)

@@ -1,5 +1,5 @@
 """
-bam_protocols/comirec.py: the evaluation protocol of ComiRec (Cen et al., KDD '20), which REMI (Xie et al.,
+bam_protocols/comirec_split.py: the evaluation protocol of ComiRec (Cen et al., KDD '20), which REMI (Xie et al.,
 RecSys '23) inherits and the multi-interest papers use when they compare with them, beside bam_minimal.py's
 leave-one-out ([KDD24]), as a Protocol object (bam_protocols/protocol.py). Importing bam_protocols registers
 it into bam_minimal.PROTOCOLS, so that `Config(protocol="comirec")` trains, validates and tests under it with
@@ -116,7 +116,10 @@ def train_batch(data, rng, batch_size, seq_len):
 # The protocol: the functions above, and its metrics (evaluate is Protocol's: every target of a user ranked)
 
 
-class ComiRec(Protocol):
+class ComiRecSplit(Protocol):
+    """ComiRec's protocol as an object: its users split 80/10/10 (hence the module's and the class's name: in code,
+    "comirec" is the model, ComiRecSA, and "comirec_split" this protocol). Its registered name stays "comirec",
+    the value every run's metrics.json and checkpoint already record (docs/architecture.md)."""
     name, title = "comirec", "ComiRec's protocol: 10% test users, their last 20% as targets"
     columns = PROTOCOL_COLUMNS["comirec"]  # the ComiRec and REMI papers' (N = 20, 50)
     variants = VARIANTS                    # the published NDCGs are for this protocol's tables
@@ -135,8 +138,8 @@ class ComiRec(Protocol):
         return train_counts(data)  # the validation and test users are not trained on
 
     def twin(self, params, data, split, ncfg, rows=None, k_top=0):
-        from bam_numpy import comirec  # numba: only for --engine numpy and the cross-check
-        return comirec.evaluate(params, data, split, ncfg, rows=rows, k_top=k_top)
+        from bam_numpy import comirec_split  # numba: only for --engine numpy and the cross-check
+        return comirec_split.evaluate(params, data, split, ncfg, rows=rows, k_top=k_top)
 
 
-PROTOCOL = ComiRec()
+PROTOCOL = ComiRecSplit()

@@ -1,5 +1,5 @@
 """
-bam_bench/twin.py: the evaluation benchmark of the numba engine (bench.py calls `run`).
+bam_bench/numba_engine.py: the evaluation benchmark of the numba engine (bench.py calls `run`).
 
 Full-item ranking of every test user with top-20, ComiRec-SA with the default sizes (N=4, d=64,
 L=50), a freshly initialised model, on a dataset such as Amazon Beauty (22,363 users, 12,101 items).
@@ -7,7 +7,7 @@ It reports the engine's time (numba compiled beforehand, so compile time is not 
 BLAS matmul of the same FLOPs in the same blocks, and the engine's peak memory measured in fresh
 subprocesses for two user counts, which shows that it does not grow with the number of users.
 
-    python -m bam_bench.twin ../shared/data/amazon-beauty-2014/Beauty.txt [--dtype float64]
+    python -m bam_bench.numba_engine ../shared/data/amazon-beauty-2014/Beauty.txt [--dtype float64]
 """
 import json
 import os
@@ -62,7 +62,8 @@ def child(data_path, n_users, dtype):
 
 
 def peak_memory(data_path, n_users, dtype):
-    cmd = [sys.executable, "-c", f"from bam_bench.twin import child; child({str(data_path)!r}, {n_users}, {dtype!r})"]
+    cmd = [sys.executable, "-c",
+           f"from bam_bench.numba_engine import child; child({str(data_path)!r}, {n_users}, {dtype!r})"]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -95,5 +96,5 @@ if __name__ == "__main__":
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     dtype = next((a.partition("=")[2] for a in sys.argv[1:] if a.startswith("--dtype=")), "float32")
     if not args:
-        sys.exit(print("usage: python -m bam_bench.twin DATA [--dtype=float64]", file=sys.stderr) or 2)
+        sys.exit(print("usage: python -m bam_bench.numba_engine DATA [--dtype=float64]", file=sys.stderr) or 2)
     print(json.dumps(run(args[0], dtype), indent=2))

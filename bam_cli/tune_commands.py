@@ -1,5 +1,5 @@
 """
-bam_cli/tune.py: `cli.py tune`, a hyperparameter study of one method (Optuna; docs/tune.md).
+bam_cli/tune_commands.py: `cli.py tune`, a hyperparameter study of one method (Optuna; docs/tune.md).
 
     python cli.py tune --data movies.txt --method BaM --space "tau=log:0.1:10" --space "n_interests=choice:2,4,8" \
         --trials 30 --final-seeds 3 --against hard
@@ -13,12 +13,8 @@ from dataclasses import replace
 
 import click
 
-from bam_cli.options import Later, config_options, data_options
+from bam_cli.options import config_options, data_options
 from bam_experiments import methods
-
-bm = Later("bam_minimal")
-datasets, experiment = Later("bam_runs.datasets"), Later("bam_experiments.run")
-study_mod, space_mod, figure = Later("bam_tune.study"), Later("bam_tune.space"), Later("bam_tune.figure")
 
 
 @click.command()
@@ -53,16 +49,22 @@ study_mod, space_mod, figure = Later("bam_tune.study"), Later("bam_tune.space"),
 @click.option("--status", "show", is_flag=True, help="print the study's trials so far and stop")
 @config_options
 @click.pass_context
-def tune(ctx, data, fmt, data_filter, method, specs, space_file, trials, grid, seeds, against, final_seeds, out, name,
+def tune(ctx, source, method, specs, space_file, trials, grid, seeds, against, final_seeds, out, name,
          storage, pruner, prune_after, threads, show, **kwargs):
     """Tune a method's Config fields on the validation split (Optuna), with any number of workers sharing a study.
 
     Each trial is a resumable run folder stopped early on validation; hopeless ones are pruned. Run the same
     command in several terminals or machines (the same --out on a shared file system, or the same --storage)
     and they share the study."""
-    from bam_cli.run import with_synthetic_preset
-    base = with_synthetic_preset(ctx, bm.Config(**kwargs), data)
-    out = out or experiment.default_out(data, base, prefix="tune-").rstrip("/") + f"-{method}"
+    import bam_minimal as bm
+    from bam_cli.run_commands import with_synthetic_preset
+    from bam_experiments import single_run as experiment
+    from bam_runs import datasets
+    from bam_tune import figure
+    from bam_tune import space as space_mod
+    from bam_tune import study as study_mod
+    base = with_synthetic_preset(ctx, bm.Config(**kwargs), source)
+    out = out or experiment.default_out(source, base, prefix="tune-").rstrip("/") + f"-{method}"
     if show:
         spec = study_mod.Spec(base, method, {}, None, out, name=name or "", storage=storage)
         studies = [study_mod.open_study(spec, create=False)]
@@ -80,8 +82,7 @@ def tune(ctx, data, fmt, data_filter, method, specs, space_file, trials, grid, s
         space_mod.grid_values(knobs)
     if against:
         study_mod.hard_counterpart(method)
-    dataset = datasets.load_dataset(datasets.synthetic(out) if data is None else data, fmt, log=click.echo,
-                                    data_filter=data_filter)
+    dataset = datasets.load_run_data(source, out, log=click.echo)
     spec = study_mod.Spec(base, method, knobs, dataset, out, name=name or "", storage=storage, trials=trials,
                           grid=grid, seeds=seeds, pruner=pruner, prune_after=prune_after, threads=threads)
     specs_run = [spec] + ([study_mod.against(spec, against)] if against else [])

@@ -1,11 +1,11 @@
 """
-bam_data/stats.py: figures of a dataset that both engines need, without torch.
+bam_data/dataset_stats.py: figures of a dataset that both engines need, without torch.
 
   table1            the paper's Table 1 figures of a dataset (`cli.py data stats`, `cli.py prepare`)
   train_counts      how often each item occurs in the training part (the most-popular baseline)
   repeated_targets  a warning when most test targets are already in their user's history
 
-    from bam_data.stats import table1, train_counts, repeated_targets
+    from bam_data.dataset_stats import table1, train_counts, repeated_targets
     figures = table1(seqs)                 # users, items, interactions, density, lengths
     counts = train_counts(data)            # data: bam_minimal.Dataset or bam_numpy.Dataset
     warning = repeated_targets(seqs)       # None, or one line to print as `warning: ...`

@@ -1,5 +1,5 @@
 """
-bam_cli/evidence.py: `python cli.py compare A B`: is B's difference from A real? Torch-free.
+bam_cli/evidence_commands.py: `python cli.py compare A B`: is B's difference from A real? Torch-free.
 
     python cli.py compare runs/synthetic-comirec-hard runs/synthetic-comirec-bam
     python cli.py compare a/per_user_test.npz b/per_user_test.npz --json compare.json

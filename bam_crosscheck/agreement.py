@@ -1,18 +1,14 @@
 """
-bam_crosscheck/twin.py: the torch side of the NumPy twin (bam_numpy): weights export, the cross-check of
-bam_minimal against bam_numpy, and the golden test vectors. This file imports torch; bam_numpy never does.
+bam_crosscheck/agreement.py: the cross-check, bam_minimal against bam_numpy on the same weights and batch:
+interests, attention, selection, loss, every gradient, full-item scores, top-20 lists, ranks and metrics, one
+row each, and whether every row agrees within its tolerance. This file imports torch; bam_numpy never does.
 
-    python cli.py export --checkpoint runs/x/checkpoint.pt --out weights.npz
     python cli.py crosscheck [--checkpoint X] [--data PATH] [--dtype float64|float32]
-    python cli.py golden --out vectors.npz
-    python cli.py golden --check vectors.npz --impl module:function
-    python cli.py evaluate --checkpoint X --engine numpy
 
-Errors: bad input raises bam_minimal.InputError, or bam_data.InputError (bam_numpy's) when it comes from the
-twin; the command line (bam_cli/options.py, Group) turns both into one line and exit code 2.
+    from bam_crosscheck import agreement
+    rows, ok = agreement.crosscheck(model, cfg, data, dtype="float32", log=print)
 """
 import copy
-import json
 from dataclasses import asdict, replace
 
 import numpy as np
@@ -21,74 +17,9 @@ import torch
 import bam_minimal as bm
 import bam_numpy as bn
 from bam_numpy import golden as bg
-from bam_numpy import weights as bw
-from bam_data import synth
 import bam_protocols
-from bam_runs import checkpoints
+from bam_crosscheck.numpy_engine import check_twinned, eval_noise, export_arrays, numpy_config
 
-
-# -----------------------------------------------------------------------------
-# Weights: torch model <-> {official name: numpy array}.
-
-
-def export_arrays(model):
-    """Every parameter (and buffer) of the state_dict, under its official name, as a numpy array."""
-    return {k: v.detach().cpu().numpy().copy() for k, v in model.state_dict().items()}
-
-
-def numpy_config(cfg):
-    return bn.Config(**asdict(cfg))
-
-
-def import_arrays(params, cfg, n_items):
-    """The torch model of numpy weights (for round trips, and to evaluate a bam_numpy run in torch)."""
-    model = bm.build_model(replace(bm.Config(**asdict(cfg)), device="cpu"), n_items)
-    dtype = torch.float64 if next(iter(params.values())).dtype == np.float64 else torch.float32
-    model.to(dtype).load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in params.items()}, strict=True)
-    return model.eval()
-
-
-def check_twinned(cfg, path="the model"):
-    if cfg.model not in ("comirec", "mind"):
-        raise bm.InputError(f"{path}: a {cfg.model} model; bam_numpy twins comirec and mind only "
-                            "(fix: cross-check a ComiRec-SA or MIND checkpoint)")
-
-
-def export(checkpoint, out, base=None, log=print, data=None, other_data=False):
-    """checkpoint.pt (ours or an official state_dict) -> weights.npz that bam_numpy loads. The file
-    keeps the name and fingerprint of the checkpoint's data (`__data__`, `__data_fingerprint__`; empty
-    when it has none), which bam_numpy.load_weights leaves aside like its other `__` entries. With
-    `data` (a bm.Dataset the weights are meant for), the checkpoint is checked against it first
-    (checkpoints.check_data; `other_data` is --other-data)."""
-    model, cfg, n_items, info = checkpoints.load(checkpoint, base)
-    for note in info["notes"]:
-        log(f"note: {note}")
-    check_twinned(cfg, checkpoint)
-    if data is not None:
-        checkpoints.check_items(checkpoint, n_items, data)
-        checkpoints.check_data(checkpoint, info, data, other_data, log)
-    provenance = {"__data__": np.array(str(info.get("data") or "")),
-                  "__data_fingerprint__": np.array(str(info.get("fingerprint") or ""))}
-    bw.save_weights(out, {**export_arrays(model), **provenance}, numpy_config(cfg), n_items)
-    return out
-
-# -----------------------------------------------------------------------------
-# MIND's evaluation noise, exactly as bam_minimal.evaluate draws it.
-
-
-def eval_noise(cfg, data, split="test", rows=None):
-    """The (U, N, L) routing logits that bam_minimal.evaluate gives MIND for these rows (counter-based,
-    keyed by (seed, row), whatever the block size). bam_numpy.evaluate draws the same ones itself."""
-    return bm.routing_noise(cfg, np.arange(len(data.users)) if rows is None else np.asarray(rows))
-
-
-def evaluate_numpy(model, cfg, data, split, rows=None, k_top=0):
-    """The protocol's evaluate's numbers, computed by its twin (bam_numpy's engine) on the model's weights."""
-    check_twinned(cfg)
-    protocol = bam_protocols.get(cfg.protocol)
-    if protocol.twin is None:
-        raise bm.InputError(f"--engine numpy: protocol {cfg.protocol} has no twin in bam_numpy (fix: --engine torch)")
-    return protocol.twin(export_arrays(model), data, split, numpy_config(cfg), rows=rows, k_top=k_top)
 
 # -----------------------------------------------------------------------------
 # Cross-check: the same weights and batch through both implementations.
@@ -259,110 +190,3 @@ def check_protocol_evaluation(model, params, cfg, data, dtype, table, protocol):
         exact = dtype == "float64"
         table.add(f"{protocol.name} protocol: {name}", diff, diff / want if want else diff,
                   "identical" if exact else "4 decimals", diff == 0 if exact else diff < 1.5e-4)
-
-# -----------------------------------------------------------------------------
-# Golden vectors: inputs and expected outputs from bam_minimal, in one framework-neutral .npz.
-
-
-def torch_reference(inputs):
-    """bam_minimal, in the golden form of bam_numpy.golden: fn(inputs) -> outputs (float64)."""
-    names = set(asdict(bm.Config()))
-    cfg = bm.Config(**{k: v for k, v in inputs["config"].items() if k in names})
-    cfg = replace(cfg, device="cpu")
-    model = bm.build_model(cfg, inputs["config"]["n_items"]).double()
-    model.load_state_dict({k: torch.as_tensor(v, dtype=torch.float64) for k, v in inputs["weights"].items()})
-    b, e = inputs["batch"], inputs["eval"]
-    mind = cfg.model == "mind"
-    noise = torch.as_tensor(b["noise"], dtype=torch.float64) if mind else None
-    want = torch_loss_and_grads(model, cfg, torch.as_tensor(b["history"]), torch.as_tensor(b["mask"]),
-                                torch.as_tensor(b["target"]), torch.as_tensor(b["negatives"]),
-                                torch.as_tensor(b["u"], dtype=torch.float64), noise)
-    out = {k: np.asarray(want[k]) for k in ("interests", "attention", "logits", "probs", "index", "loss")}
-    out.update({f"grad/{k}": v for k, v in want["grads"].items()})
-    with torch.no_grad():
-        noise = torch.as_tensor(e["noise"], dtype=torch.float64) if mind else None
-        history = torch.as_tensor(e["history"])
-        scores = bm.model_scorer(model.eval())(history, torch.as_tensor(e["mask"]), noise)
-        scores = bm.mask_history(scores, torch.as_tensor(e["full_history"]), history, cfg.history_mask)
-        ranks = bm.target_rank(scores, torch.as_tensor(e["target"]))
-        out.update({"eval/scores": scores.numpy(), "eval/ranks": ranks.numpy(),
-                    "eval/top20": bm.top_k(scores, inputs["config"]["top_k"]).numpy()})
-    out.update({f"eval/{k}": np.asarray(v) for k, v in bm.metrics_from_ranks(ranks.numpy()).items()})
-    ties = torch.as_tensor(inputs["ties"]["scores"])
-    out["ties/ranks"] = bm.target_rank(ties.clone(), torch.as_tensor(inputs["ties"]["target"])).numpy()
-    out["ties/top20"] = bm.top_k(ties, inputs["config"]["top_k"]).numpy()
-    return out
-
-
-def tie_scores(rng, rows=6, items=30):
-    """Scores on a grid of small integers, with -inf, NaN and +inf entries: exact ties in every
-    framework. Row 0's target is masked (-inf), row 1's ties with many items, rows 2 and 3 have a NaN
-    and a +inf target (misses); the NaN and +inf of other items rank above the target."""
-    scores = rng.integers(-2, 3, (rows, items)).astype(np.float64)             # (T, I + 1)
-    draw = rng.random((rows, items))                                           # (T, I + 1)
-    scores[draw < 0.2] = -np.inf
-    scores[(draw >= 0.2) & (draw < 0.25)] = np.nan
-    scores[(draw >= 0.25) & (draw < 0.3)] = np.inf
-    scores[:, 0] = -np.inf
-    target = rng.integers(1, items, rows)                                      # (T,)
-    scores[0, target[0]] = -np.inf
-    scores[1, target[1]] = 1.0
-    scores[2, target[2]], scores[3, target[3]] = np.nan, np.inf
-    scores[np.arange(4, rows), target[4:]] = 0.0  # finite targets below some NaN and +inf items
-    return scores, target
-
-
-GOLDEN_DATA = synth.SynthConfig(users=48, items=60, topics=6, mean_len=12, seed=7)
-
-
-def golden_inputs(model="comirec", selection="bam", loss="sampled", history_mask="exclude", tau=1.0, seed=0):
-    """The inputs of a golden file: a small seeded model on small synthetic data, one batch, and the
-    whole test split of that data."""
-    data = bm.Dataset(synth.generate(GOLDEN_DATA)[0], name="golden-synthetic")
-    cfg = bm.Config(model=model, dim=8, n_interests=4, seq_len=10, selection=selection, tau=tau, loss=loss,
-                    n_negatives=24, history_mask=history_mask, seed=seed, device="cpu")
-    bm.check_config(cfg)
-    check_twinned(cfg)
-    torch.manual_seed(seed)
-    net = bm.build_model(cfg, data.n_items).double()
-    rng = np.random.default_rng(seed)
-    history, mask, target = bm.train_batch(data, rng, 16, cfg.seq_len)
-    k = bm.split_targets(data, "test")
-    rows = np.arange(len(k))
-    e_history, e_mask, e_target = bm.windows(data, rows, k, cfg.seq_len)
-    config = {k: v for k, v in asdict(cfg).items() if k not in ("device",)}
-    config.update(n_items=data.n_items, top_k=20, ks=[10, 20], batch_size=len(target))
-    inputs = {"config": config,
-              "weights": {k: v.astype(np.float64) for k, v in export_arrays(net).items()},
-              "batch": dict(history=history, mask=mask.astype(np.float64), target=target,
-                            negatives=rng.integers(0, data.n_items + 1, cfg.n_negatives),
-                            u=rng.random(len(target))),
-              "eval": dict(history=e_history, mask=e_mask.astype(np.float64), target=e_target,
-                           full_history=bm.windows(data, rows, k, int(k.max()))[0]),
-              "ties": dict(zip(("scores", "target"), tie_scores(rng)))}
-    if model == "mind":
-        inputs["batch"]["noise"] = rng.standard_normal((len(target), cfg.n_interests, cfg.seq_len))
-        inputs["eval"]["noise"] = rng.standard_normal((len(rows), cfg.n_interests, cfg.seq_len))
-    if selection in ("bam", "bam-l"):
-        # Row 0 draws the interest with the second-highest probability, so that sampling and argmax
-        # always disagree somewhere: an implementation that takes the argmax fails the check.
-        probs = torch_reference(inputs)["probs"]                                  # (B, N)
-        second = np.argsort(-probs[0], kind="stable")[1]
-        cdf = np.cumsum(probs[0])
-        inputs["batch"]["u"][0] = (cdf[second] - probs[0, second] / 2)
-    return inputs
-
-
-def write_golden(path, **options):
-    inputs = golden_inputs(**options)
-    expected = torch_reference(inputs)
-    arrays = {"format": np.array(bg.FORMAT), "config": np.array(json.dumps(inputs["config"]))}
-    for group in ("weights", "batch", "eval", "ties"):
-        arrays.update({f"{group}/{k}": np.asarray(v) for k, v in inputs[group].items()})
-    arrays.update({f"expected/{k}": np.asarray(v) for k, v in expected.items()})
-    bw.atomic_savez(path, arrays)
-    return arrays
-
-
-def check_golden(path, impl, rtol=1e-8, log=print):
-    return bg.check(path, impl, rtol=rtol, log=log)

@@ -1,17 +1,19 @@
 """
-bam_experiments/run.py: one training run of the paper's protocol in a run folder, with the most-popular
-baseline beside it, and the evaluation of a checkpoint: what `python cli.py train` and `evaluate` do,
-callable without click.
+bam_experiments/single_run.py: one run, as `python cli.py train` and `evaluate` make it, callable without click:
+the training of one Config in one run folder, with the most-popular baseline beside it, and the evaluation of
+one checkpoint. (`table` and `tune` make many runs; each of theirs is one of these. Named "single_run", not
+"run", so that the name says which of the project's runs it holds.)
 
-    from bam_experiments.run import train_run
-    result, reused = train_run(cfg, "movies.txt", "runs/movies")   # data=None: the built-in synthetic data
-    got = evaluate_checkpoint("runs/movies/checkpoint.pt", k_top=50)   # .metrics, .ranks, .tops, ...
+    from bam_data.source import DataSource
+    from bam_experiments.single_run import EvaluationRequest, evaluate_checkpoint, train_run
+    result, reused = train_run(cfg, DataSource("movies.txt"), "runs/movies")   # DataSource(): the synthetic data
+    got = evaluate_checkpoint(EvaluationRequest("runs/movies/checkpoint.pt", k_top=50))   # .metrics, .ranks, ...
 
 The run folder (bam_runs/run_folder.py) makes it resumable: rerunning the same call continues from the
 last validation, and a finished run is read back rather than trained again.
 """
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -19,6 +21,7 @@ import bam_minimal as bm
 from bam_evidence import metrics as formulas
 from bam_experiments import balance, baselines, sasrec
 import bam_protocols
+from bam_data.source import DataSource
 from bam_runs import checkpoints, datasets, distributed, run_folder
 
 SYNTHETIC_PRESET = dict(max_iters=5000, eval_every=500)  # so that `cli.py train` ends in minutes
@@ -37,17 +40,18 @@ def check_config(cfg):
     bm.check_config(cfg)
 
 
-def default_out(data, cfg, prefix=""):
-    """runs/<data>-<model>-<selection> (or runs/<prefix><data> with a prefix: `table`'s folder)."""
-    name = "synthetic" if data is None else os.path.basename(data).split(".")[0]
+def default_out(source, cfg, prefix=""):
+    """runs/<data>-<model>-<selection> (or runs/<prefix><data> with a prefix: `table`'s folder); `source` a
+    DataSource."""
+    name = "synthetic" if source.synthetic else os.path.basename(source.path).split(".")[0]
     return os.path.join("runs", f"{prefix}{name}" if prefix else f"{name}-{cfg.model}-{cfg.selection}")
 
 
-def train_run(cfg, data, out, fmt="auto", fresh=False, log=print, on_step=lambda it: None, on_start=None,
-              ndcg_as=(), data_filter="none"):
+def train_run(cfg, source, out, fresh=False, log=print, on_step=lambda it: None, on_start=None, ndcg_as=()):
     """Train, validate, stop early and test the best checkpoint in the run folder `out`; -> (result, reused), the
     result a bam_evidence.records.Result (metrics.json's).
-    `data`: a file of any format, or None for the built-in synthetic dataset (written into `out`).
+    `source`: a DataSource (bam_data/source.py; a path alone is read with the format detected), with no path the
+    built-in synthetic dataset (written into `out`).
     `on_start(message)` is told what will run before the first step; a KeyboardInterrupt propagates, with
     the best checkpoint so far kept in `out`. `ndcg_as`: published NDCGs too, each labelled (the protocol's
     variants, but REMI's, which needs the top-N lists that only `evaluate` has)."""
@@ -58,8 +62,8 @@ def train_run(cfg, data, out, fmt="auto", fresh=False, log=print, on_step=lambda
     with run_folder.lock(out):  # before anything is written: a second process on this folder stops here
         if fresh:
             run_folder.remove_run_files(out)
-        dataset = datasets.load_dataset(datasets.synthetic(out, fresh) if data is None else data, fmt, log=log,
-                                        data_filter=data_filter)
+        source = source if isinstance(source, DataSource) else DataSource(source)
+        dataset = datasets.load_run_data(source, out, fresh, log=log)
         folder = run_folder.RunFolder(out, cfg, dataset, log=log)  # refuses an item table that cannot fit
         folder.ndcg_as = ndcg_as
         result = folder.finished()
@@ -92,6 +96,28 @@ def check_ndcg_as(ndcg_as, protocol, lists=True, command="train"):
                             "--ndcg-as remi)")
 
 
+# -----------------------------------------------------------------------------
+# The evaluation of a checkpoint
+
+
+@dataclass(frozen=True)
+class EvaluationRequest:
+    """What `evaluate` asks of a checkpoint, as one object: `cli.py evaluate` builds it once from its options, and
+    evaluate_checkpoint reads it (a test builds it too). None means the checkpoint's own."""
+    checkpoint: str                       # checkpoint.pt of a run, or an official model.pt
+    source: DataSource = field(default_factory=DataSource)  # no path: the data the checkpoint names
+    split: str = "test"                   # test | valid
+    protocol: str | None = None           # a name registered in bam_protocols; None: the checkpoint's
+    history_mask: str | None = None       # None: the checkpoint's
+    model: str | None = None              # what the checkpoint must hold (checked), or None
+    n_interests: int = 4                  # an official MIND state_dict's N (ours record theirs)
+    seq_len: int = 50                     # an official MIND state_dict's L
+    engine: str = "torch"                 # torch | numpy (bam_numpy's numba engine, one process)
+    other_data: bool = False              # other data than the checkpoint's, on purpose (--other-data)
+    k_top: int = 0                        # > 0: each user's top-k list, and the interests' balance over it
+    ndcg_as: tuple = ()                   # published NDCGs too, each labelled (the protocol's variants)
+
+
 @dataclass
 class Evaluation:
     metrics: dict           # the protocol's (recall@K, ndcg@K, ...), nonfinite_users, and with k_top the balance
@@ -102,35 +128,27 @@ class Evaluation:
     tops: np.ndarray        # (U, k_top) each user's top-k ids, or None
 
 
-def evaluate_checkpoint(ckpt, data=None, fmt="auto", split="test", history_mask=None, model=None, n_interests=4,
-                        seq_len=50, engine="torch", other_data=False, log=print, note=print, k_top=0, protocol=None,
-                        ndcg_as=(), data_filter="none"):
-    """Full-item ranking of a checkpoint on `data` (default: the data it names) -> Evaluation (with each
-    user's top-`k_top` list and the interests' balance over it when k_top > 0). Other data than the
-    checkpoint's stops here with one line, unless `other_data`; `engine` "numpy" ranks with bam_numpy's
-    engine (one process). `protocol`, `history_mask`: default the checkpoint's. `ndcg_as`: published NDCGs
-    too, each labelled (the protocol's variants). The data reader's notes go to `log`, the checkpoint loader's
+def evaluate_checkpoint(request, log=print, note=print):
+    """Full-item ranking of `request.checkpoint` (an EvaluationRequest) on its data (default: the data the
+    checkpoint names) -> Evaluation (with each user's top-`k_top` list and the interests' balance over it when
+    k_top > 0). Other data than the checkpoint's stops here with one line, unless `other_data`; engine "numpy"
+    ranks with bam_numpy's engine (one process). The data reader's notes go to `log`, the checkpoint loader's
     to `note`."""
     register()  # a SASRec checkpoint loads like the others
+    r, source = request, request.source
+    split, ndcg_as, k_top = r.split, tuple(r.ndcg_as), r.k_top
     net, cfg, dataset, data_check = checkpoints.load_with_data(
-        ckpt, data, lambda p: datasets.load_dataset(p, fmt, log=log, data_filter=data_filter),
-        checkpoints.official_base(n_interests, seq_len),
-        model, note, other_data)
-    cfg = replace(cfg, history_mask=history_mask or cfg.history_mask, protocol=protocol or cfg.protocol, device="auto")
+        r.checkpoint, source.path, lambda p: datasets.load_dataset(source.at(p), log=log),
+        checkpoints.official_base(r.n_interests, r.seq_len), r.model, note, r.other_data)
+    cfg = replace(cfg, history_mask=r.history_mask or cfg.history_mask, protocol=r.protocol or cfg.protocol,
+                  device="auto")
     check_ndcg_as(ndcg_as, cfg.protocol)
+    check_request(r, dataset)
     protocol = bam_protocols.get(cfg.protocol)  # the object, from here on
-    if k_top > dataset.n_items:  # a longer list would hold masked items and padding
-        raise bm.InputError(f"--top-n {k_top}: more than the {dataset.n_items} items of {dataset.name} (fix: a "
-                            "smaller --top-n)")
-    if engine == "numpy" and distributed.size() > 1:
-        raise bm.InputError("--engine numpy runs in one process (fix: python cli.py evaluate, without torchrun)")
-    if "remi" in ndcg_as and dataset.n_items < max(formulas.KS):
-        raise bm.InputError(f"--ndcg-as remi: REMI's NDCG@{max(formulas.KS)} needs top-{max(formulas.KS)} lists, and "
-                            f"{dataset.name} has {dataset.n_items} items (fix: leave remi out, or more items)")
     lists = max(k_top, max(formulas.KS)) if "remi" in ndcg_as else k_top  # REMI's NDCG@50 needs top-50 lists
-    if engine == "numpy":
-        from bam_crosscheck import twin  # numba compiles on first use: only for this engine
-        metrics, ranks, tops = twin.evaluate_numpy(net, cfg, dataset, split, k_top=lists)
+    if r.engine == "numpy":
+        from bam_crosscheck import numpy_engine  # numba compiles on first use: only for this engine
+        metrics, ranks, tops = numpy_engine.evaluate_numpy(net, cfg, dataset, split, k_top=lists)
     else:
         net = net.to(bm.resolve_device(cfg))
         metrics, ranks, tops = protocol.evaluate(bm.model_scorer(net), dataset, split, cfg, k_top=lists)
@@ -146,3 +164,16 @@ def evaluate_checkpoint(ckpt, data=None, fmt="auto", split="test", history_mask=
         note(f"note: this scores every user's validation target; the run itself validated a fixed sample of "
             f"{cfg.valid_sample} users (metrics.json, `validation`)")
     return Evaluation(metrics, cfg, dataset, data_check, ranks, tops)
+
+
+def check_request(request, dataset):
+    """Refuse, before any ranking, what the data or the process cannot give: longer top-k lists than the items
+    (they would hold masked items and padding), the numba engine under torchrun, REMI's NDCG@50 on fewer items."""
+    if request.k_top > dataset.n_items:
+        raise bm.InputError(f"--top-n {request.k_top}: more than the {dataset.n_items} items of {dataset.name} (fix: "
+                            "a smaller --top-n)")
+    if request.engine == "numpy" and distributed.size() > 1:
+        raise bm.InputError("--engine numpy runs in one process (fix: python cli.py evaluate, without torchrun)")
+    if "remi" in request.ndcg_as and dataset.n_items < max(formulas.KS):
+        raise bm.InputError(f"--ndcg-as remi: REMI's NDCG@{max(formulas.KS)} needs top-{max(formulas.KS)} lists, and "
+                            f"{dataset.name} has {dataset.n_items} items (fix: leave remi out, or more items)")
