@@ -21,14 +21,14 @@ seed), every one ranking the same users' same targets (checked). A row's numbers
 """
 import numpy as np
 
+from bam_evidence import metrics as formulas
 from bam_evidence import per_user, stats, verdicts
 
 # The differences a table reports, as (B, A): B against A, whenever both are in the table.
 PAIRS = (("BaM", "ComiRec"), ("BaM", "REMI"), ("BaM+REMI", "REMI"), ("BaM-l", "ComiRec"), ("MIND+BaM", "MIND"))
-# The metrics each protocol reports and tests: leave-one-out's are the BaM paper's Table 2; ComiRec's protocol's
-# are the ComiRec and REMI papers' (N = 20, 50). The published NDCG variants are shown, never tested.
-PROTOCOL_COLUMNS = dict(loo=("ndcg@10", "ndcg@20", "recall@10", "recall@20"),
-                        comirec=("recall@20", "recall@50", "ndcg@20", "ndcg@50", "hitrate@20", "hitrate@50"))
+# The metrics each protocol reports and tests: bam_evidence.metrics holds them (a light module: registering a
+# protocol must not import scipy into every training run); the same dict, so that a registered protocol's show here.
+PROTOCOL_COLUMNS = formulas.PROTOCOL_COLUMNS
 
 
 def seed_user(runs_a, runs_b, metric):

@@ -52,6 +52,12 @@ import re
 
 import numpy as np
 
+# The metrics each protocol reports and tests: leave-one-out's are the BaM paper's Table 2; ComiRec's protocol's
+# are the ComiRec and REMI papers' (N = 20, 50). The published NDCG variants are shown, never tested.
+# bam_protocols.register adds a new protocol's (bam_evidence.differences and bam_tune read them here).
+PROTOCOL_COLUMNS = dict(loo=("ndcg@10", "ndcg@20", "recall@10", "recall@20"),
+                        comirec=("recall@20", "recall@50", "ndcg@20", "ndcg@50", "hitrate@20", "hitrate@50"))
+
 KS = (10, 20, 50)
 VARIANTS = ("comirec-paper", "comirec-master", "remi")    # the published NDCGs, in the order they are listed
 FROM_RANKS = VARIANTS[:2]                                 # the ones the ranks give; REMI's needs the top-N lists

@@ -17,7 +17,7 @@ Nothing outside this package compares a protocol's name: the layers above ask th
 (tests/test_protocol_object.py).
 """
 import bam_minimal as bm
-from bam_evidence import differences
+from bam_evidence import metrics as formulas
 from bam_protocols import comirec_split, loo
 from bam_protocols.protocol import Protocol
 
@@ -30,13 +30,13 @@ def register(protocol):
     and the tuning studies. -> protocol."""
     PROTOCOLS[protocol.name] = protocol
     bm.PROTOCOLS[protocol.name] = dict(users=protocol.users, batch=protocol.batch, evaluate=protocol.evaluate)
-    differences.PROTOCOL_COLUMNS.setdefault(protocol.name, tuple(protocol.columns))
+    formulas.PROTOCOL_COLUMNS.setdefault(protocol.name, tuple(protocol.columns))
     return protocol
 
 
 def unregister(name):
     """Take `name` out of every registry that register filled (a test's own protocol, once the test is done)."""
-    for registry in (PROTOCOLS, bm.PROTOCOLS, differences.PROTOCOL_COLUMNS):
+    for registry in (PROTOCOLS, bm.PROTOCOLS, formulas.PROTOCOL_COLUMNS):
         registry.pop(name, None)
 
 

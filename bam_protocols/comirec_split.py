@@ -38,7 +38,7 @@ import functools
 import numpy as np
 
 import bam_minimal as bm
-from bam_evidence.differences import PROTOCOL_COLUMNS
+from bam_evidence.metrics import PROTOCOL_COLUMNS
 from bam_evidence.metrics import FROM_RANKS, VARIANTS
 from bam_protocols.protocol import Protocol
 

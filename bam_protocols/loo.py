@@ -10,7 +10,7 @@ import numpy as np
 
 import bam_minimal as bm
 from bam_evidence import per_user
-from bam_evidence.differences import PROTOCOL_COLUMNS
+from bam_evidence.metrics import PROTOCOL_COLUMNS
 from bam_protocols.protocol import Protocol
 
 
