@@ -12,7 +12,8 @@ The file (.npz, read without pickle; format "bam-evidence-1"):
   users, counts (U,) int64, targets (T,) int64   the users, their number of targets, the targets (as per_user)
   ranks (R, T) int32                             run r's 0-based rank of every target (R runs)
   identity: protocol, split, history_mask, fingerprint (strings), n_items (int)
-  runs    JSON: [{method, seed, config, test, best_iter, iters, seconds, threads, code}] in the order of `ranks`
+  runs    JSON: [{method, seed, config, test, best_iter, iters, seconds, threads, code, code_history (a resumed
+          run's, when its stretches ran different code)}] in the order of `ranks`
   table   JSON: {name, dataset, seeds, methods, columns, command, top_n, beyond (table.json's, per method)},
           and for a study's final runs (`cli.py tune`, OUT/final): kind "tune", pairs [[A, B]] (each B - A),
           grid, knobs, metric and trials [{study, method, params, value}] (the validation values of its figure)
@@ -52,11 +53,16 @@ class Evidence:
 
     def codes(self):
         """The distinct code labels ("324e5d7", "324e5d7+changes", "unknown") of the runs."""
-        return sorted({code_label(m.get("code")) for m in self.runs_meta})
+        return sorted({code_label(m.get("code"), m.get("code_history")) for m in self.runs_meta})
 
 
-def code_label(code):
-    """"324e5d7", "324e5d7+changes" or "unknown" for a run's recorded `code` (None: a run of an older bam)."""
+def code_label(code, history=None):
+    """"324e5d7", "324e5d7+changes" or "unknown" for a run's recorded `code` (None: a run of an older bam); for a run
+    resumed under other code, its `code_history` in order, "1f98e6d then 34d10dc": `code` alone is the last
+    stretch's, which for a run resumed only to be tested (tune's final runs) trained nothing."""
+    if isinstance(history, list) and len(history) > 1:
+        labels = list(dict.fromkeys(code_label(c) for c in history))
+        return " then ".join(labels)
     if not isinstance(code, dict) or not code.get("commit"):
         return "unknown"
     return code["commit"][:7] + ("+changes" if code.get("dirty") else "")
@@ -90,7 +96,8 @@ def pack(table_dir, out, name, command=""):
                 raise InputError(f"{folder}: other users than {first.path} {FIX}")
             runs_meta.append(dict(method=method, seed=entry["seed"], config=result.config, test=result.test,
                                   best_iter=result.best_iter, iters=result.iters, seconds=result.seconds,
-                                  threads=result.threads, code=result.code))
+                                  threads=result.threads, code=result.code,
+                                  **({"code_history": result.code_history} if result.code_history else {})))
             ranks.append(found.ranks.astype(np.int32))
     if first is None:
         raise InputError(f"{table_dir}: table.json lists no run (fix: run `cli.py table` first)")

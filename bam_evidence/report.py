@@ -80,7 +80,7 @@ def runs_sentence(evidence):
     seconds = [m["seconds"] for m in meta if m.get("seconds") is not None]
     best = [m["best_iter"] for m in meta if m.get("best_iter") is not None]
     codes = evidence.codes()
-    code = (f"all trained at commit {codes[0]}" if len(codes) == 1 else
+    code = (f"all trained at commit {codes[0]}".replace(" then ", ", resumed at commit ") if len(codes) == 1 else
             f"**trained by different code** ({', '.join(codes)})")
     return (f"The {len(meta)} runs took {min(seconds):,.0f} to {max(seconds):,.0f} s each ({sum(seconds) / 60:,.0f} "
             f"minutes of CPU in all), kept their best checkpoints at iterations {min(best):,} to {max(best):,}, and "

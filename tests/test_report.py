@@ -145,6 +145,17 @@ def test_runs_of_different_commits_are_named(tmp_path):
     assert "all trained at commit aaaaaaa" in report.runs_sentence(one)
 
 
+def test_a_run_resumed_under_other_code_is_labelled_with_each(tmp_path):
+    """A run trained at one commit and resumed at another (tune's final runs: trained as a trial, resumed only to be
+    tested) is named by both: its `code` alone is the last stretch's, which trained nothing."""
+    first, last = dict(commit="a" * 40, dirty=False), dict(commit="c" * 40, dirty=False)
+    assert kept.code_label(dict(last, mixed=True), [first, last]) == "aaaaaaa then ccccccc"
+    assert kept.code_label(dict(last, mixed=False), None) == "ccccccc"
+    evidence = kept.Evidence("e", {}, [dict(method="BaM", code=dict(last, mixed=True), code_history=[first, last])])
+    assert evidence.codes() == ["aaaaaaa then ccccccc"]
+    assert "all trained at commit aaaaaaa, resumed at commit ccccccc" in report.runs_sentence(evidence)
+
+
 def test_compare_over_seeds_names_mixed_code(tmp_path):
     other = {("BaM", 2022): dict(commit="b" * 40, dirty=False, mixed=False)}
     table = fake_table(str(tmp_path / "t"), codes=other)
