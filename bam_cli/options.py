@@ -99,15 +99,22 @@ def data_options(f):
     def with_source(*args, data, fmt, data_filter, **kwargs):
         return command(*args, source=DataSource(data, fmt, data_filter), **kwargs)
     f = with_source  # click reads the options below from it (functools.wraps shares the list of those above)
-    f = click.option("--filter", "data_filter", type=click.Choice(filters.FILTERS), default="none", show_default=True,
-                     help="comirec: ComiRec's preprocessing, applied once after reading: drop the items with fewer "
-                          "than 5 interactions, then the users left with fewer than 5 of the rest "
-                          "(docs/protocols.md); never implied by --protocol comirec; a checkpoint trained with it "
-                          "needs it again (its data fingerprint is of the filtered data)")(f)
+    f = filter_option(f)
     f = click.option("--format", "fmt", type=click.Choice(bam_data.FORMATS), default="auto", show_default=True,
                      help="data format (docs/formats.md)")(f)
     return click.option("--data", type=str, default=None, callback=existing,
                         help="interaction file; default: the built-in synthetic dataset")(f)
+
+
+def filter_option(f):
+    """--filter, as `data_filter`: the commands that read data with --data and --format (data_options; export and
+    crosscheck, whose --data has a meaning of its own) read a filtered file the way it was trained on."""
+    return click.option("--filter", "data_filter", type=click.Choice(filters.FILTERS), default="none",
+                        show_default=True,
+                        help="comirec: ComiRec's preprocessing, applied once after reading: drop the items with fewer "
+                             "than 5 interactions, then the users left with fewer than 5 of the rest "
+                             "(docs/protocols.md); never implied by --protocol comirec; a checkpoint trained with it "
+                             "needs it again (its data fingerprint is of the filtered data)")(f)
 
 
 def official_options(f):

@@ -21,10 +21,11 @@ from bam_data.source import DataSource
 from bam_cli import options
 
 
-def load_dataset(path, fmt="auto"):
-    """The twin's commands read --data in its --format, unfiltered (they take no --filter)."""
+def load_dataset(path, fmt="auto", data_filter="none"):
+    """The twin's commands read --data in its --format, with its --filter (a checkpoint trained on filtered data
+    is checked against the same filtered data)."""
     from bam_runs import datasets
-    return datasets.load_dataset(DataSource(path, fmt))
+    return datasets.load_dataset(DataSource(path, fmt, data_filter))
 
 
 def register_models():
@@ -45,16 +46,17 @@ def register_models():
 @click.option("--data", default=None, callback=options.existing,
               help="the data the weights are for: checked to be the checkpoint's")
 @click.option("--format", "fmt", type=click.Choice(formats.FORMATS), default="auto", show_default=True)
+@options.filter_option
 @options.official_options
 @options.other_data_option
-def export(ckpt, out, data, fmt, n_interests, seq_len, other_data):
+def export(ckpt, out, data, fmt, data_filter, n_interests, seq_len, other_data):
     """Write a checkpoint's weights as .npz, under the official parameter names, for bam_numpy. The
     file keeps the name and fingerprint of the checkpoint's data; with --data, that data is checked
     to be the checkpoint's first."""
     from bam_crosscheck import numpy_engine
     from bam_runs import checkpoints
     register_models()
-    dataset = load_dataset(data, fmt) if data else None
+    dataset = load_dataset(data, fmt, data_filter) if data else None
     numpy_engine.export(ckpt, out, checkpoints.official_base(n_interests, seq_len), log=options.note, data=dataset,
                 other_data=other_data)
     click.echo(f"wrote {out}")
@@ -74,9 +76,10 @@ def export(ckpt, out, data, fmt, n_interests, seq_len, other_data):
               help="the fresh model's encoder (ignored with --checkpoint)")
 @click.option("--batch-size", type=int, default=128, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="the batch, negatives and draws")
+@options.filter_option
 @options.official_options
 @options.other_data_option
-def crosscheck(ckpt, data, fmt, dtype, model, batch_size, seed, n_interests, seq_len, other_data):
+def crosscheck(ckpt, data, fmt, data_filter, dtype, model, batch_size, seed, n_interests, seq_len, other_data):
     """Compare bam_minimal and bam_numpy on the same weights and batch: interests, attention,
     selection, loss, every gradient, full-item scores, top-20 lists, ranks and metrics.
     Prints a table; exits 0 only when every row passes."""
@@ -87,11 +90,11 @@ def crosscheck(ckpt, data, fmt, dtype, model, batch_size, seed, n_interests, seq
     from bam_runs import checkpoints
     register_models()
     if ckpt:
-        net, cfg, dataset, _ = checkpoints.load_with_data(ckpt, data, lambda p: load_dataset(p, fmt),
+        net, cfg, dataset, _ = checkpoints.load_with_data(ckpt, data, lambda p: load_dataset(p, fmt, data_filter),
                                                           checkpoints.official_base(n_interests, seq_len),
                                                           log=options.note, other_data=other_data)
     else:
-        dataset = load_dataset(data, fmt) if data else bm.Dataset(synth.generate()[0], name="synthetic")
+        dataset = load_dataset(data, fmt, data_filter) if data else bm.Dataset(synth.generate()[0], name="synthetic")
         cfg = replace(bm.Config(), model=model, device="cpu")
         torch.manual_seed(cfg.seed)
         net = bm.build_model(cfg, dataset.n_items)

@@ -169,6 +169,12 @@ def test_train_evaluate_and_table_with_the_filter(tmp_path, small_synthetic, one
     result = run("evaluate", "--checkpoint", ckpt, "--filter", "comirec", "--json", tmp_path / "e.json")
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "e.json").read_text())["metrics"] == metrics["test"]
+    # export checks --data against the checkpoint's: the filtered file only with the filter
+    weights = ["export", "--checkpoint", ckpt, "--data", small_synthetic, "--out", tmp_path / "w.npz"]
+    one_line_error(run(*weights), str(ckpt))
+    assert not (tmp_path / "w.npz").exists()
+    result = run(*weights, "--filter", "comirec")
+    assert result.exit_code == 0 and (tmp_path / "w.npz").exists(), result.output
     # table: one method, one seed, on the filtered data; the same folder without the filter is refused
     table = ["table", "--data", small_synthetic, "--methods", "ComiRec", "--seeds", 1, "--out", tmp_path / "t",
              *comirec, *TINY]
