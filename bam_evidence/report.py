@@ -15,6 +15,8 @@ written by hand; it must not restate a number that a block holds.
 import os
 import re
 
+import numpy as np
+
 from bam_evidence import differences, kept, stats, verdicts
 
 EVIDENCE = os.path.join("docs", "evidence")
@@ -161,6 +163,14 @@ def grid_markdown(t):
         lines.append(f"| {study} | " + " | ".join("-" if p is None else f"{p:g}" if isinstance(p, float) else str(p)
                                                  for p in point)
                      + f" | {len(values)} | {mean:.4f} | " + ("" if low is None else f"{(high - low) / 2:.4f}") + " |")
+    timed = {}
+    for trial in t["trials"]:
+        if isinstance(trial.get("seconds"), (int, float)):
+            timed.setdefault(trial.get("method") or trial["study"], []).append(trial["seconds"])
+    if timed:  # a trial's wall time, start to end: one thread each; a worker paused while it ran counts here too
+        lines += ["", "The trials' wall times (each trained on one thread): " + "; ".join(
+            f"{m}: {len(v)} trials, median {float(np.median(v)) / 60:.1f} minutes, {sum(v) / 60:,.0f} in all"
+            for m, v in timed.items()) + "."]
     return "\n".join(lines) + f"\n\n![the grid of {t['name']}](grid-{t['name']}.png)\n"
 
 

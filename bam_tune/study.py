@@ -577,7 +577,8 @@ def save_table(specs, seeds, arms, pairs):
     spec = specs[0]
     folder = lambda label: label.replace(" ", "-")  # noqa: E731
     studies = [(s, open_study(s)) for s in specs]
-    trials = [dict(study=s.name, method=s.method, params=t.params, value=t.value)
+    trials = [dict(study=s.name, method=s.method, params=t.params, value=t.value,
+                   seconds=t.duration.total_seconds() if t.duration else None)  # wall, from start to the end
               for s, st in studies for t in st.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
     run_folder.save_json(dict(
         kind="tune", dataset=str(spec.data.name), seeds=seeds, config=asdict(spec.base), grid=spec.grid,

@@ -228,6 +228,6 @@ def test_the_final_runs_of_a_grid_start_from_its_trials_and_equal_fresh_runs(dat
     assert report.write(str(root), n_resamples=99, on_rows=lambda name, rows, ev: drew.append(ev.table["kind"])) == []
     page = (root / "docs" / "results.md").read_text()
     for want in ("BaM-tuned - BaM-default", "BaM-default - ComiRec-default", "BaM-tuned - ComiRec-tuned",
-                 "| adopt | 1 | 2 |", "| adopt.hard | - | 2 |", "grid-tiny-tune.png"):
+                 "| adopt | 1 | 2 |", "| adopt.hard | - | 2 |", "grid-tiny-tune.png", "BaM: 4 trials, median"):
         assert want in page, want
     assert drew == ["tune"]
