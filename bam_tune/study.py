@@ -34,6 +34,7 @@ import socket
 import time
 import uuid
 from dataclasses import asdict, dataclass, field, replace
+from types import SimpleNamespace
 
 import numpy as np
 import optuna
@@ -448,8 +449,16 @@ def best_params(spec, study):
     done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
     if not done:
         raise bm.InputError(f"--study {spec.name}: no trial finished, so no best configuration (fix: more --trials)")
-    best = max(done, key=lambda t: (t.value, -t.number))
-    return {k: v for k, v in best.params.items() if k != "seed"}, best
+    if not spec.grid:
+        best = max(done, key=lambda t: (t.value, -t.number))
+        return {k: v for k, v in best.params.items() if k != "seed"}, best
+    # a grid runs every point over its seeds: the best point is the best mean over them, not one lucky seed's trial
+    points = {}
+    for t in done:
+        points.setdefault(json.dumps({k: v for k, v in t.params.items() if k != "seed"}, sort_keys=True), []).append(t)
+    key, trials = max(points.items(), key=lambda kv: (np.mean([t.value for t in kv[1]]), -min(t.number for t in kv[1])))
+    first = min(trials, key=lambda t: t.number)
+    return json.loads(key), SimpleNamespace(number=first.number, value=float(np.mean([t.value for t in trials])))
 
 # -----------------------------------------------------------------------------
 # --status

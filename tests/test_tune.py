@@ -231,3 +231,17 @@ def test_the_final_runs_of_a_grid_start_from_its_trials_and_equal_fresh_runs(dat
                  "| adopt | 1 | 2 |", "| adopt.hard | - | 2 |", "grid-tiny-tune.png", "BaM: 4 trials, median"):
         assert want in page, want
     assert drew == ["tune"]
+
+
+def test_a_grid_chooses_the_point_with_the_best_mean_over_seeds_not_the_best_trial():
+    from optuna.distributions import CategoricalDistribution as C
+
+    from bam_tune import study
+    st = optuna.create_study(direction="maximize")
+    dists = dict(tau=C([0.1, 1.0]), seed=C([1, 2]))
+    for tau, seed, value in ((0.1, 1, 0.30), (0.1, 2, 0.01), (1.0, 1, 0.20), (1.0, 2, 0.19)):  # 0.1: one lucky seed
+        st.add_trial(optuna.create_trial(params=dict(tau=tau, seed=seed), distributions=dists, value=value))
+    spec = study.Spec(None, "BaM", {}, None, "x", grid=True)
+    params, best = study.best_params(spec, st)
+    assert params == {"tau": 1.0} and best.value == pytest.approx(0.195) and best.number == 2
+    assert study.best_params(study.Spec(None, "BaM", {}, None, "x"), st)[0] == {"tau": 0.1}   # a search: the trial
