@@ -504,12 +504,12 @@ def adopt(trial, folder):
         os.replace(tmp, os.path.join(folder, name))
 
 
-def final_run(cfg, data, folder, log=print, out=None):
+def final_run(cfg, data, folder, log=print, out=None, fingerprint=None):
     """An ordinary run of `cfg` (train, stop early on validation, test), reused when finished; started from a finished
     trial of the study folder `out` with the same config and seed when there is one (`adopt`)."""
     with run_folder.lock(folder):
         trial = out and not os.path.exists(os.path.join(folder, "last.pt")) and \
-            trained_trial(out, cfg, run_folder.fingerprint(data))
+            trained_trial(out, cfg, fingerprint or run_folder.fingerprint(data))
         if trial and os.path.exists(os.path.join(trial, "last.pt")):
             adopt(trial, folder)
             log(f"{folder}: trained as {trial}; resumed there to test it")
@@ -530,21 +530,22 @@ def final(specs, seeds, log=print, n_resamples=9999):
     and final.json; -> the Markdown."""
     spec = specs[0]
     experiment.register()
-    arms = {}  # label -> config
+    arms, studies = {}, []  # label -> config; (spec, its study)
     for s in specs:
         study = open_study(s)
+        studies.append((s, study))
         wait_for(study, log)
         params, best = best_params(s, study)
         arms[f"{s.method} tuned"] = (replace(s.base, **params), best.number, best.value, s.name)
     for s in specs:  # the defaults: what the verdict was before tuning (with --against hard, both methods')
         arms[f"{s.method} default"] = (s.base, None, None, s.name)
     columns = list(PROTOCOL_COLUMNS[spec.base.protocol])
-    runs, results = {}, {}
+    runs, results, fingerprint = {}, {}, run_folder.fingerprint(spec.data)  # hashed once, not per final run
     for label, (cfg, _, _, _) in arms.items():
         for i in range(seeds):
             folder = os.path.join(spec.out, "final", label.replace(" ", "-"), f"seed-{cfg.seed + i}")
             results.setdefault(label, []).append(final_run(replace(cfg, seed=cfg.seed + i), spec.data, folder, log,
-                                                           out=spec.out))
+                                                           out=spec.out, fingerprint=fingerprint))
             runs.setdefault(label, []).append(per_user.load(os.path.join(folder, per_user.FILE)))
     pairs = final_pairs(specs)
     rows = diff_family({(a, b): (runs[a], runs[b]) for a, b in pairs}, columns, n_resamples)
@@ -565,7 +566,7 @@ def final(specs, seeds, log=print, n_resamples=9999):
                          os.path.join(spec.out, "final.json"))
     from bam_data.files import atomic_text
     atomic_text(os.path.join(spec.out, "final.md"), text)
-    save_table(specs, seeds, arms, pairs)
+    save_table(studies, seeds, arms, pairs)
     return text
 
 
@@ -580,12 +581,12 @@ def final_pairs(specs):
     return pairs
 
 
-def save_table(specs, seeds, arms, pairs):
+def save_table(studies, seeds, arms, pairs):
     """OUT/final/table.json, in `cli.py table`'s layout (runs/<arm>/seed-S), so that `cli.py report pack OUT/final`
-    keeps the final runs as evidence; with the pairs to compare and every study's trials (the grid's figure)."""
-    spec = specs[0]
+    keeps the final runs as evidence; with the pairs to compare and every study's trials (the grid's figure).
+    `studies`: [(spec, its optuna study)], the method's first, as final opened them."""
+    spec = studies[0][0]
     folder = lambda label: label.replace(" ", "-")  # noqa: E731
-    studies = [(s, open_study(s)) for s in specs]
     trials = [dict(study=s.name, method=s.method, params=t.params, value=t.value,
                    seconds=t.duration.total_seconds() if t.duration else None)  # wall, from start to the end
               for s, st in studies for t in st.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
