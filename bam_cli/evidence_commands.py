@@ -49,10 +49,11 @@ def result_of(run):
 
 
 def code_of(run):
-    """A run's recorded code label (bam_evidence.kept.code_label), from its metrics.json."""
+    """A run's recorded code label (bam_evidence.kept.code_label), from its metrics.json: each commit that trained
+    it, for a run resumed under other code."""
     from bam_evidence.kept import code_label
     result = result_of(run)
-    return code_label(result.code if result else None)
+    return code_label(result.code, result.code_history) if result else code_label(None)
 
 
 def paired_by_seed(a, b):

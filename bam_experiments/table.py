@@ -155,8 +155,9 @@ def load_user_file(path):
 
 
 def code_note(results):
-    """One note when the runs of a table come from different code (commits, or uncommitted changes)."""
-    labels = sorted({run_folder.code_label(r.code) for rs in results.values() for r in rs})
+    """One note when the runs of a table come from different code (commits, or uncommitted changes); a run resumed
+    under other code is named by each commit ("1f98e6d then 2cb4b99"), as the kept evidence names it."""
+    labels = sorted({run_folder.code_label(r.code, r.code_history) for rs in results.values() for r in rs})
     if len(labels) < 2:
         return f"Code: every run trained at {labels[0]}." if labels else ""
     return (f"**Note: these runs come from different code** ({', '.join(labels)}; \"unknown\": a run of an older "

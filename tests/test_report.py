@@ -164,3 +164,26 @@ def test_compare_over_seeds_names_mixed_code(tmp_path):
     assert got.exit_code == 0, got.output
     assert "seeds 2021, 2022, 2023" in got.output and "different code (aaaaaaa, bbbbbbb)" in got.output
     assert "primary 95% interval" in got.output and "p (Holm)" in got.output
+
+
+def test_code_note_names_a_resumed_run_by_each_commit(tmp_path):
+    """`table` and `compare` name a run resumed under other code by every commit that trained it, as the kept evidence
+    does: a tune trial started as a table run (trained at one commit, only tested at the next) is not "trained at" the
+    commit that tested it."""
+    from bam_evidence import records
+    from bam_experiments import table as table_mod
+    root = fake_table(str(tmp_path / "t"))
+    first, last = dict(commit="a" * 40, dirty=False), dict(commit="c" * 40, dirty=False)
+    path = os.path.join(root, "BaM", "seed-2021", "metrics.json")
+    with open(path) as f:
+        result = json.load(f)
+    result.update(code=dict(last, mixed=True), code_history=[first, last])
+    with open(path, "w") as f:
+        json.dump(result, f)
+    results = {m: [records.read_result(os.path.join(root, m, f"seed-{s}", "metrics.json")) for s in (2021, 2022, 2023)]
+               for m in ("ComiRec", "BaM")}
+    assert "aaaaaaa then ccccccc" in table_mod.code_note(results)
+    got = CliRunner().invoke(cli.cli, ["compare", os.path.join(root, "ComiRec"), os.path.join(root, "BaM"),
+                                       "--resamples", "199"])
+    assert got.exit_code == 0, got.output
+    assert "different code (aaaaaaa, aaaaaaa then ccccccc)" in got.output
