@@ -14,8 +14,8 @@ Per metric, with d_u = b_u - a_u the per-user difference (the same users, the sa
   p_ttest              the paired t-test (scipy.stats.ttest_rel), two-sided; None where it is undefined
                        (one user, or every user moved by the same non-zero amount)
   p_randomization      the paired randomization test: flip the sign of each d_u at random
-                       (scipy.stats.permutation_test, permutation_type="samples"), two-sided; exact (every
-                       sign pattern) when at most 13 users' metrics differ
+                       (scipy.stats.monte_carlo_test, or permutation_test where it is exact: every sign
+                       pattern, when at most 13 users' metrics differ), two-sided
   p_randomization_floor  the smallest p that test can give (2 / (R + 1), or 2 / 2^M when exact): a p there
                        is printed "<= floor"
 Resampling draws from np.random.default_rng(seed): the same seed, the same numbers.
@@ -47,9 +47,7 @@ def paired(x, y, n_resamples=9999, seed=0, confidence=CONFIDENCE):
         # Flipping the sign of a zero changes nothing, so the test runs on the users whose metric moved: the
         # same test (mean(d) is their mean times a constant), 5-10x faster on top-K metrics, where most d_u = 0.
         moved = d[d != 0]                                                       # (M,)
-        out["p_randomization"] = float(sp.permutation_test(
-            (moved,), np.mean, permutation_type="samples", n_resamples=n_resamples, batch=batch, vectorized=True,
-            alternative="two-sided", rng=np.random.default_rng(seed)).pvalue) if len(moved) > 1 else 1.0
+        out["p_randomization"] = randomization_p(moved, n_resamples, seed) if len(moved) > 1 else 1.0
         # The smallest p the test can give: 2 / 2^M when it is exact (every sign pattern of M moved users), else
         # 2 / (R + 1) (scipy counts the observed pattern among the R resamples). A p at its floor is printed
         # "<= floor", never as a value beside t-test p-values that go far lower.
@@ -57,6 +55,24 @@ def paired(x, y, n_resamples=9999, seed=0, confidence=CONFIDENCE):
         out["p_randomization_floor"] = 2.0 ** (1 - len(moved)) if exact else 2.0 / (n_resamples + 1)
         # one user moved: its two signs are equally extreme, p = 1 exactly (scipy wants two observations)
     return out
+
+
+def randomization_p(moved, n_resamples=9999, seed=0):
+    """The two-sided sign-flip p of mean(moved) (moved (M,), M > 1). Exact when the 2^M sign patterns are at most
+    R: scipy.stats.permutation_test enumerates them. Else R random patterns through scipy.stats.monte_carlo_test,
+    whose null sample is `moved` with random signs: the same test and the same p formula ((count + 1) / (R + 1),
+    twice the smaller tail) as permutation_test's, which on one sample loops in Python over every resample (3 s
+    against 0.2 s for 4,000 moved users at R = 9,999; the committed-evidence check ran 42 of them)."""
+    rng = np.random.default_rng(seed)
+    if len(moved) <= np.log2(n_resamples):
+        return float(sp.permutation_test((moved,), np.mean, permutation_type="samples", n_resamples=n_resamples,
+                                         vectorized=True, alternative="two-sided", rng=rng).pvalue)
+
+    def flipped(size):                                                          # (batch, M): each sign at random
+        return moved * (rng.integers(0, 2, size, dtype=np.int8) * 2 - 1)
+    batch = max(1, (1 << 22) // len(moved))  # resamples at a time: memory near 32 MB whatever M is
+    return float(sp.monte_carlo_test(moved, flipped, np.mean, vectorized=True, n_resamples=n_resamples, batch=batch,
+                                     alternative="two-sided").pvalue)
 
 
 def bootstrap_interval(d, n_resamples=9999, seed=0, confidence=CONFIDENCE):

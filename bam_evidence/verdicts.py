@@ -202,10 +202,12 @@ def seeds_needed(comp, u, m, size, max_seeds=MAX_SEEDS):
     small (its df drifts towards U - 1 as the users' term takes over), so a bisection could skip the answer."""
     if size <= 0:
         return None
-    for n in range(2, max_seeds + 1):
-        if detectable(comp, n, u, m) <= size:
-            return n
-    return None
+    n = np.arange(2, max_seeds + 1)                                             # (K,) every seed count
+    v, df = np.array([variance_and_df(comp, s, u) for s in n]).T              # (K,), (K,)
+    level = ALPHA / max(1, m)
+    sizes = (sp.t.ppf(1 - level / 2, df) + sp.t.ppf(POWER, df)) * np.sqrt(v)  # (K,) `detectable`, in one call
+    hits = np.flatnonzero(sizes <= size)
+    return int(n[hits[0]]) if len(hits) else None
 
 
 def users_part(comp, u, m, alpha=ALPHA, power=POWER):
