@@ -36,7 +36,6 @@ def paired(x, y, n_resamples=9999, seed=0, confidence=CONFIDENCE):
     d = y - x                                                                   # (U,)
     out = dict(users=len(d), mean_a=float(x.mean()), mean_b=float(y.mean()), diff=float(d.mean()),
                rel_diff=float(d.mean() / x.mean()) if x.mean() else None)
-    batch = max(1, (1 << 22) // max(1, len(d)))  # resamples at a time: memory near 32 MB whatever U is
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         if len(d) > 1 and np.ptp(d) > 0:
