@@ -211,8 +211,23 @@ def pack(table_dir, name, command, out):
         raise InputError(f"--name {name!r}: lower-case letters, digits and dashes only (fix: e.g. lastfm-comirec)")
     out = out or os.path.join("docs", "evidence", f"{name}.npz")
     os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
-    kept.pack(table_dir, out, name, command)
+    kept.pack(table_dir, out, name, command, *protocol_of(table_dir))
     click.echo(f"wrote {out} ({os.path.getsize(out) / 1e6:.2f} MB)")
+
+
+def protocol_of(table_dir):
+    """(title, columns) of the protocol a table folder's runs used, from the protocol object; (None, None) where
+    table.json names none this process knows (pack then checks the folder and says what is wrong)."""
+    import json
+    import os
+    import bam_protocols
+    try:
+        with open(os.path.join(table_dir, "table.json"), encoding="utf-8") as f:
+            name = (json.load(f).get("config") or {}).get("protocol")
+        protocol = bam_protocols.PROTOCOLS[name]
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        return None, None
+    return protocol.title, tuple(protocol.columns)
 
 
 COMMANDS = [compare, report]

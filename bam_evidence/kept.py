@@ -72,10 +72,12 @@ def code_label(code, history=None):
 # Packing a table's runs
 
 
-def pack(table_dir, out, name, command=""):
+def pack(table_dir, out, name, command="", protocol_title=None, protocol_columns=None):
     """Read `table_dir` (a `cli.py table` folder: table.json and OUT/<method>/seed-<seed>/) and write the evidence
     file `out`. Every run's per-user file is read (its metrics checked against its ranks) and must rank the
-    same users' same targets as the first; its recomputed means must be its metrics.json's test metrics."""
+    same users' same targets as the first; its recomputed means must be its metrics.json's test metrics.
+    `protocol_title`, `protocol_columns`: the protocol object's (`report pack` asks it), kept in the header so
+    that `report` names and tests a protocol that the reporting process does not know."""
     try:
         with open(os.path.join(table_dir, "table.json"), encoding="utf-8") as f:
             table = json.load(f)
@@ -105,6 +107,8 @@ def pack(table_dir, out, name, command=""):
     header = dict(name=name, dataset=table.get("dataset"), seeds=table.get("seeds"), methods=methods,
                   columns=columns, command=command, top_n=top_n(table), beyond=table.get("beyond") or {},
                   config=table.get("config"))
+    if protocol_title:
+        header.update(protocol_title=protocol_title, protocol_columns=list(protocol_columns or ()))
     if table.get("kind") == "tune":  # a study's final runs (bam_tune): its pairs, and its trials for the figure
         header.update({k: table.get(k) for k in STUDY_KEYS})
     arrays = dict(format=np.str_(FORMAT), users=first.users, counts=first.counts, targets=first.targets,

@@ -150,6 +150,27 @@ def test_a_protocol_defined_here_runs_train_evaluate_compare_and_table(tmp_path,
     assert LeaveTwoOut.title in text and "HitRate@10" in text and "Recall@20" not in text
 
 
+def test_kept_evidence_of_a_protocol_defined_here_is_reported_where_it_is_unknown(tmp_path, good):
+    """`report pack` keeps the protocol's title and metrics, so `report` (a fresh process, where only the built-in
+    protocols are registered) names and tests it: it knew two titles by heart before."""
+    from bam_evidence import kept, report
+    got = cli("table", "--data", good, "--protocol", "leave-two-out", "--methods", "ComiRec,BaM", "--seeds", "2",
+              *TINY, "--out", tmp_path / "t")
+    assert got.exit_code == 0, got.output
+    out = tmp_path / "evidence" / "l2o.npz"
+    got = cli("report", "pack", tmp_path / "t", "--name", "l2o", "--out", out)
+    assert got.exit_code == 0, got.output
+    bam_protocols.unregister(LeaveTwoOut.name)                                # as in a process that never saw it
+    try:
+        blocks, rows = report.blocks(str(out.parent), n_resamples=99)
+    finally:
+        bam_protocols.register(LeaveTwoOut())
+    assert f"({LeaveTwoOut.title}, 2 seeds, 30 test users)" in blocks["l2o"]
+    assert {r["metric"] for r in rows["l2o"]} == set(LeaveTwoOut.columns)
+    header = kept.load(str(out)).table                                         # an older file's header lacks them
+    assert header["protocol_title"] == LeaveTwoOut.title and header["protocol_columns"] == list(LeaveTwoOut.columns)
+
+
 def test_what_a_protocol_does_not_have_is_refused_in_one_line(tmp_path, good):
     got = cli("train", "--data", good, "--protocol", "leave-two-out", "--ndcg-as", "comirec", "--out", tmp_path)
     assert got.exit_code == 2 and "fix: --protocol comirec" in got.output and "Traceback" not in got.output
