@@ -1,5 +1,6 @@
 """
-bam_cli/evidence_commands.py: `python cli.py compare A B`: is B's difference from A real? Torch-free.
+bam_cli/evidence_commands.py: `python cli.py compare A B`: is B's difference from A real? Torch-free; `report
+pack` alone loads the protocols (and so torch), to keep the title and metrics of the runs' protocol.
 
     python cli.py compare runs/synthetic-comirec-hard runs/synthetic-comirec-bam
     python cli.py compare a/per_user_test.npz b/per_user_test.npz --json compare.json
@@ -217,16 +218,24 @@ def pack(table_dir, name, command, out):
 
 def protocol_of(table_dir):
     """(title, columns) of the protocol a table folder's runs used, from the protocol object; (None, None) where
-    table.json names none this process knows (pack then checks the folder and says what is wrong)."""
+    there is no readable table.json (pack then says what is wrong). A protocol this process does not know is
+    refused in one line: packed without its metrics, its evidence could not be reported."""
     import json
     import os
     import bam_protocols
+    from bam_data.formats import InputError
     try:
         with open(os.path.join(table_dir, "table.json"), encoding="utf-8") as f:
             name = (json.load(f).get("config") or {}).get("protocol")
-        protocol = bam_protocols.PROTOCOLS[name]
-    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+    except (OSError, ValueError, AttributeError, TypeError):
         return None, None
+    if name is None:  # a table.json of an older bam, which ran the default protocol and recorded no config
+        return None, None
+    if not isinstance(name, str) or name not in bam_protocols.PROTOCOLS:
+        raise InputError(f"{os.path.join(table_dir, 'table.json')}: protocol {name!r} is not registered in this "
+                         "process (fix: pack from Python after bam_protocols.register(...): "
+                         "bam_evidence.kept.pack(..., protocol_title=..., protocol_columns=...))")
+    protocol = bam_protocols.get(name)
     return protocol.title, tuple(protocol.columns)
 
 

@@ -14,7 +14,9 @@ The file (.npz, read without pickle; format "bam-evidence-1"):
   identity: protocol, split, history_mask, fingerprint (strings), n_items (int)
   runs    JSON: [{method, seed, config, test, best_iter, iters, seconds, threads, code, code_history (a resumed
           run's, when its stretches ran different code)}] in the order of `ranks`
-  table   JSON: {name, dataset, seeds, methods, columns, command, top_n, beyond (table.json's, per method)},
+  table   JSON: {name, dataset, seeds, methods, columns, command, top_n, beyond (table.json's, per method),
+          config (table.json's), protocol_title and protocol_columns (the protocol object's; absent in files
+          packed before them: the report then knows the built-in protocols only)},
           and for a study's final runs (`cli.py tune`, OUT/final): kind "tune", pairs [[A, B]] (each B - A),
           grid, knobs, metric and trials [{study, method, params, value}] (the validation values of its figure)
 Only the ranks are kept, not per-user metrics: those are recomputed on reading (bam_evidence.metrics), so the

@@ -23,26 +23,10 @@ from bam_evidence import differences, kept, stats, verdicts
 EVIDENCE = os.path.join("docs", "evidence")
 PAGES = (os.path.join("docs", "results.md"), "README.md")
 BLOCK = re.compile(r"(<!-- report:([a-z0-9-]+) -->\n)(.*?)(<!-- /report:\2 -->)", re.S)
-# The titles of the built-in protocols, for evidence packed before a file carried its protocol's own
-# (`protocol_title` in its header, which `report pack` writes from the protocol object: bam_evidence sits below
-# bam_protocols and cannot ask it, and a protocol registered by a user is gone in the process that reports).
+# The built-in protocols' short titles, which the pages use (their objects' titles are longer); another
+# protocol's kept evidence carries its own (`protocol_title`, written by `report pack`): bam_evidence sits below
+# bam_protocols and cannot ask it, and a protocol a user registered is gone in the process that reports.
 PROTOCOL_NAMES = dict(loo="leave-one-out", comirec="ComiRec's protocol")
-
-
-def protocol_title(evidence):
-    """How the report names the evidence's protocol: the title it was packed with, else a built-in's, else its name."""
-    return evidence.table.get("protocol_title") or PROTOCOL_NAMES.get(evidence.protocol, evidence.protocol)
-
-
-def protocol_columns(evidence):
-    """The metrics the evidence's protocol reports and tests: as packed, else a built-in's (bam_evidence.metrics)."""
-    packed = evidence.table.get("protocol_columns")
-    if packed:
-        return tuple(packed)
-    if evidence.protocol not in differences.PROTOCOL_COLUMNS:
-        raise InputError(f"{evidence.path}: protocol {evidence.protocol!r} is not a built-in one and the file names "
-                         "none of its metrics (fix: pack it again with `cli.py report pack`, which records them)")
-    return differences.PROTOCOL_COLUMNS[evidence.protocol]
 # The paper's Table 2 (KDD '24): leave-one-out, full ranking, d = 64, N = 4, ComiRec-SA. One number per cell.
 PAPER = {("Movies & TV", "recall@20"): dict(REMI=0.1055, BaM=0.1153),
          ("Books", "recall@20"): dict(REMI=0.1804, BaM=0.1894)}
@@ -52,6 +36,24 @@ GATHERING = ("summary", "readme", "paper")   # the blocks that gather every kept
 
 def label(metric):
     return differences.label(metric)
+
+
+def protocol_title(evidence):
+    """How the pages name the evidence's protocol: a built-in's short title, else the title it was packed with,
+    else its name."""
+    return PROTOCOL_NAMES.get(evidence.protocol) or evidence.table.get("protocol_title") or evidence.protocol
+
+
+def protocol_columns(evidence):
+    """The metrics the evidence's protocol reports and tests: as packed, else a built-in's (bam_evidence.metrics)."""
+    packed = evidence.table.get("protocol_columns")
+    if packed:
+        return tuple(packed)
+    if evidence.protocol not in differences.PROTOCOL_COLUMNS:
+        raise InputError(f"{evidence.path}: protocol {evidence.protocol!r} is not a built-in one and the file names "
+                         "none of its metrics (fix: pack it where the protocol is registered: "
+                         "bam_evidence.kept.pack(..., protocol_title=..., protocol_columns=...))")
+    return differences.PROTOCOL_COLUMNS[evidence.protocol]
 
 
 def dataset(evidence):

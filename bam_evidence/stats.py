@@ -50,10 +50,15 @@ def paired(x, y, n_resamples=9999, seed=0, confidence=CONFIDENCE):
         # The smallest p the test can give: 2 / 2^M when it is exact (every sign pattern of M moved users), else
         # 2 / (R + 1) (scipy counts the observed pattern among the R resamples). A p at its floor is printed
         # "<= floor", never as a value beside t-test p-values that go far lower.
-        exact = 1 < len(moved) and len(moved) <= np.log2(n_resamples)      # 2^M patterns <= R: scipy enumerates
+        exact = 1 < len(moved) and enumerates(len(moved), n_resamples)
         out["p_randomization_floor"] = 2.0 ** (1 - len(moved)) if exact else 2.0 / (n_resamples + 1)
         # one user moved: its two signs are equally extreme, p = 1 exactly (scipy wants two observations)
     return out
+
+
+def enumerates(m, n_resamples):
+    """Whether the sign-flip test of m moved users is exact: its 2^m patterns are at most R (scipy's rule)."""
+    return m <= np.log2(n_resamples)
 
 
 def randomization_p(moved, n_resamples=9999, seed=0):
@@ -63,7 +68,7 @@ def randomization_p(moved, n_resamples=9999, seed=0):
     twice the smaller tail) as permutation_test's, which on one sample loops in Python over every resample (3 s
     against 0.2 s for 4,000 moved users at R = 9,999; the committed-evidence check ran 42 of them)."""
     rng = np.random.default_rng(seed)
-    if len(moved) <= np.log2(n_resamples):
+    if enumerates(len(moved), n_resamples):
         return float(sp.permutation_test((moved,), np.mean, permutation_type="samples", n_resamples=n_resamples,
                                          vectorized=True, alternative="two-sided", rng=rng).pvalue)
 

@@ -200,7 +200,7 @@ def seeds_needed(comp, u, m, size, max_seeds=MAX_SEEDS):
     """The fewest seeds (2 or more) with which `detectable` is at most `size` with these U users, or None when
     no number up to max_seeds does it. A plain scan: `detectable` need not fall monotonically with S when U is
     small (its df drifts towards U - 1 as the users' term takes over), so a bisection could skip the answer."""
-    if size <= 0:
+    if size <= 0 or max_seeds < 2:
         return None
     n = np.arange(2, max_seeds + 1)                                             # (K,) every seed count
     v, df = np.array([variance_and_df(comp, s, u) for s in n]).T              # (K,), (K,)

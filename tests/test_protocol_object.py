@@ -27,7 +27,7 @@ SKIPPED = (".venv", "runs", "site", "node_modules")
 # No name comparisons outside bam_protocols
 
 
-def names_a_protocol(node, source):
+def names_a_protocol(node):
     # ast.unparse, not ast.get_source_segment: that one splits the whole file at every call (20 s over the repo)
     return "protocol" in ast.unparse(node).lower()
 
@@ -49,10 +49,10 @@ def comparisons(source, path="<source>"):
         hit = False
         if isinstance(node, ast.Compare):
             sides = [node.left, *node.comparators]
-            hit = any(names_a_protocol(a, source) and literal_names(b) for a in sides for b in sides if a is not b) \
+            hit = any(names_a_protocol(a) and literal_names(b) for a in sides for b in sides if a is not b) \
                 or any(set(literal_names(side)) & only_protocols for side in sides)
         elif isinstance(node, ast.Subscript):  # bm.PROTOCOLS[cfg.protocol]["evaluate"] asks the registry, by key
-            hit = names_a_protocol(node.value, source) and bool(set(literal_names(node.slice)) & names)
+            hit = names_a_protocol(node.value) and bool(set(literal_names(node.slice)) & names)
         elif isinstance(node, ast.keyword):
             hit = node.arg == "protocol" and bool(literal_names(node.value))
         if hit:
@@ -163,6 +163,9 @@ def test_kept_evidence_of_a_protocol_defined_here_is_reported_where_it_is_unknow
     bam_protocols.unregister(LeaveTwoOut.name)                                # as in a process that never saw it
     try:
         blocks, rows = report.blocks(str(out.parent), n_resamples=99)
+        got = cli("report", "pack", tmp_path / "t", "--name", "again", "--out", tmp_path / "again.npz")
+        assert got.exit_code == 2 and "'leave-two-out' is not registered in this process" in got.output, got.output
+        assert not (tmp_path / "again.npz").exists()
     finally:
         bam_protocols.register(LeaveTwoOut())
     assert f"({LeaveTwoOut.title}, 2 seeds, 30 test users)" in blocks["l2o"]
