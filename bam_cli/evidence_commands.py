@@ -212,31 +212,10 @@ def pack(table_dir, name, command, out):
         raise InputError(f"--name {name!r}: lower-case letters, digits and dashes only (fix: e.g. lastfm-comirec)")
     out = out or os.path.join("docs", "evidence", f"{name}.npz")
     os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
-    kept.pack(table_dir, out, name, command, *protocol_of(table_dir))
-    click.echo(f"wrote {out} ({os.path.getsize(out) / 1e6:.2f} MB)")
-
-
-def protocol_of(table_dir):
-    """(title, columns) of the protocol a table folder's runs used, from the protocol object; (None, None) where
-    there is no readable table.json (pack then says what is wrong). A protocol this process does not know is
-    refused in one line: packed without its metrics, its evidence could not be reported."""
-    import json
-    import os
     import bam_protocols
-    from bam_data.formats import InputError
-    try:
-        with open(os.path.join(table_dir, "table.json"), encoding="utf-8") as f:
-            name = (json.load(f).get("config") or {}).get("protocol")
-    except (OSError, ValueError, AttributeError, TypeError):
-        return None, None
-    if name is None:  # a table.json of an older bam, which ran the default protocol and recorded no config
-        return None, None
-    if not isinstance(name, str) or name not in bam_protocols.PROTOCOLS:
-        raise InputError(f"{os.path.join(table_dir, 'table.json')}: protocol {name!r} is not registered in this "
-                         "process (fix: pack from Python after bam_protocols.register(...): "
-                         "bam_evidence.kept.pack(..., protocol_title=..., protocol_columns=...))")
-    protocol = bam_protocols.get(name)
-    return protocol.title, tuple(protocol.columns)
+    kept.pack(table_dir, out, name, command,
+              protocols={n: (p.title, tuple(p.columns)) for n, p in bam_protocols.PROTOCOLS.items()})
+    click.echo(f"wrote {out} ({os.path.getsize(out) / 1e6:.2f} MB)")
 
 
 COMMANDS = [compare, report]

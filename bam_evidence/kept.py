@@ -74,12 +74,13 @@ def code_label(code, history=None):
 # Packing a table's runs
 
 
-def pack(table_dir, out, name, command="", protocol_title=None, protocol_columns=None):
+def pack(table_dir, out, name, command="", protocols=None):
     """Read `table_dir` (a `cli.py table` folder: table.json and OUT/<method>/seed-<seed>/) and write the evidence
     file `out`. Every run's per-user file is read (its metrics checked against its ranks) and must rank the
     same users' same targets as the first; its recomputed means must be its metrics.json's test metrics.
-    `protocol_title`, `protocol_columns`: the protocol object's (`report pack` asks it), kept in the header so
-    that `report` names and tests a protocol that the reporting process does not know."""
+    `protocols`: {name: (title, columns)} of the protocols the caller knows (`report pack`: the registry's); the
+    runs' protocol's pair is kept in the header, so that `report` names and tests a protocol that the reporting
+    process does not know, and a protocol missing from it is refused."""
     try:
         with open(os.path.join(table_dir, "table.json"), encoding="utf-8") as f:
             table = json.load(f)
@@ -109,8 +110,15 @@ def pack(table_dir, out, name, command="", protocol_title=None, protocol_columns
     header = dict(name=name, dataset=table.get("dataset"), seeds=table.get("seeds"), methods=methods,
                   columns=columns, command=command, top_n=top_n(table), beyond=table.get("beyond") or {},
                   config=table.get("config"))
-    if protocol_title:
-        header.update(protocol_title=protocol_title, protocol_columns=list(protocol_columns or ()))
+    config = table.get("config")
+    name_of = config.get("protocol") if isinstance(config, dict) else None
+    if protocols is not None and name_of is not None:  # None: a table.json of an older bam, which recorded no config
+        if not isinstance(name_of, str) or name_of not in protocols:
+            raise InputError(f"{os.path.join(table_dir, 'table.json')}: protocol {name_of!r} is not registered in "
+                             "this process (fix: pack from Python after bam_protocols.register(...): "
+                             "bam_evidence.kept.pack(..., protocols={name: (title, columns)}))")
+        title, protocol_columns = protocols[name_of]
+        header.update(protocol_title=title, protocol_columns=list(protocol_columns))
     if table.get("kind") == "tune":  # a study's final runs (bam_tune): its pairs, and its trials for the figure
         header.update({k: table.get(k) for k in STUDY_KEYS})
     arrays = dict(format=np.str_(FORMAT), users=first.users, counts=first.counts, targets=first.targets,

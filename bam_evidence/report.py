@@ -52,7 +52,7 @@ def protocol_columns(evidence):
     if evidence.protocol not in differences.PROTOCOL_COLUMNS:
         raise InputError(f"{evidence.path}: protocol {evidence.protocol!r} is not a built-in one and the file names "
                          "none of its metrics (fix: pack it where the protocol is registered: "
-                         "bam_evidence.kept.pack(..., protocol_title=..., protocol_columns=...))")
+                         "bam_evidence.kept.pack(..., protocols={name: (title, columns)}))")
     return differences.PROTOCOL_COLUMNS[evidence.protocol]
 
 
