@@ -22,9 +22,6 @@ from bam_course import common, e2e, grader, skeleton, spec
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REFERENCE = os.path.join(ROOT, "bam_minimal.py")
 FUNCTION_PARTS = [p.key for p in spec.parts_of("torch") if p.target]
-# The module's tests share `kit` (`course make`, about 12 s of CPU): pytest.ini's --dist loadgroup keeps the
-# module on one xdist worker, so the kit is made once rather than once per worker.
-pytestmark = pytest.mark.xdist_group("course")
 
 
 def invoke(*args):

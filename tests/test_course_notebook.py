@@ -27,9 +27,6 @@ FUNCTIONS = ",".join(p.key for p in FUNCTION_PARTS)
 # file statement by statement, every part); the grading tests below need only show the notebook path end to end,
 # on a few parts: each part graded costs about 2 s of a 4-minute suite. The .py tests grade every part.
 SOME = "select_interest,target_rank,metrics_from_ranks"
-# The module's tests share `kit` (`course make --format notebook`): pytest.ini's --dist loadgroup keeps the
-# module on one xdist worker, so the kit is made once rather than once per worker.
-pytestmark = pytest.mark.xdist_group("course-notebook")
 
 
 def invoke(*args):

@@ -15,10 +15,6 @@ import pytest
 
 from bam_runs import run_folder
 
-# The module's tests share `two` (a 2-process training run, about 15 s of CPU): pytest.ini's --dist loadgroup
-# keeps the module on one xdist worker, so it is trained once rather than once per worker.
-pytestmark = pytest.mark.xdist_group("distributed")
-
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--dim", "32", "--seq-len", "20", "--batch-size", "64", "--n-negatives", "200", "--eval-every", "100",
          "--max-iters", "300"]
